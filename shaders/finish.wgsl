@@ -1,0 +1,120 @@
+// finish: divides each row's weighted sum by its weight sum, or rejects the row.
+//
+// out[r][c] = numer[r][c] / numer[r][dim] unless the row is rejected, in which case the row is
+// all zeros and status[r] says why: 1 helper row all zeros, 2 helper row not finite (both from
+// h_status), 3 weights cancel (|Σw| ≤ tolerance × scale), 4 a result would not be finite.
+// The scale is guard[r] when scale_mode = 0 (top-k: Σ|w| per row) or, when scale_mode = 1
+// (dense), ‖column scale_col of guard‖ over scale_count rows of stride scale_stride (‖Σ_j ĥ_j‖,
+// read from the Gram matrix). No NaN or Inf is ever written.
+// Bindings (group 0): 0 params (uniform), 1 numer (rows × (dim + 1) f32), 2 h_status (rows
+// u32), 3 guard (f32), 4 out (rows × dim f32, write), 5 status (rows u32, write).
+// Dispatch: one workgroup of 256 per row; row = workgroup_id.x + workgroup_id.y *
+// num_workgroups.x. Precision: f32 division; fixed-order reductions (deterministic).
+
+struct Params {
+    rows: u32,
+    dim: u32,
+    scale_mode: u32,
+    scale_count: u32,
+    scale_stride: u32,
+    scale_col: u32,
+    tolerance: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> numer: array<f32>;
+@group(0) @binding(2) var<storage, read> h_status: array<u32>;
+@group(0) @binding(3) var<storage, read> guard: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> status: array<u32>;
+
+const WG: u32 = 256u;
+
+var<workgroup> partial: array<f32, WG>;
+var<workgroup> bad: atomic<u32>;
+
+fn is_finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+
+@compute @workgroup_size(WG)
+fn finish(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = wg.x + wg.y * nwg.x;
+    if row >= params.rows {
+        return;
+    }
+    if lid == 0u {
+        atomicStore(&bad, 0u);
+    }
+    // Guard scale: per row, or the norm of a column (max-abs scaled, as in normalize).
+    var scale = 0.0;
+    if params.scale_mode == 0u {
+        scale = guard[row];
+    } else {
+        var m = 0.0;
+        for (var i = lid; i < params.scale_count; i += WG) {
+            m = max(m, abs(guard[i * params.scale_stride + params.scale_col]));
+        }
+        partial[lid] = m;
+        for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+            workgroupBarrier();
+            if lid < s {
+                partial[lid] = max(partial[lid], partial[lid + s]);
+            }
+        }
+        workgroupBarrier();
+        let max_abs = partial[0];
+        workgroupBarrier();
+        let inv = select(0.0, 1.0 / max_abs, max_abs > 0.0);
+        var ss = 0.0;
+        for (var i = lid; i < params.scale_count; i += WG) {
+            let y = guard[i * params.scale_stride + params.scale_col] * inv;
+            ss += y * y;
+        }
+        partial[lid] = ss;
+        for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+            workgroupBarrier();
+            if lid < s {
+                partial[lid] = partial[lid] + partial[lid + s];
+            }
+        }
+        workgroupBarrier();
+        scale = max_abs * sqrt(partial[0]);
+    }
+
+    let stride = params.dim + 1u;
+    let sum = numer[row * stride + params.dim];
+    var code = 0u;
+    let hs = h_status[row];
+    if hs == 1u || hs == 2u {
+        code = hs;
+    } else if !(abs(sum) > params.tolerance * scale) || !is_finite(sum) {
+        code = 3u;
+    }
+    if code == 0u {
+        for (var c = lid; c < params.dim; c += WG) {
+            if !is_finite(numer[row * stride + c] / sum) {
+                atomicOr(&bad, 1u);
+            }
+        }
+    }
+    workgroupBarrier();
+    if code == 0u && atomicLoad(&bad) != 0u {
+        code = 4u;
+    }
+    for (var c = lid; c < params.dim; c += WG) {
+        var v = 0.0;
+        if code == 0u {
+            v = numer[row * stride + c] / sum;
+        }
+        out[row * params.dim + c] = v;
+    }
+    if lid == 0u {
+        status[row] = code;
+    }
+}

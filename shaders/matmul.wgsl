@@ -1,0 +1,156 @@
+// matmul: C (m × n) = A (m × k) · B (k × n), or C += A · B when params.accumulate = 1.
+//
+// Used three ways by the engine: cosine similarity of a missing tile against an overlap tile
+// (A = Ĥ_M, B = Ĥ_Oᵀ), the dense-mode Gram product G = Ĥ_Oᵀ [E_O | 1] accumulated over overlap
+// tiles, and the dense-mode numerator Ĥ_M · G.
+// Bindings (group 0): 0 params (uniform), 1 a (f32, stored row-major, transposed when a_trans),
+// 2 b (elements of params.b_dtype packed in u32 words, stored row-major, transposed when
+// b_trans), 3 c (f32, row-major with row stride ldc).
+// Logical element A[r][t] = a[t * lda + r] if a_trans else a[r * lda + t]; B[t][j] likewise
+// with ldb and b_trans. When ones_col = 1, logical column j == b_cols of B reads 1.0 (so the
+// last column of C holds the row sums of A), and n = b_cols + 1.
+// Dispatch: workgroups (ceil(n / 64), ceil(m / 64)); 256 invocations, each a 4 × 4 block of C
+// at rows ty + 16 i, columns tx + 16 j of the workgroup's 64 × 64 tile; k in steps of 16
+// through workgroup memory.
+// Precision: f32 multiply-add in a fixed order (deterministic). Bounds: out-of-range elements of
+// A and B load as 0; C is written only inside m × n.
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    lda: u32,
+    ldb: u32,
+    ldc: u32,
+    a_trans: u32,
+    b_trans: u32,
+    b_dtype: u32, // 0 f32, 1 f16, 2 bf16
+    b_cols: u32,
+    ones_col: u32,
+    accumulate: u32,
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<u32>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+
+const TILE: u32 = 64u;
+const TK: u32 = 16u;
+const WG_SIDE: u32 = 16u;
+
+var<workgroup> a_tile: array<f32, 1024>; // [TK][TILE]
+var<workgroup> b_tile: array<f32, 1024>; // [TK][TILE]
+
+fn decode_b(i: u32) -> f32 {
+    switch params.b_dtype {
+        case 1u: {
+            let h = unpack2x16float(b[i >> 1u]);
+            return select(h.x, h.y, (i & 1u) == 1u);
+        }
+        case 2u: {
+            let w = b[i >> 1u];
+            return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (i & 1u) == 1u));
+        }
+        default: {
+            return bitcast<f32>(b[i]);
+        }
+    }
+}
+
+fn load_a(r: u32, t: u32) -> f32 {
+    if r >= params.m || t >= params.k {
+        return 0.0;
+    }
+    if params.a_trans == 1u {
+        return a[t * params.lda + r];
+    }
+    return a[r * params.lda + t];
+}
+
+fn load_b(t: u32, j: u32) -> f32 {
+    if t >= params.k || j >= params.n {
+        return 0.0;
+    }
+    if j >= params.b_cols {
+        return select(0.0, 1.0, params.ones_col == 1u && j == params.b_cols);
+    }
+    if params.b_trans == 1u {
+        return decode_b(j * params.ldb + t);
+    }
+    return decode_b(t * params.ldb + j);
+}
+
+@compute @workgroup_size(16, 16)
+fn matmul(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid3: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row0 = wg.y * TILE;
+    let col0 = wg.x * TILE;
+    let tx = lid3.x;
+    let ty = lid3.y;
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = 0.0;
+    }
+    for (var t0 = 0u; t0 < params.k; t0 += TK) {
+        // Each invocation stages 4 elements of each tile; the index order follows the stored
+        // layout so neighbouring invocations read neighbouring addresses.
+        for (var q = 0u; q < 4u; q++) {
+            let e = lid + q * 256u;
+            var r: u32;
+            var t: u32;
+            if params.a_trans == 1u {
+                t = e / TILE;
+                r = e % TILE;
+            } else {
+                r = e / TK;
+                t = e % TK;
+            }
+            a_tile[t * TILE + r] = load_a(row0 + r, t0 + t);
+            var j: u32;
+            var tb: u32;
+            if params.b_trans == 1u {
+                j = e / TK;
+                tb = e % TK;
+            } else {
+                tb = e / TILE;
+                j = e % TILE;
+            }
+            b_tile[tb * TILE + j] = load_b(t0 + tb, col0 + j);
+        }
+        workgroupBarrier();
+        for (var t = 0u; t < TK; t++) {
+            var av: array<f32, 4>;
+            var bv: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                av[i] = a_tile[t * TILE + ty + WG_SIDE * i];
+                bv[i] = b_tile[t * TILE + tx + WG_SIDE * i];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i * 4u + j] = fma(av[i], bv[j], acc[i * 4u + j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let r = row0 + ty + WG_SIDE * i;
+        if r < params.m {
+            for (var j = 0u; j < 4u; j++) {
+                let col = col0 + tx + WG_SIDE * j;
+                if col < params.n {
+                    let idx = r * params.ldc + col;
+                    var v = acc[i * 4u + j];
+                    if params.accumulate == 1u {
+                        v = c[idx] + v;
+                    }
+                    c[idx] = v;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The `apply` subcommand: clap arguments and printing; the work is [`clp_gpu::apply`].
+
+use clp_gpu::apply::{apply, ApplyOptions, Backend};
+use clp_gpu::TopK;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// Compute backend on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendArg {
+    /// The WGSL engine on a GPU (honours WGPU_BACKEND / WGPU_ADAPTER_NAME).
+    Gpu,
+    /// The plain-Rust f64 CPU reference (slow; for checking).
+    CpuReference,
+}
+
+/// Build a target model: the source model's weights with the helper's tokenizer.
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// Source model: a Hugging Face model directory, or an `org/name` id in the local HF cache.
+    #[arg(long, value_name = "DIR|ID")]
+    pub source: String,
+    /// Helper model (speaks the target tokenizer): a directory or an `org/name` id in the local HF cache.
+    #[arg(long, value_name = "DIR|ID")]
+    pub helper: String,
+    /// Take the target tokenizer from here instead of the helper directory.
+    #[arg(long, value_name = "DIR|ID")]
+    pub helper_tokenizer: Option<String>,
+    /// Output model directory (must not exist unless --force).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Neighbours per missing token: a number, or `all` for the original dense CLP.
+    #[arg(long, value_name = "K|all", default_value = "all")]
+    pub top_k: TopK,
+    /// Which implementation computes the missing rows.
+    #[arg(long, value_enum, default_value_t = BackendArg::Gpu)]
+    pub backend: BackendArg,
+    /// Replace OUT if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bars and no human summary.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Write per-token provenance (JSON Lines) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub provenance: Option<PathBuf>,
+    /// Round the number of embedding rows up to a multiple of N (extra rows are zeros).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub pad_to_multiple: Option<u64>,
+}
+
+/// Runs `apply` and prints its summary.
+pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
+    let opts = ApplyOptions {
+        source: args.source,
+        helper: args.helper,
+        helper_tokenizer: args.helper_tokenizer,
+        out: args.out,
+        top_k: args.top_k,
+        backend: match args.backend {
+            BackendArg::Gpu => Backend::Gpu,
+            BackendArg::CpuReference => Backend::CpuReference,
+        },
+        force: args.force,
+        provenance: args.provenance,
+        pad_to_multiple: args.pad_to_multiple.map(|n| n as usize),
+        progress: !args.quiet && std::io::stderr().is_terminal(),
+        arguments: std::env::args().collect(),
+    };
+    let s = apply(&opts)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else if !args.quiet {
+        println!(
+            "wrote {} ({} rows, {}): {} copied, {} special by role, {} computed ({} fallback) with top-k {} on {}",
+            s.out.display(),
+            s.target_rows,
+            s.dtype,
+            s.overlap,
+            s.special_by_role,
+            s.computed,
+            s.fallback,
+            s.top_k,
+            s.adapter.as_deref().unwrap_or(&s.backend),
+        );
+    }
+    Ok(())
+}

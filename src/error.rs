@@ -1,0 +1,79 @@
+//! The crate's one error type. Every variant carries the context a user needs to act: the file,
+//! tensor or token involved, what was expected and what was found, and (in the message) the fix.
+
+use std::path::PathBuf;
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in clp-gpu.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No wgpu adapter at all (or none matching the user's filter).
+    #[error("no GPU adapter found{filter}: install a Vulkan driver (on Debian/Ubuntu: `apt-get install mesa-vulkan-drivers libvulkan1` for the lavapipe software driver) or unset WGPU_BACKEND/WGPU_ADAPTER_NAME")]
+    NoAdapter {
+        /// Description of the filter that was applied, if any (starts with a space).
+        filter: String,
+    },
+    /// The adapter refused to create a device.
+    #[error("could not open device on adapter {adapter}: {source}")]
+    RequestDevice {
+        /// Adapter name.
+        adapter: String,
+        /// Driver error.
+        source: wgpu::RequestDeviceError,
+    },
+    /// A GPU operation (map, poll) failed or timed out.
+    #[error("GPU operation failed: {0}")]
+    Gpu(String),
+    /// A shape or size precondition of a kernel or of the engine does not hold.
+    #[error("invalid shape: {0}")]
+    Shape(String),
+    /// A value given on the command line or through the API is out of range.
+    #[error("invalid argument: {0}")]
+    Argument(String),
+    /// A size that does not fit the adapter's limits or the memory budget.
+    #[error("{what} needs {needed_bytes} bytes but the limit is {limit_bytes} bytes ({limit}); {fix}")]
+    Limit {
+        /// What was being sized.
+        what: String,
+        /// Bytes it needs.
+        needed_bytes: u64,
+        /// The limit in bytes.
+        limit_bytes: u64,
+        /// Name of the limit.
+        limit: String,
+        /// What the user can do.
+        fix: String,
+    },
+    /// An I/O error on a named path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A file exists but its content is wrong (bad JSON, bad safetensors header, ...).
+    #[error("{path}: {msg}")]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        msg: String,
+    },
+    /// Input data of the model is unusable (a tensor missing, a token problem, ...).
+    #[error("{0}")]
+    Model(String),
+}
+
+impl Error {
+    /// Shorthand for an [`Error::Io`] on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+    /// Shorthand for an [`Error::BadFile`] on `path`.
+    pub fn bad_file(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::BadFile { path: path.into(), msg: msg.into() }
+    }
+}

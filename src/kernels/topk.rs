@@ -1,0 +1,82 @@
+//! `topk`: merges a tile of similarity scores into each row's running best-k list (exact radix
+//! select plus bitonic sort; order: score descending, index ascending).
+
+use super::{Access, Pipeline};
+use crate::gpu::{grid_2d, Gpu, ParamArena};
+
+/// Largest k the kernel supports (one workgroup of 256 holds the list).
+pub const MAX_TOP_K: usize = 256;
+
+/// Mirrors `Params` in `shaders/topk.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct TopKParams {
+    /// Rows in the tile.
+    pub rows: u32,
+    /// Scores per row in this tile.
+    pub cols: u32,
+    /// Row stride of the score buffer.
+    pub score_stride: u32,
+    /// Global index of the tile's first column.
+    pub col_offset: u32,
+    /// Entries kept per row (1..=256).
+    pub k: u32,
+    /// 1: merge with the current list; 0: start a new one.
+    pub has_prev: u32,
+    /// Smallest power of two ≥ k.
+    pub sort_size: u32,
+    /// Padding.
+    pub _pad: u32,
+}
+const _: () = assert!(std::mem::size_of::<TopKParams>() == 32);
+
+impl TopKParams {
+    /// Params for a tile; `sort_size` is derived from `k`.
+    pub fn new(rows: u32, cols: u32, col_offset: u32, k: u32, has_prev: bool) -> Self {
+        TopKParams {
+            rows,
+            cols,
+            score_stride: cols,
+            col_offset,
+            k,
+            has_prev: has_prev as u32,
+            sort_size: k.next_power_of_two(),
+            _pad: 0,
+        }
+    }
+}
+
+/// The top-k pipeline.
+pub struct TopKKernel(Pipeline);
+
+impl TopKKernel {
+    /// Builds the pipeline.
+    pub fn new(gpu: &Gpu) -> Self {
+        use Access::*;
+        TopKKernel(Pipeline::new(gpu, "topk", &[Uniform, Read, ReadWrite, ReadWrite]))
+    }
+
+    /// Records the merge of `scores` into `best_score` / `best_index`.
+    ///
+    /// Preconditions (checked): 1 ≤ k ≤ 256 and k ≤ cols + (has_prev ? k : 0).
+    pub fn encode(
+        &self,
+        gpu: &Gpu,
+        encoder: &mut wgpu::CommandEncoder,
+        arena: &mut ParamArena,
+        params: TopKParams,
+        scores: &wgpu::Buffer,
+        best_score: &wgpu::Buffer,
+        best_index: &wgpu::Buffer,
+    ) {
+        assert!(params.k >= 1 && params.k as usize <= MAX_TOP_K, "top-k {} out of range", params.k);
+        assert!(
+            params.k <= params.cols + params.has_prev * params.k,
+            "top-k {} over {} candidates",
+            params.k,
+            params.cols
+        );
+        let groups = if params.rows == 0 { (0, 0) } else { grid_2d(params.rows) };
+        self.0.dispatch(gpu, encoder, arena, &params, &[scores, best_score, best_index], groups);
+    }
+}

@@ -1,0 +1,118 @@
+//! `config.json` of a Hugging Face model directory: kept as raw JSON (so unknown keys survive a
+//! round trip) plus the few fields clp-gpu reads: `model_type`, the hidden size and whether the
+//! word embeddings are tied (with each architecture's default when the key is absent).
+
+use crate::error::{Error, Result};
+use crate::model::naming;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+/// Keys under which architectures store the width of the input embedding, in lookup order.
+const HIDDEN_SIZE_KEYS: &[&str] = &["hidden_size", "n_embd", "d_model", "dim", "embedding_size"];
+
+/// A parsed `config.json`.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The whole JSON object.
+    pub raw: Map<String, Value>,
+    /// `model_type`, if present.
+    pub model_type: Option<String>,
+    /// The hidden size, if one of the usual keys holds it.
+    pub hidden_size: Option<usize>,
+    /// `tie_word_embeddings`, or the architecture's default when absent.
+    pub tie_word_embeddings: bool,
+}
+
+impl ModelConfig {
+    /// Reads `dir/config.json`.
+    pub fn read(dir: &Path) -> Result<ModelConfig> {
+        let path = dir.join("config.json");
+        let raw = read_json_object(
+            &path,
+            "config.json is required: copy it from the original model",
+        )?;
+        let model_type = raw
+            .get("model_type")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let hidden_size = HIDDEN_SIZE_KEYS
+            .iter()
+            .find_map(|k| raw.get(*k).and_then(Value::as_u64))
+            .and_then(|v| usize::try_from(v).ok());
+        let tie_word_embeddings = match raw.get("tie_word_embeddings") {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::Null) | None => naming::tied_by_default(model_type.as_deref()),
+            Some(other) => {
+                return Err(Error::bad_file(
+                    &path,
+                    format!(
+                        "`tie_word_embeddings` is {other}, expected true or false: fix the value"
+                    ),
+                ))
+            }
+        };
+        Ok(ModelConfig {
+            path,
+            raw,
+            model_type,
+            hidden_size,
+            tie_word_embeddings,
+        })
+    }
+}
+
+/// Reads a JSON file that must hold an object. `missing_fix` is appended when it does not exist.
+pub fn read_json_object(path: &Path, missing_fix: &str) -> Result<Map<String, Value>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::bad_file(
+                path,
+                format!("file not found; {missing_fix}"),
+            ))
+        }
+        Err(e) => {
+            return Err(Error::bad_file(
+                path,
+                format!("cannot read: {e}; check the file's permissions"),
+            ))
+        }
+    };
+    parse_json_object(path, &text)
+}
+
+/// Reads a JSON object file if it exists (`Ok(None)` when absent; malformed content is an error).
+pub fn read_optional_json_object(path: &Path) -> Result<Option<Map<String, Value>>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => parse_json_object(path, &t).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::bad_file(
+            path,
+            format!("cannot read: {e}; check the file's permissions"),
+        )),
+    }
+}
+
+fn parse_json_object(path: &Path, text: &str) -> Result<Map<String, Value>> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(Error::bad_file(
+            path,
+            "expected a JSON object at the top level; restore the original file",
+        )),
+        Err(e) => Err(Error::bad_file(
+            path,
+            format!("malformed JSON ({e}); restore the original file"),
+        )),
+    }
+}
+
+/// Writes `value` as pretty JSON (2-space indent, trailing newline), the way `transformers` does.
+pub fn write_json(path: &Path, value: &Value) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::bad_file(path, format!("cannot serialise JSON: {e}")))?;
+    text.push('\n');
+    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+}

@@ -1,0 +1,255 @@
+//! Writing the output model directory.
+//!
+//! Everything is written into a staging directory beside OUT (`.NAME.tmp-PID`) that is renamed
+//! to OUT at the very end, so a failed or interrupted run never leaves a partial model at OUT
+//! (a failure removes the staging directory; a killed process may leave it, never OUT).
+//!
+//! Safetensors files are streamed: the header is serialised, then each tensor is either copied
+//! from its source file byte range (`std::io::copy`, which uses `copy_file_range` on Linux, so
+//! the bytes need not pass through user memory) or written from an owned buffer. Headers list
+//! tensors in sorted key order with `{"format":"pt"}` metadata and are padded to 8 bytes, so the
+//! same inputs give the same bytes.
+
+use crate::error::{Error, Result};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// Where the bytes of an output tensor come from.
+#[derive(Debug, Clone, Copy)]
+pub enum TensorData<'a> {
+    /// A byte range of an existing file, copied verbatim.
+    Copy {
+        /// The file.
+        path: &'a Path,
+        /// Absolute offset of the first byte.
+        start: u64,
+        /// Number of bytes.
+        len_bytes: u64,
+    },
+    /// Bytes held in memory.
+    Owned(&'a [u8]),
+}
+
+impl TensorData<'_> {
+    /// Length in bytes.
+    pub fn len_bytes(&self) -> u64 {
+        match self {
+            TensorData::Copy { len_bytes, .. } => *len_bytes,
+            TensorData::Owned(b) => b.len() as u64,
+        }
+    }
+}
+
+/// One tensor of an output file.
+#[derive(Debug, Clone)]
+pub struct OutTensor<'a> {
+    /// Tensor name.
+    pub name: String,
+    /// Element type.
+    pub dtype: safetensors::Dtype,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Its bytes.
+    pub data: TensorData<'a>,
+}
+
+/// One output safetensors file; tensors are stored in the order given.
+#[derive(Debug, Clone)]
+pub struct OutShard<'a> {
+    /// File name inside OUT.
+    pub file_name: String,
+    /// Header metadata (`format` is set to `pt`).
+    pub metadata: BTreeMap<String, String>,
+    /// The tensors, in data order.
+    pub tensors: Vec<OutTensor<'a>>,
+}
+
+/// Writes `shard` into `dir`, calling `progress` with the bytes written after each tensor.
+pub fn write_shard(dir: &Path, shard: &OutShard, progress: &mut dyn FnMut(u64)) -> Result<()> {
+    let path = dir.join(&shard.file_name);
+    let mut header = Map::new();
+    let mut metadata: Map<String, Value> = shard
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    metadata.insert("format".into(), Value::String("pt".into()));
+    header.insert("__metadata__".into(), Value::Object(metadata));
+    let mut offset = 0u64;
+    for t in &shard.tensors {
+        let end = offset + t.data.len_bytes();
+        header.insert(
+            t.name.clone(),
+            json!({ "dtype": t.dtype, "shape": t.shape, "data_offsets": [offset, end] }),
+        );
+        offset = end;
+    }
+    let mut header_bytes = serde_json::to_vec(&Value::Object(header))
+        .map_err(|e| Error::bad_file(&path, format!("cannot serialise the header: {e}")))?;
+    header_bytes.resize(header_bytes.len().next_multiple_of(8), b' ');
+
+    let io = |e| Error::io(&path, e);
+    let mut out = File::create(&path).map_err(io)?;
+    out.write_all(&(header_bytes.len() as u64).to_le_bytes())
+        .map_err(io)?;
+    out.write_all(&header_bytes).map_err(io)?;
+    for t in &shard.tensors {
+        match t.data {
+            TensorData::Owned(bytes) => out.write_all(bytes).map_err(io)?,
+            TensorData::Copy {
+                path: src,
+                start,
+                len_bytes,
+            } => {
+                let mut f = File::open(src).map_err(|e| Error::io(src, e))?;
+                f.seek(SeekFrom::Start(start))
+                    .map_err(|e| Error::io(src, e))?;
+                let copied = std::io::copy(&mut (&f).take(len_bytes), &mut out).map_err(io)?;
+                if copied != len_bytes {
+                    return Err(Error::bad_file(
+                        src,
+                        format!("tensor `{}` ended early while copying: the file changed during the run", t.name),
+                    ));
+                }
+            }
+        }
+        progress(t.data.len_bytes());
+    }
+    out.flush().map_err(io)?;
+    Ok(())
+}
+
+/// Writes `model.safetensors.index.json` for `shards` (`total_size` = sum of tensor bytes).
+pub fn write_index(dir: &Path, shards: &[OutShard]) -> Result<()> {
+    let mut weight_map = Map::new();
+    let mut total = 0u64;
+    let mut names: Vec<(&str, &str)> = Vec::new();
+    for s in shards {
+        for t in &s.tensors {
+            total += t.data.len_bytes();
+            names.push((&t.name, &s.file_name));
+        }
+    }
+    names.sort();
+    for (t, f) in names {
+        weight_map.insert(t.to_string(), Value::String(f.to_string()));
+    }
+    let index =
+        json!({ "metadata": { "total_size": total }, "weight_map": Value::Object(weight_map) });
+    crate::model::config::write_json(&dir.join(crate::model::safetensors::INDEX_FILE), &index)
+}
+
+/// The staging directory of an output; removed on drop unless committed.
+#[derive(Debug)]
+pub struct Staging {
+    out: PathBuf,
+    tmp: PathBuf,
+    force: bool,
+    committed: bool,
+}
+
+/// Refuses an existing OUT unless `force`, and an OUT whose parent directory is missing.
+pub fn check_out(out: &Path, force: bool) -> Result<()> {
+    if out.symlink_metadata().is_ok() && !force {
+        return Err(Error::Argument(format!(
+            "--out {}: already exists; pass --force to replace it or choose another directory",
+            out.display()
+        )));
+    }
+    let parent = parent_of(out);
+    if !parent.is_dir() {
+        return Err(Error::Argument(format!(
+            "--out {}: parent directory {} does not exist or is not a directory; create it first",
+            out.display(),
+            parent.display()
+        )));
+    }
+    Ok(())
+}
+
+fn parent_of(out: &Path) -> PathBuf {
+    match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn sibling(out: &Path, tag: &str) -> Result<PathBuf> {
+    let name = out.file_name().ok_or_else(|| {
+        Error::Argument(format!(
+            "--out {}: not a directory name; give a path like ./my-model",
+            out.display()
+        ))
+    })?;
+    Ok(parent_of(out).join(format!(
+        ".{}.{tag}-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
+}
+
+impl Staging {
+    /// Creates the staging directory beside `out` (this is where an unwritable OUT is found).
+    pub fn create(out: &Path, force: bool) -> Result<Staging> {
+        check_out(out, force)?;
+        let tmp = sibling(out, "tmp")?;
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        }
+        std::fs::create_dir(&tmp).map_err(|e| {
+            Error::Argument(format!(
+                "--out {}: cannot write in {} ({e}); choose a writable location",
+                out.display(),
+                parent_of(out).display()
+            ))
+        })?;
+        Ok(Staging {
+            out: out.to_path_buf(),
+            tmp,
+            force,
+            committed: false,
+        })
+    }
+
+    /// The directory to write into.
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Moves the staging directory to OUT (replacing an existing OUT when forced).
+    pub fn commit(mut self) -> Result<()> {
+        let io = |p: &Path, e| Error::io(p, e);
+        if self.out.symlink_metadata().is_ok() {
+            if !self.force {
+                return Err(Error::Argument(format!(
+                    "--out {}: appeared while running; pass --force to replace it",
+                    self.out.display()
+                )));
+            }
+            if self.out.is_dir() && !self.out.is_symlink() {
+                let old = sibling(&self.out, "old")?;
+                std::fs::rename(&self.out, &old).map_err(|e| io(&self.out, e))?;
+                std::fs::rename(&self.tmp, &self.out).map_err(|e| io(&self.out, e))?;
+                self.committed = true;
+                std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
+                return Ok(());
+            }
+            std::fs::remove_file(&self.out).map_err(|e| io(&self.out, e))?;
+        }
+        std::fs::rename(&self.tmp, &self.out).map_err(|e| io(&self.out, e))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            // Best effort: the run has already failed; the error that matters is being returned.
+            let _ = std::fs::remove_dir_all(&self.tmp);
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Tile plan: how many missing rows (`m_rows`) and overlap rows (`o_rows`) one pass of the
+//! kernels handles, chosen so that every buffer fits the adapter's storage-binding limit and all
+//! buffers together fit the GPU-memory budget. Buffers are allocated once from the plan and
+//! reused for every tile.
+
+use crate::error::{Error, Result};
+use crate::tensor::DType;
+
+/// The shapes and types of one CLP problem.
+#[derive(Debug, Clone, Copy)]
+pub struct Problem {
+    /// Missing rows M.
+    pub missing: usize,
+    /// Overlapping rows O.
+    pub overlap: usize,
+    /// Helper dimension d_h.
+    pub helper_dim: usize,
+    /// Source dimension d_s.
+    pub source_dim: usize,
+    /// dtype of the helper rows (missing and overlap may differ; the wider is planned for).
+    pub helper_dtype: DType,
+    /// dtype of the source rows.
+    pub source_dtype: DType,
+    /// Neighbours per row, already clamped to O; `None` = dense mode.
+    pub k: Option<usize>,
+}
+
+/// Caps and budget a plan must respect.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanLimits {
+    /// Largest single storage binding in bytes.
+    pub max_binding_bytes: u64,
+    /// GPU memory all buffers together may use.
+    pub budget_bytes: u64,
+    /// Upper bound on missing rows per tile (tests use small values to force tiling).
+    pub max_m_rows: usize,
+    /// Upper bound on overlap rows per tile.
+    pub max_o_rows: usize,
+}
+
+/// Preferred tile sizes before limits shrink them: large enough to keep a GPU busy, small
+/// enough that one similarity tile (4096 × 8192 f32 = 128 MiB) fits lavapipe's binding limit.
+const PREFERRED_M_ROWS: usize = 4096;
+const PREFERRED_O_ROWS: usize = 8192;
+/// Dispatch-dimension limit on rows handled per workgroup row (combine).
+const MAX_DISPATCH_ROWS: usize = 65_535;
+
+/// The chosen tiling and the buffer sizes that follow from it.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct TilePlan {
+    /// Missing rows per tile.
+    pub m_rows: usize,
+    /// Overlap rows per tile.
+    pub o_rows: usize,
+    /// Total bytes of all GPU buffers.
+    pub gpu_bytes: u64,
+    /// Largest single buffer in bytes.
+    pub largest_buffer_bytes: u64,
+}
+
+/// Sizes in bytes of every buffer for tiles of `mt` × `ot` (name, bytes).
+pub fn buffer_sizes(p: &Problem, mt: usize, ot: usize) -> Vec<(&'static str, u64)> {
+    let (dh, ds) = (p.helper_dim as u64, p.source_dim as u64);
+    let (mt, ot) = (mt as u64, ot as u64);
+    let he = p.helper_dtype.size_bytes() as u64;
+    let se = p.source_dtype.size_bytes() as u64;
+    let mut v = vec![
+        ("missing helper rows", mt * dh * he),
+        ("normalised missing rows", mt * dh * 4),
+        ("missing row status", mt * 4),
+        ("overlap helper rows (slot 0)", ot * dh * he),
+        ("overlap helper rows (slot 1)", ot * dh * he),
+        ("normalised overlap rows", ot * dh * 4),
+        ("source rows (slot 0)", ot * ds * se),
+        ("source rows (slot 1)", ot * ds * se),
+        ("weighted sums", mt * (ds + 1) * 4),
+        ("output rows", mt * ds * 4),
+        ("output status", mt * 4),
+    ];
+    match p.k {
+        Some(k) => {
+            let k = k as u64;
+            v.extend([
+                ("similarity tile", mt * ot * 4),
+                ("top-k scores", mt * k * 4),
+                ("top-k indices", mt * k * 4),
+                ("weights", mt * k * 4),
+                ("guard scales", mt * 4),
+                ("readback", mt * (ds + 1 + 2 * k) * 4),
+            ]);
+        }
+        None => v.extend([("Gram matrix", dh * (ds + 1) * 4), ("readback", mt * (ds + 1) * 4)]),
+    }
+    v
+}
+
+/// Chooses tile sizes for `p` within `limits`.
+pub fn plan(p: &Problem, limits: &PlanLimits) -> Result<TilePlan> {
+    let k = p.k.unwrap_or(1);
+    let mut mt = p.missing.clamp(1, PREFERRED_M_ROWS.min(limits.max_m_rows.max(1)));
+    mt = mt.min(MAX_DISPATCH_ROWS);
+    let o_cap = PREFERRED_O_ROWS.min(limits.max_o_rows.max(1)).max(k);
+    let mut ot = p.overlap.clamp(1, o_cap);
+    loop {
+        let sizes = buffer_sizes(p, mt, ot);
+        let total: u64 = sizes.iter().map(|s| s.1).sum();
+        let (big_name, big) = sizes.iter().copied().max_by_key(|s| s.1).unwrap_or(("", 0));
+        if big <= limits.max_binding_bytes && total <= limits.budget_bytes {
+            return Ok(TilePlan { m_rows: mt, o_rows: ot, gpu_bytes: total, largest_buffer_bytes: big });
+        }
+        // Shrink whichever side the oversized buffers depend on more; never below k overlap rows.
+        let m_cost: u64 = buffer_sizes(p, mt, ot).iter().map(|s| s.1).sum::<u64>()
+            - buffer_sizes(p, mt / 2, ot).iter().map(|s| s.1).sum::<u64>();
+        let o_cost: u64 = buffer_sizes(p, mt, ot).iter().map(|s| s.1).sum::<u64>()
+            - buffer_sizes(p, mt, ot / 2).iter().map(|s| s.1).sum::<u64>();
+        let can_m = mt > 1;
+        let can_o = ot / 2 >= k && ot > 1;
+        if can_m && (m_cost >= o_cost || !can_o) {
+            mt /= 2;
+        } else if can_o {
+            ot /= 2;
+        } else {
+            let (needed, limit_bytes, limit) = if big > limits.max_binding_bytes {
+                (big, limits.max_binding_bytes, format!("max storage binding ({big_name})"))
+            } else {
+                (total, limits.budget_bytes, "GPU memory budget".to_string())
+            };
+            return Err(Error::Limit {
+                what: format!(
+                    "a CLP pass over {} x {} helper and {} x {} source rows",
+                    p.missing, p.helper_dim, p.overlap, p.source_dim
+                ),
+                needed_bytes: needed,
+                limit_bytes,
+                limit,
+                fix: if p.k.is_none() {
+                    "raise --gpu-memory, or use --top-k K (dense mode keeps a d_h x d_s Gram matrix on the GPU)".into()
+                } else {
+                    "raise --gpu-memory or lower --top-k".into()
+                },
+            });
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! End-to-end tests of `clp-gpu apply`: tiny models built in a temp dir, the real binary run
+//! with the GPU backend (lavapipe in CI), every output file checked against the source, the
+//! helper and the CPU reference (see `apply_common::check_output`).
+
+mod apply_common;
+
+use apply_common::*;
+use clp_gpu::tensor::DType;
+use clp_gpu::weights::TopK;
+use serde_json::Value;
+use std::path::Path;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn gpt2_f32_tied_padded_single_file_is_deterministic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = build_model(
+        &tmp.path().join("src"),
+        Arch::Gpt2,
+        Lang::English,
+        420,
+        13,
+        32,
+        DType::F32,
+        1,
+        1,
+    );
+    let hlp = build_model(
+        &tmp.path().join("hlp"),
+        Arch::Gpt2,
+        Lang::German,
+        380,
+        7,
+        24,
+        DType::F16,
+        1,
+        2,
+    );
+    let out = tmp.path().join("out");
+    let stdout = ok(run_apply(&[
+        "--source",
+        s(&src.dir),
+        "--helper",
+        s(&hlp.dir),
+        "--out",
+        s(&out),
+        "--json",
+    ]));
+    let summary: Value = serde_json::from_str(&stdout).expect("--json prints JSON");
+    assert_eq!(summary["backend"], "gpu");
+    assert_eq!(summary["top_k"], "all");
+    assert_eq!(summary["target_rows"], hlp.tokens);
+    check_output(&src, &hlp, &out, TopK::All, None);
+    assert!(!out.join("model.safetensors.index.json").exists());
+
+    // Same inputs, same bytes (clp_transfer.json holds timings and paths, so it may differ).
+    let out2 = tmp.path().join("out2");
+    ok(run_apply(&[
+        "--source",
+        s(&src.dir),
+        "--helper",
+        s(&hlp.dir),
+        "--out",
+        s(&out2),
+        "--quiet",
+    ]));
+    let (mut a, mut b) = (dir_bytes(&out), dir_bytes(&out2));
+    a.remove("clp_transfer.json");
+    b.remove("clp_transfer.json");
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, bytes) in &a {
+        assert!(bytes == &b[name], "{name} differs between two runs");
+    }
+}
+
+#[test]
+fn bloom_bf16_tied_padded_sharded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = build_model(
+        &tmp.path().join("src"),
+        Arch::Bloom,
+        Lang::English,
+        400,
+        20,
+        48,
+        DType::BF16,
+        3,
+        3,
+    );
+    let hlp = build_model(
+        &tmp.path().join("hlp"),
+        Arch::Bloom,
+        Lang::German,
+        360,
+        40,
+        16,
+        DType::BF16,
+        2,
+        4,
+    );
+    let out = tmp.path().join("out");
+    ok(run_apply(&[
+        "--source",
+        s(&src.dir),
+        "--helper",
+        s(&hlp.dir),
+        "--out",
+        s(&out),
+        "--pad-to-multiple",
+        "64",
+        "--quiet",
+    ]));
+    check_output(&src, &hlp, &out, TopK::All, Some(64));
+    for i in 1..=3 {
+        assert!(out
+            .join(format!("model-{i:05}-of-00003.safetensors"))
+            .is_file());
+    }
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.join("clp_transfer.json")).unwrap()).unwrap();
+    assert_eq!(
+        report["source"]["input_embedding"],
+        "transformer.word_embeddings.weight"
+    );
+    assert!(report["adapter"].is_string(), "GPU adapter recorded");
+}
+
+#[test]
+fn llama_f16_untied_lm_head_top_k_with_provenance() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = build_model(
+        &tmp.path().join("src"),
+        Arch::Llama,
+        Lang::English,
+        400,
+        0,
+        40,
+        DType::F16,
+        2,
+        5,
+    );
+    let hlp = build_model(
+        &tmp.path().join("hlp"),
+        Arch::Llama,
+        Lang::German,
+        350,
+        10,
+        32,
+        DType::F32,
+        1,
+        6,
+    );
+    let out = tmp.path().join("out");
+    let prov = tmp.path().join("prov.jsonl");
+    ok(run_apply(&[
+        "--source",
+        s(&src.dir),
+        "--helper",
+        s(&hlp.dir),
+        "--out",
+        s(&out),
+        "--top-k",
+        "8",
+        "--provenance",
+        s(&prov),
+        "--quiet",
+    ]));
+    check_output(&src, &hlp, &out, TopK::K(8), None);
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.join("clp_transfer.json")).unwrap()).unwrap();
+    assert_eq!(report["source"]["output_embedding"], "lm_head.weight");
+    let text = std::fs::read_to_string(&prov).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let computed = report["counts"]["computed"].as_u64().unwrap() as usize;
+    let by_role = report["counts"]["special_by_role"].as_u64().unwrap() as usize;
+    assert_eq!(lines.len(), computed + by_role);
+    for l in &lines {
+        match l["method"].as_str().unwrap() {
+            "clp_top_k" => {
+                let srcs = l["sources"].as_array().unwrap();
+                assert_eq!(srcs.len(), 8);
+                let sum: f64 = srcs.iter().map(|x| x["weight"].as_f64().unwrap()).sum();
+                assert!((sum - 1.0).abs() < 1e-6, "weights sum to {sum}");
+            }
+            "special_role" => assert_eq!(l["sources"][0]["token"], "<|endoftext|>"),
+            other => panic!("unexpected method {other}"),
+        }
+    }
+}
+
+#[test]
+fn bert_output_bias_and_cpu_reference_backend() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = build_model(
+        &tmp.path().join("src"),
+        Arch::Bert,
+        Lang::English,
+        380,
+        5,
+        24,
+        DType::F32,
+        1,
+        7,
+    );
+    let hlp = build_model(
+        &tmp.path().join("hlp"),
+        Arch::Bert,
+        Lang::German,
+        340,
+        0,
+        16,
+        DType::F16,
+        1,
+        8,
+    );
+    for backend in ["gpu", "cpu-reference"] {
+        let out = tmp.path().join(format!("out-{backend}"));
+        ok(run_apply(&[
+            "--source",
+            s(&src.dir),
+            "--helper",
+            s(&hlp.dir),
+            "--out",
+            s(&out),
+            "--backend",
+            backend,
+            "--quiet",
+        ]));
+        check_output(&src, &hlp, &out, TopK::All, None);
+    }
+}
+
+#[test]
+fn hub_ids_resolve_offline_in_the_cache_and_helper_tokenizer_override() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("hub");
+    let snap = |id: &str| {
+        let repo = cache.join(format!("models--{}", id.replace('/', "--")));
+        std::fs::create_dir_all(repo.join("refs")).unwrap();
+        std::fs::write(repo.join("refs/main"), "0123abcd\n").unwrap();
+        repo.join("snapshots/0123abcd")
+    };
+    let src = build_model(
+        &snap("org/src"),
+        Arch::Gpt2,
+        Lang::English,
+        300,
+        0,
+        16,
+        DType::F32,
+        1,
+        9,
+    );
+    let hlp = build_model(
+        &snap("org/hlp"),
+        Arch::Gpt2,
+        Lang::German,
+        280,
+        0,
+        16,
+        DType::F32,
+        1,
+        10,
+    );
+    let out = tmp.path().join("out");
+    let run = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(bin());
+        cmd.env("HF_HUB_CACHE", &cache).args([
+            "apply", "--source", "org/src", "--helper", "org/hlp", "--quiet",
+        ]);
+        cmd.args(extra).output().unwrap()
+    };
+    ok(run(&["--out", s(&out), "--backend", "cpu-reference"]));
+    check_output(&src, &hlp, &out, TopK::All, None);
+    // --helper-tokenizer: the target tokenizer comes from another directory (here a copy).
+    let tokdir = tmp.path().join("tok");
+    std::fs::create_dir(&tokdir).unwrap();
+    for f in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ] {
+        std::fs::copy(hlp.dir.join(f), tokdir.join(f)).unwrap();
+    }
+    let out2 = tmp.path().join("out2");
+    ok(run(&[
+        "--out",
+        s(&out2),
+        "--backend",
+        "cpu-reference",
+        "--helper-tokenizer",
+        s(&tokdir),
+    ]));
+    check_output(&src, &hlp, &out2, TopK::All, None);
+    // Not in the cache: one line naming the id and the fix.
+    let o = std::process::Command::new(bin())
+        .env("HF_HUB_CACHE", &cache)
+        .args([
+            "apply",
+            "--source",
+            "org/absent",
+            "--helper",
+            "org/hlp",
+            "--out",
+            s(&tmp.path().join("x")),
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("org/absent") && err.contains("huggingface-cli download"),
+        "{err}"
+    );
+}
