@@ -541,10 +541,16 @@ pub fn check_output(
     // Roles: source English `<|endoftext|>` is bos/eos/unk; target German <s>, </s>, <unk> have
     // those roles, <pad> has none in the source.
     let eot = src_vocab["<|endoftext|>"];
-    let role_map: HashMap<u32, u32> = ["<s>", "</s>", "<unk>"]
+    let mut role_map: HashMap<u32, u32> = ["<s>", "</s>", "<unk>"]
         .iter()
         .map(|t| (tgt_vocab[*t], eot))
         .collect();
+    // A source config's pad_token_id gives the source a pad role too.
+    let src_cfg: Value =
+        serde_json::from_slice(&std::fs::read(source.dir.join("config.json")).unwrap()).unwrap();
+    if let Some(p) = src_cfg["pad_token_id"].as_u64() {
+        role_map.insert(tgt_vocab["<pad>"], p as u32);
+    }
     let mut overlap = Vec::new();
     let mut missing = Vec::new();
     for (t, tok) in tgt_by_id.iter().enumerate() {
@@ -685,8 +691,6 @@ pub fn check_output(
     assert_eq!(cfg["bos_token_id"], json!(tgt_vocab["<s>"]));
     assert_eq!(cfg["eos_token_id"], json!(tgt_vocab["</s>"]));
     assert_eq!(cfg["pad_token_id"], json!(tgt_vocab["<pad>"]));
-    let src_cfg: Value =
-        serde_json::from_slice(&std::fs::read(source.dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["model_type"], src_cfg["model_type"]);
     if source.dir.join("generation_config.json").exists() {
         let gen: Value =
