@@ -92,7 +92,11 @@ impl Engine {
     /// Builds every pipeline on `gpu`.
     pub fn with_options(gpu: Gpu, options: EngineOptions) -> Result<Engine> {
         let kernels = Kernels::new(&gpu);
-        Ok(Engine { gpu, kernels, options })
+        Ok(Engine {
+            gpu,
+            kernels,
+            options,
+        })
     }
 
     /// The GPU context.
@@ -219,7 +223,9 @@ impl Engine {
         }
         for b in buffers {
             let words = vec![POISON; (b.size() / 4) as usize];
-            self.gpu.queue.write_buffer(b, 0, bytemuck::cast_slice(&words));
+            self.gpu
+                .queue
+                .write_buffer(b, 0, bytemuck::cast_slice(&words));
         }
     }
 
@@ -245,15 +251,26 @@ impl Engine {
         let p = Self::problem(h_missing, h_overlap, e_overlap, weighting)?;
         let ds = p.source_dim;
         if p.missing == 0 {
-            let selection = p.k.map(|k| Selection { k, indices: vec![], scores: vec![] });
-            return Ok(ClpOutput { rows: vec![], dim: ds, rejected: vec![], selection });
+            let selection = p.k.map(|k| Selection {
+                k,
+                indices: vec![],
+                scores: vec![],
+            });
+            return Ok(ClpOutput {
+                rows: vec![],
+                dim: ds,
+                rejected: vec![],
+                selection,
+            });
         }
         let tp = self.plan(&p)?;
         let b = self.allocate(&p, &tp);
         let mut arena = ParamArena::new(&self.gpu, 8);
         let (dh, o) = (p.helper_dim, p.overlap);
-        let o_tiles: Vec<(usize, usize)> =
-            (0..o).step_by(tp.o_rows).map(|s| (s, (s + tp.o_rows).min(o))).collect();
+        let o_tiles: Vec<(usize, usize)> = (0..o)
+            .step_by(tp.o_rows)
+            .map(|s| (s, (s + tp.o_rows).min(o)))
+            .collect();
 
         if p.k.is_none() {
             self.accumulate_gram(&p, &b, &mut arena, h_overlap, e_overlap, &o_tiles)?;
@@ -382,20 +399,30 @@ impl Engine {
                 for (i, w) in st.chunks_exact(4).enumerate() {
                     let code = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
                     if let Some(reason) = RejectReason::from_code(code) {
-                        rejected.push(RejectedRow { row: m0 + i, reason });
+                        rejected.push(RejectedRow {
+                            row: m0 + i,
+                            reason,
+                        });
                     }
                 }
                 if let Some(sel) = selection.as_mut() {
                     sel.scores.extend(
-                        sc.chunks_exact(4).map(|w| f32::from_le_bytes([w[0], w[1], w[2], w[3]])),
+                        sc.chunks_exact(4)
+                            .map(|w| f32::from_le_bytes([w[0], w[1], w[2], w[3]])),
                     );
                     sel.indices.extend(
-                        ix.chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])),
+                        ix.chunks_exact(4)
+                            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])),
                     );
                 }
             })?;
         }
-        Ok(ClpOutput { rows, dim: ds, rejected, selection })
+        Ok(ClpOutput {
+            rows,
+            dim: ds,
+            rejected,
+            selection,
+        })
     }
 
     /// Dense mode: G = Ĥ_Oᵀ [E_O | 1], accumulated over overlap tiles.
@@ -414,13 +441,20 @@ impl Engine {
             let slot = i % 2;
             let ot = (o1 - o0) as u32;
             let mut enc = self.encoder("gram tile");
-            self.gpu.upload(&b.ho_raw[slot], h_overlap.rows_bytes(o0, o1));
-            self.gpu.upload(&b.eo_raw[slot], e_overlap.rows_bytes(o0, o1));
+            self.gpu
+                .upload(&b.ho_raw[slot], h_overlap.rows_bytes(o0, o1));
+            self.gpu
+                .upload(&b.eo_raw[slot], e_overlap.rows_bytes(o0, o1));
             self.kernels.normalize.encode(
                 &self.gpu,
                 &mut enc,
                 arena,
-                NormalizeParams { rows: ot, cols: dh, dtype: h_overlap.dtype.shader_code(), _pad: 0 },
+                NormalizeParams {
+                    rows: ot,
+                    cols: dh,
+                    dtype: h_overlap.dtype.shader_code(),
+                    _pad: 0,
+                },
                 &b.ho_raw[slot],
                 &b.ho_hat,
                 &b.ho_status,
@@ -454,7 +488,6 @@ impl Engine {
 
     /// Top-k mode for one missing tile (already normalised in `enc`): similarity + running
     /// top-k over overlap tiles, weights, then the weighted source sums over overlap tiles.
-    #[allow(clippy::too_many_arguments)]
     fn select_and_combine(
         &self,
         p: &Problem,
@@ -472,12 +505,18 @@ impl Engine {
         for (i, &(o0, o1)) in o_tiles.iter().enumerate() {
             let slot = i % 2;
             let ot = (o1 - o0) as u32;
-            self.gpu.upload(&b.ho_raw[slot], h_overlap.rows_bytes(o0, o1));
+            self.gpu
+                .upload(&b.ho_raw[slot], h_overlap.rows_bytes(o0, o1));
             self.kernels.normalize.encode(
                 &self.gpu,
                 &mut enc,
                 arena,
-                NormalizeParams { rows: ot, cols: dh, dtype: h_overlap.dtype.shader_code(), _pad: 0 },
+                NormalizeParams {
+                    rows: ot,
+                    cols: dh,
+                    dtype: h_overlap.dtype.shader_code(),
+                    _pad: 0,
+                },
                 &b.ho_raw[slot],
                 &b.ho_hat,
                 &b.ho_status,
@@ -518,14 +557,19 @@ impl Engine {
             &self.gpu,
             &mut enc,
             arena,
-            WeightsParams { rows: mt, k, _pad: [0; 2] },
+            WeightsParams {
+                rows: mt,
+                k,
+                _pad: [0; 2],
+            },
             &b.best_score,
             &b.weight,
             &b.guard,
         );
         for (i, &(o0, o1)) in o_tiles.iter().enumerate() {
             let slot = i % 2;
-            self.gpu.upload(&b.eo_raw[slot], e_overlap.rows_bytes(o0, o1));
+            self.gpu
+                .upload(&b.eo_raw[slot], e_overlap.rows_bytes(o0, o1));
             self.kernels.combine.encode(
                 &self.gpu,
                 &mut enc,
@@ -611,11 +655,17 @@ impl Engine {
         }
         let mut arena = ParamArena::new(g, 1);
         let mut enc = self.encoder("matmul");
-        self.kernels.matmul.encode(g, &mut enc, &mut arena, params, &a_buf, &b_buf, &c_buf);
+        self.kernels
+            .matmul
+            .encode(g, &mut enc, &mut arena, params, &a_buf, &b_buf, &c_buf);
         let rb = Readback::new(g, "matmul readback", (c_len * 4) as u64);
         enc.copy_buffer_to_buffer(&c_buf, 0, rb.buffer(), 0, (c_len * 4) as u64);
         self.submit(enc, &mut arena);
-        rb.read(g, (c_len * 4) as u64, bytemuck::pod_collect_to_vec::<u8, f32>)
+        rb.read(
+            g,
+            (c_len * 4) as u64,
+            bytemuck::pod_collect_to_vec::<u8, f32>,
+        )
     }
 
     /// Runs `topk` alone over a score matrix (rows × cols) fed in column tiles of `tile_cols`
@@ -642,8 +692,9 @@ impl Engine {
         for c0 in (0..cols).step_by(tile_cols) {
             let c1 = (c0 + tile_cols).min(cols);
             let w = c1 - c0;
-            let packed: Vec<f32> =
-                (0..rows).flat_map(|r| scores[r * cols + c0..r * cols + c1].iter().copied()).collect();
+            let packed: Vec<f32> = (0..rows)
+                .flat_map(|r| scores[r * cols + c0..r * cols + c1].iter().copied())
+                .collect();
             g.upload(&tile, bytemuck::cast_slice(&packed));
             let mut enc = self.encoder("topk tile");
             self.kernels.topk.encode(

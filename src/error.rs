@@ -33,7 +33,9 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     Argument(String),
     /// A size that does not fit the adapter's limits or the memory budget.
-    #[error("{what} needs {needed_bytes} bytes but the limit is {limit_bytes} bytes ({limit}); {fix}")]
+    #[error(
+        "{what} needs {needed_bytes} bytes but the limit is {limit_bytes} bytes ({limit}); {fix}"
+    )]
     Limit {
         /// What was being sized.
         what: String,
@@ -70,10 +72,16 @@ pub enum Error {
 impl Error {
     /// Shorthand for an [`Error::Io`] on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
     /// Shorthand for an [`Error::BadFile`] on `path`.
     pub fn bad_file(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        Error::BadFile { path: path.into(), msg: msg.into() }
+        Error::BadFile {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! [`reference`] is the plain-Rust f64 oracle of every kernel.
 
 pub mod apply;
+pub mod bench;
 pub mod engine;
 pub mod error;
 pub mod gpu;

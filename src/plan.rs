@@ -89,7 +89,10 @@ pub fn buffer_sizes(p: &Problem, mt: usize, ot: usize) -> Vec<(&'static str, u64
                 ("readback", mt * (ds + 1 + 2 * k) * 4),
             ]);
         }
-        None => v.extend([("Gram matrix", dh * (ds + 1) * 4), ("readback", mt * (ds + 1) * 4)]),
+        None => v.extend([
+            ("Gram matrix", dh * (ds + 1) * 4),
+            ("readback", mt * (ds + 1) * 4),
+        ]),
     }
     v
 }
@@ -97,7 +100,9 @@ pub fn buffer_sizes(p: &Problem, mt: usize, ot: usize) -> Vec<(&'static str, u64
 /// Chooses tile sizes for `p` within `limits`.
 pub fn plan(p: &Problem, limits: &PlanLimits) -> Result<TilePlan> {
     let k = p.k.unwrap_or(1);
-    let mut mt = p.missing.clamp(1, PREFERRED_M_ROWS.min(limits.max_m_rows.max(1)));
+    let mut mt = p
+        .missing
+        .clamp(1, PREFERRED_M_ROWS.min(limits.max_m_rows.max(1)));
     mt = mt.min(MAX_DISPATCH_ROWS);
     let o_cap = PREFERRED_O_ROWS.min(limits.max_o_rows.max(1)).max(k);
     let mut ot = p.overlap.clamp(1, o_cap);
@@ -106,7 +111,12 @@ pub fn plan(p: &Problem, limits: &PlanLimits) -> Result<TilePlan> {
         let total: u64 = sizes.iter().map(|s| s.1).sum();
         let (big_name, big) = sizes.iter().copied().max_by_key(|s| s.1).unwrap_or(("", 0));
         if big <= limits.max_binding_bytes && total <= limits.budget_bytes {
-            return Ok(TilePlan { m_rows: mt, o_rows: ot, gpu_bytes: total, largest_buffer_bytes: big });
+            return Ok(TilePlan {
+                m_rows: mt,
+                o_rows: ot,
+                gpu_bytes: total,
+                largest_buffer_bytes: big,
+            });
         }
         // Shrink whichever side the oversized buffers depend on more; never below k overlap rows.
         let m_cost: u64 = buffer_sizes(p, mt, ot).iter().map(|s| s.1).sum::<u64>()
@@ -121,7 +131,11 @@ pub fn plan(p: &Problem, limits: &PlanLimits) -> Result<TilePlan> {
             ot /= 2;
         } else {
             let (needed, limit_bytes, limit) = if big > limits.max_binding_bytes {
-                (big, limits.max_binding_bytes, format!("max storage binding ({big_name})"))
+                (
+                    big,
+                    limits.max_binding_bytes,
+                    format!("max storage binding ({big_name})"),
+                )
             } else {
                 (total, limits.budget_bytes, "GPU memory budget".to_string())
             };

@@ -65,7 +65,12 @@ pub fn clp(
     e_overlap: &MatrixRef,
     weighting: &Weighting,
 ) -> ClpOutput {
-    let (m, o, dh, ds) = (h_missing.rows, h_overlap.rows, h_missing.cols, e_overlap.cols);
+    let (m, o, dh, ds) = (
+        h_missing.rows,
+        h_overlap.rows,
+        h_missing.cols,
+        e_overlap.cols,
+    );
     let (hm, st_m) = normalize(h_missing);
     let (ho, _) = normalize(h_overlap);
     let sims = similarity(&hm, &ho, m, o, dh);
@@ -85,7 +90,11 @@ pub fn clp(
         TopK::K(k) => Some(k.min(o)),
         TopK::All => None,
     };
-    let mut selection = k.map(|k| Selection { k, indices: Vec::new(), scores: Vec::new() });
+    let mut selection = k.map(|k| Selection {
+        k,
+        indices: Vec::new(),
+        scores: Vec::new(),
+    });
     for r in 0..m {
         let row_sims = &sims[r * o..(r + 1) * o];
         let chosen: Vec<(u32, f64)> = match (&mut selection, k) {
@@ -95,7 +104,11 @@ pub fn clp(
                 sel.scores.extend(best.iter().map(|p| p.1 as f32));
                 best
             }
-            _ => row_sims.iter().enumerate().map(|(j, &c)| (j as u32, c)).collect(),
+            _ => row_sims
+                .iter()
+                .enumerate()
+                .map(|(j, &c)| (j as u32, c))
+                .collect(),
         };
         let reason = match st_m[r] {
             RowStatus::Zero => Some(RejectReason::ZeroHelperRow),
@@ -111,8 +124,10 @@ pub fn clp(
                 } else {
                     let vals: Vec<f32> = (0..ds)
                         .map(|c| {
-                            let acc: f64 =
-                                chosen.iter().map(|&(j, w)| w * e[j as usize * ds + c]).sum();
+                            let acc: f64 = chosen
+                                .iter()
+                                .map(|&(j, w)| w * e[j as usize * ds + c])
+                                .sum();
                             (acc / sum) as f32
                         })
                         .collect();
@@ -129,5 +144,10 @@ pub fn clp(
             rejected.push(RejectedRow { row: r, reason });
         }
     }
-    ClpOutput { rows, dim: ds, rejected, selection }
+    ClpOutput {
+        rows,
+        dim: ds,
+        rejected,
+        selection,
+    }
 }

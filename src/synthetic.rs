@@ -44,7 +44,9 @@ pub fn gaussian(rng: &mut Rng, rows: usize, dim: usize) -> Vec<f32> {
 /// per-column scale decays (anisotropy), as trained embedding matrices look.
 pub fn embeddings(rng: &mut Rng, rows: usize, dim: usize, mean_weight: f32) -> Vec<f32> {
     let mean: Vec<f32> = (0..dim).map(|_| rng.normal() as f32).collect();
-    let scale: Vec<f32> = (0..dim).map(|c| 1.0 / (1.0 + c as f32 / 16.0).sqrt()).collect();
+    let scale: Vec<f32> = (0..dim)
+        .map(|c| 1.0 / (1.0 + c as f32 / 16.0).sqrt())
+        .collect();
     let mut out = Vec::with_capacity(rows * dim);
     for _ in 0..rows {
         for c in 0..dim {

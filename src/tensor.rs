@@ -47,8 +47,12 @@ impl DType {
                 let o = i * 4;
                 f32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]])
             }
-            DType::F16 => f16::from_bits(u16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]])).to_f32(),
-            DType::BF16 => bf16::from_bits(u16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]])).to_f32(),
+            DType::F16 => {
+                f16::from_bits(u16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]])).to_f32()
+            }
+            DType::BF16 => {
+                bf16::from_bits(u16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]])).to_f32()
+            }
         }
     }
     /// Encodes `values` (rounding to nearest even) as little-endian bytes of this dtype.
@@ -97,7 +101,12 @@ impl<'a> MatrixRef<'a> {
                 data.len()
             )));
         }
-        Ok(MatrixRef { data, dtype, rows, cols })
+        Ok(MatrixRef {
+            data,
+            dtype,
+            rows,
+            cols,
+        })
     }
     /// Wraps an f32 slice.
     pub fn from_f32(data: &'a [f32], rows: usize, cols: usize) -> Result<Self> {

@@ -18,7 +18,9 @@ impl std::str::FromStr for TopK {
         }
         match s.parse::<usize>() {
             Ok(k) if k >= 1 => Ok(TopK::K(k)),
-            _ => Err(format!("`{s}` is not a top-k: give a whole number ≥ 1 or `all`")),
+            _ => Err(format!(
+                "`{s}` is not a top-k: give a whole number ≥ 1 or `all`"
+            )),
         }
     }
 }

@@ -14,7 +14,10 @@ use common::*;
 #[test]
 fn normalize_matches_reference() {
     let e = engine();
-    for (seed, &(rows, cols)) in [(1, 1), (3, 1), (5, 1757), (17, 64), (2, 257)].iter().enumerate() {
+    for (seed, &(rows, cols)) in [(1, 1), (3, 1), (5, 1757), (17, 64), (2, 257)]
+        .iter()
+        .enumerate()
+    {
         for dtype in DTYPES {
             let mut rng = Rng::new(seed as u64 * 31 + dtype.shader_code() as u64);
             let mut v = gaussian(&mut rng, rows, cols);
@@ -31,7 +34,12 @@ fn normalize_matches_reference() {
             let (got, status) = e.normalize(&m).unwrap();
             let (want, want_status) = reference::normalize(&m);
             assert_eq!(status, want_status, "{rows}x{cols} {dtype}: status");
-            assert_close(&format!("normalize {rows}x{cols} {dtype}"), &got, &want, |_| 1e-6);
+            assert_close(
+                &format!("normalize {rows}x{cols} {dtype}"),
+                &got,
+                &want,
+                |_| 1e-6,
+            );
             if rows >= 3 {
                 assert_eq!(status[1], RowStatus::Zero);
                 assert_eq!(status[2], RowStatus::NonFinite);
@@ -47,9 +55,17 @@ fn matmul_reference(p: &MatmulParams, a: &[f32], b: &[f32], c_init: Option<&[f32
         for j in 0..p.n as usize {
             let mut acc = 0.0f64;
             for t in 0..p.k as usize {
-                let av = if p.a_trans == 1 { a[t * p.lda as usize + r] } else { a[r * p.lda as usize + t] };
+                let av = if p.a_trans == 1 {
+                    a[t * p.lda as usize + r]
+                } else {
+                    a[r * p.lda as usize + t]
+                };
                 let bv = if j as u32 >= p.b_cols {
-                    if p.ones_col == 1 && j as u32 == p.b_cols { 1.0 } else { 0.0 }
+                    if p.ones_col == 1 && j as u32 == p.b_cols {
+                        1.0
+                    } else {
+                        0.0
+                    }
                 } else if p.b_trans == 1 {
                     b[j * p.ldb as usize + t]
                 } else {
@@ -128,18 +144,29 @@ fn topk_is_exact_with_ties_across_tiles() {
         let scores: Vec<f32> = (0..rows * cols)
             .map(|_| {
                 let v = (rng.below(17) as f32 - 8.0) / 8.0;
-                if v == 0.0 && rng.below(2) == 0 { -0.0 } else { v }
+                if v == 0.0 && rng.below(2) == 0 {
+                    -0.0
+                } else {
+                    v
+                }
             })
             .collect();
         let sel = e.top_k_scores(&scores, rows, cols, k, tile).unwrap();
         for r in 0..rows {
-            let row: Vec<f64> = scores[r * cols..(r + 1) * cols].iter().map(|&x| x as f64).collect();
+            let row: Vec<f64> = scores[r * cols..(r + 1) * cols]
+                .iter()
+                .map(|&x| x as f64)
+                .collect();
             let want = reference::top_k(&row, k);
             let got_idx = &sel.indices[r * k..(r + 1) * k];
             let got_sc = &sel.scores[r * k..(r + 1) * k];
             // No arithmetic is involved, so ties resolve identically: exact equality.
             let want_idx: Vec<u32> = want.iter().map(|p| p.0).collect();
-            assert_eq!(got_idx, &want_idx[..], "rows {rows} cols {cols} k {k} tile {tile}: row {r}");
+            assert_eq!(
+                got_idx,
+                &want_idx[..],
+                "rows {rows} cols {cols} k {k} tile {tile}: row {r}"
+            );
             for (g, w) in got_sc.iter().zip(&want) {
                 assert_eq!(*g as f64, w.1, "score");
             }
@@ -178,19 +205,34 @@ fn check_topk_run(
             assert!((j as usize) < o, "{label}: row {r} index {j} out of range");
             assert!(seen.insert(j), "{label}: row {r} index {j} repeated");
             let kth = wsel.scores[(r + 1) * k_eff - 1] as f64;
-            assert!(cos[r * o + j as usize] >= kth - tol, "{label}: row {r} picked {j} below k-th");
+            assert!(
+                cos[r * o + j as usize] >= kth - tol,
+                "{label}: row {r} picked {j} below k-th"
+            );
             let ws = wsel.scores[r * k_eff + t] as f64;
-            assert!((sel.scores[r * k_eff + t] as f64 - ws).abs() <= tol, "{label}: row {r} score {t}");
+            assert!(
+                (sel.scores[r * k_eff + t] as f64 - ws).abs() <= tol,
+                "{label}: row {r} score {t}"
+            );
         }
         let row = &got.rows[r * ds..(r + 1) * ds];
         if rejected.contains(&r) {
-            assert!(row.iter().all(|&x| x == 0.0), "{label}: rejected row {r} not zero");
+            assert!(
+                row.iter().all(|&x| x == 0.0),
+                "{label}: rejected row {r} not zero"
+            );
             continue;
         }
         let w: Vec<f64> = idx.iter().map(|&j| cos[r * o + j as usize]).collect();
         let sum: f64 = w.iter().sum();
         let expect: Vec<f64> = (0..ds)
-            .map(|c| idx.iter().zip(&w).map(|(&j, wj)| wj * eo.get(j as usize, c) as f64).sum::<f64>() / sum)
+            .map(|c| {
+                idx.iter()
+                    .zip(&w)
+                    .map(|(&j, wj)| wj * eo.get(j as usize, c) as f64)
+                    .sum::<f64>()
+                    / sum
+            })
             .collect();
         let scale = expect.iter().fold(1e-30f64, |a, x| a.max(x.abs()));
         assert_close(&format!("{label}: row {r}"), row, &expect, |_| 1e-4 * scale);
@@ -204,14 +246,18 @@ fn clp_top_k_matches_reference_on_awkward_shapes() {
     let cases = [
         (1, 1, 1, 1, 1, 64, 64),
         (3, 1, 5, 7, 1, 64, 64),
-        (5, 3, 8, 9, 5, 64, 64), // k > O
-        (4, 20, 16, 12, 20, 64, 64), // k = O
+        (5, 3, 8, 9, 5, 64, 64),      // k > O
+        (4, 20, 16, 12, 20, 64, 64),  // k = O
         (37, 150, 24, 33, 8, 16, 64), // ragged tiles on both sides
-        (9, 130, 1757, 5, 3, 4, 65), // odd dimension; tile ± 1
+        (9, 130, 1757, 5, 3, 4, 65),  // odd dimension; tile ± 1
         (20, 300, 32, 40, 128, 8, 128),
     ];
     for (ci, &(m, o, dh, ds, k, mm, mo)) in cases.iter().enumerate() {
-        for (hd, sd) in [(DType::F32, DType::F32), (DType::F16, DType::BF16), (DType::BF16, DType::F16)] {
+        for (hd, sd) in [
+            (DType::F32, DType::F32),
+            (DType::F16, DType::BF16),
+            (DType::BF16, DType::F16),
+        ] {
             let mut rng = Rng::new(1000 + ci as u64);
             let (hm_b, _) = encode(hd, &embeddings(&mut rng, m, dh, 0.5));
             let (ho_b, _) = encode(hd, &embeddings(&mut rng, o, dh, 0.5));
@@ -223,7 +269,9 @@ fn clp_top_k_matches_reference_on_awkward_shapes() {
             opts.max_m_rows = mm;
             opts.max_o_rows = mo;
             e.set_options(opts);
-            let got = e.clp(&hm, &ho, &eo, &Weighting::Clp { top_k: TopK::K(k) }).unwrap();
+            let got = e
+                .clp(&hm, &ho, &eo, &Weighting::Clp { top_k: TopK::K(k) })
+                .unwrap();
             check_topk_run(&format!("case {ci} {hd}/{sd}"), &hm, &ho, &eo, k, &got);
         }
     }
@@ -233,7 +281,12 @@ fn clp_top_k_matches_reference_on_awkward_shapes() {
 fn clp_dense_matches_direct_formula() {
     let mut e = engine();
     // (m, o, dh, ds, max_m_rows, max_o_rows)
-    let cases = [(1, 1, 1, 1, 64, 64), (7, 50, 16, 24, 64, 64), (40, 333, 48, 65, 16, 100), (3, 70, 1757, 9, 2, 64)];
+    let cases = [
+        (1, 1, 1, 1, 64, 64),
+        (7, 50, 16, 24, 64, 64),
+        (40, 333, 48, 65, 16, 100),
+        (3, 70, 1757, 9, 2, 64),
+    ];
     for (ci, &(m, o, dh, ds, mm, mo)) in cases.iter().enumerate() {
         for dtype in DTYPES {
             let mut rng = Rng::new(2000 + ci as u64);
@@ -257,9 +310,12 @@ fn clp_dense_matches_direct_formula() {
             assert_eq!(got.rejected, want.rejected, "case {ci} {dtype}: rejected");
             let want64: Vec<f64> = want.rows.iter().map(|&x| x as f64).collect();
             let scale = row_max_abs(&want64, ds);
-            assert_close(&format!("dense case {ci} {dtype}"), &got.rows, &want64, |i| {
-                1e-5 * scale[i / ds].max(1e-30)
-            });
+            assert_close(
+                &format!("dense case {ci} {dtype}"),
+                &got.rows,
+                &want64,
+                |i| 1e-5 * scale[i / ds].max(1e-30),
+            );
         }
     }
 }
@@ -270,7 +326,9 @@ fn guards_report_rows_instead_of_writing_nan() {
     let dh = 6;
     let ds = 5;
     let v: Vec<f32> = (0..dh).map(|i| i as f32 + 1.0).collect();
-    let u: Vec<f32> = (0..dh).map(|i| if i % 2 == 0 { 1.0 } else { -0.5 }).collect();
+    let u: Vec<f32> = (0..dh)
+        .map(|i| if i % 2 == 0 { 1.0 } else { -0.5 })
+        .collect();
     let neg = |x: &[f32]| x.iter().map(|a| -a).collect::<Vec<f32>>();
     // Overlap rows v, -v, u, -u: Σ_j ĥ_j = 0, so every dense Σ cos is 0 (cancels exactly).
     let ho: Vec<f32> = [v.clone(), neg(&v), u.clone(), neg(&u)].concat();
@@ -296,7 +354,10 @@ fn guards_report_rows_instead_of_writing_nan() {
             "{top_k}"
         );
         assert_eq!(got.rejected, want.rejected);
-        assert!(got.rows.iter().all(|x| *x == 0.0), "{top_k}: rejected rows must be zeros");
+        assert!(
+            got.rows.iter().all(|x| *x == 0.0),
+            "{top_k}: rejected rows must be zeros"
+        );
     }
 }
 
@@ -316,7 +377,11 @@ fn runs_are_bit_reproducible_and_m_zero_is_empty() {
         let a = e.clp(&hm, &ho, &eo, &w).unwrap();
         let b = e.clp(&hm, &ho, &eo, &w).unwrap();
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&a.rows), bits(&b.rows), "{top_k}: rows differ between runs");
+        assert_eq!(
+            bits(&a.rows),
+            bits(&b.rows),
+            "{top_k}: rows differ between runs"
+        );
         assert_eq!(a.selection, b.selection);
         let empty = MatrixRef::new("hm", &[], DType::F16, 0, dh).unwrap();
         let z = e.clp(&empty, &ho, &eo, &w).unwrap();
@@ -325,8 +390,19 @@ fn runs_are_bit_reproducible_and_m_zero_is_empty() {
     // O = 0 and mismatched widths are errors, not panics.
     let none = MatrixRef::new("ho", &[], DType::F16, 0, dh).unwrap();
     let none_e = MatrixRef::new("eo", &[], DType::BF16, 0, ds).unwrap();
-    assert!(e.clp(&hm, &none, &none_e, &Weighting::Clp { top_k: TopK::All }).is_err());
-    assert!(e.clp(&hm, &ho, &eo, &Weighting::Clp { top_k: TopK::K(257) }).is_err());
+    assert!(e
+        .clp(&hm, &none, &none_e, &Weighting::Clp { top_k: TopK::All })
+        .is_err());
+    assert!(e
+        .clp(
+            &hm,
+            &ho,
+            &eo,
+            &Weighting::Clp {
+                top_k: TopK::K(257)
+            }
+        )
+        .is_err());
 }
 
 #[test]
@@ -350,8 +426,11 @@ fn property_random_shapes_agree_with_reference() {
         let hm = MatrixRef::new("hm", &hm_b, dtype, m, dh).unwrap();
         let ho = MatrixRef::new("ho", &ho_b, dtype, o, dh).unwrap();
         let eo = MatrixRef::new("eo", &eo_b, dtype, o, ds).unwrap();
-        let got = e.clp(&hm, &ho, &eo, &Weighting::Clp { top_k: TopK::K(k) }).unwrap();
-        let label = format!("property case {case}: m {m} o {o} dh {dh} ds {ds} k {k} {dtype} {opts:?}");
+        let got = e
+            .clp(&hm, &ho, &eo, &Weighting::Clp { top_k: TopK::K(k) })
+            .unwrap();
+        let label =
+            format!("property case {case}: m {m} o {o} dh {dh} ds {ds} k {k} {dtype} {opts:?}");
         check_topk_run(&label, &hm, &ho, &eo, k, &got);
     }
 }

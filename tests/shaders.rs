@@ -24,7 +24,10 @@ fn every_shader_validates() {
         .validate(&module)
         .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&src)));
         // File name = kernel = entry point.
-        let stem = path.file_stem().and_then(|s| s.to_str()).expect("utf-8 name");
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("utf-8 name");
         assert!(
             module.entry_points.iter().any(|ep| ep.name == stem),
             "{}: no entry point named `{stem}`",
@@ -33,9 +36,16 @@ fn every_shader_validates() {
     }
     // Every file on disk is the one the crate embeds.
     for path in &files {
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
         let embedded = clp_gpu::kernels::SHADERS.iter().find(|(n, _)| *n == stem);
         let on_disk = std::fs::read_to_string(path).unwrap_or_default();
-        assert_eq!(embedded.map(|e| e.1), Some(on_disk.as_str()), "{stem} not embedded");
+        assert_eq!(
+            embedded.map(|e| e.1),
+            Some(on_disk.as_str()),
+            "{stem} not embedded"
+        );
     }
 }

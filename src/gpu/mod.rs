@@ -44,8 +44,10 @@ impl AdapterSummary {
             name: info.name,
             backend: format!("{:?}", info.backend),
             device_type: format!("{:?}", info.device_type),
-            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
-            max_storage_binding_bytes: limits.max_storage_buffer_binding_size as u64,
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
+            max_storage_binding_bytes: limits.max_storage_buffer_binding_size,
             max_buffer_bytes: limits.max_buffer_size,
             max_workgroup_storage_bytes: limits.max_compute_workgroup_storage_size,
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
@@ -56,7 +58,11 @@ impl AdapterSummary {
 
 impl std::fmt::Display for AdapterSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}, {}, driver {})", self.name, self.backend, self.device_type, self.driver)
+        write!(
+            f,
+            "{} ({}, {}, driver {})",
+            self.name, self.backend, self.device_type, self.driver
+        )
     }
 }
 
@@ -95,7 +101,10 @@ fn rank(t: wgpu::DeviceType) -> u32 {
 
 /// Every adapter wgpu can see (after `WGPU_BACKEND` filtering), best first.
 pub fn list_adapters() -> Vec<AdapterSummary> {
-    sorted_adapters(&instance()).iter().map(AdapterSummary::of).collect()
+    sorted_adapters(&instance())
+        .iter()
+        .map(AdapterSummary::of)
+        .collect()
 }
 
 fn sorted_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
@@ -103,7 +112,11 @@ fn sorted_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
     // Stable order: by performance class, then backend (Vulkan first), then name.
     adapters.sort_by_key(|a| {
         let i = a.get_info();
-        (rank(i.device_type), i.backend != wgpu::Backend::Vulkan, i.name)
+        (
+            rank(i.device_type),
+            i.backend != wgpu::Backend::Vulkan,
+            i.name,
+        )
     });
     adapters
 }
@@ -113,11 +126,15 @@ impl Gpu {
     pub fn new() -> Result<Gpu> {
         let instance = instance();
         let adapters = sorted_adapters(&instance);
-        let name_filter = std::env::var("WGPU_ADAPTER_NAME").ok().filter(|s| !s.is_empty());
+        let name_filter = std::env::var("WGPU_ADAPTER_NAME")
+            .ok()
+            .filter(|s| !s.is_empty());
         let chosen = match &name_filter {
             Some(want) => {
                 let want = want.to_lowercase();
-                adapters.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&want))
+                adapters
+                    .into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&want))
             }
             None => adapters.into_iter().next(),
         };
@@ -138,8 +155,16 @@ impl Gpu {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
-        .map_err(|source| Error::RequestDevice { adapter: summary.name.clone(), source })?;
-        Ok(Gpu { device, queue, limits, summary })
+        .map_err(|source| Error::RequestDevice {
+            adapter: summary.name.clone(),
+            source,
+        })?;
+        Ok(Gpu {
+            device,
+            queue,
+            limits,
+            summary,
+        })
     }
 
     /// The adapter in use.
@@ -149,7 +174,7 @@ impl Gpu {
 
     /// Largest storage binding, in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
-        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
     }
 
     /// A storage buffer of `size_bytes` (rounded up to 4, at least 4) usable as copy source and
@@ -182,7 +207,10 @@ impl Gpu {
     /// Waits for all submitted work (for benchmarks that time GPU work).
     pub fn wait(&self) -> Result<()> {
         self.device
-            .poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(READBACK_TIMEOUT) })
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(READBACK_TIMEOUT),
+            })
             .map(|_| ())
             .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))
     }
@@ -229,7 +257,10 @@ impl Readback {
             let _ = tx.send(r);
         });
         gpu.device
-            .poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(READBACK_TIMEOUT) })
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: Some(READBACK_TIMEOUT),
+            })
             .map_err(|e| Error::Gpu(format!("waiting for readback: {e}")))?;
         rx.recv_timeout(Duration::from_secs(5))
             .map_err(|_| Error::Gpu("readback was never mapped".into()))?
@@ -268,12 +299,19 @@ impl ParamArena {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        ParamArena { buffer, slots, next: 0 }
+        ParamArena {
+            buffer,
+            slots,
+            next: 0,
+        }
     }
 
     /// Queues `params` into the next slot and returns its binding.
     pub fn push<P: bytemuck::Pod>(&mut self, gpu: &Gpu, params: &P) -> wgpu::BufferBinding<'_> {
-        assert!(self.next < self.slots, "more dispatches in one submission than arena slots");
+        assert!(
+            self.next < self.slots,
+            "more dispatches in one submission than arena slots"
+        );
         let bytes = bytemuck::bytes_of(params);
         assert!(bytes.len() as u64 <= PARAM_SLOT_BYTES);
         let offset = self.next as u64 * PARAM_SLOT_BYTES;

@@ -34,11 +34,14 @@ impl CombineKernel {
     /// Builds the pipeline.
     pub fn new(gpu: &Gpu) -> Self {
         use Access::*;
-        CombineKernel(Pipeline::new(gpu, "combine", &[Uniform, Read, Read, Read, ReadWrite]))
+        CombineKernel(Pipeline::new(
+            gpu,
+            "combine",
+            &[Uniform, Read, Read, Read, ReadWrite],
+        ))
     }
 
     /// Records one tile's accumulation (rows must be ≤ 65,535: one workgroup row each).
-    #[allow(clippy::too_many_arguments)]
     pub fn encode(
         &self,
         gpu: &Gpu,
@@ -50,8 +53,19 @@ impl CombineKernel {
         source: &wgpu::Buffer,
         numer: &wgpu::Buffer,
     ) {
-        assert!(params.rows <= 65_535, "combine tile of {} rows", params.rows);
+        assert!(
+            params.rows <= 65_535,
+            "combine tile of {} rows",
+            params.rows
+        );
         let groups = ((params.dim + 1).div_ceil(256), params.rows);
-        self.0.dispatch(gpu, encoder, arena, &params, &[best_index, weight, source, numer], groups);
+        self.0.dispatch(
+            gpu,
+            encoder,
+            arena,
+            &params,
+            &[best_index, weight, source, numer],
+            groups,
+        );
     }
 }

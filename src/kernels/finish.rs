@@ -42,7 +42,6 @@ impl FinishKernel {
     }
 
     /// Records the final division and guards.
-    #[allow(clippy::too_many_arguments)]
     pub fn encode(
         &self,
         gpu: &Gpu,
@@ -55,7 +54,18 @@ impl FinishKernel {
         out: &wgpu::Buffer,
         status: &wgpu::Buffer,
     ) {
-        let groups = if params.rows == 0 { (0, 0) } else { grid_2d(params.rows) };
-        self.0.dispatch(gpu, encoder, arena, &params, &[numer, h_status, guard, out, status], groups);
+        let groups = if params.rows == 0 {
+            (0, 0)
+        } else {
+            grid_2d(params.rows)
+        };
+        self.0.dispatch(
+            gpu,
+            encoder,
+            arena,
+            &params,
+            &[numer, h_status, guard, out, status],
+            groups,
+        );
     }
 }

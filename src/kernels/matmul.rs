@@ -46,7 +46,11 @@ impl MatmulKernel {
     /// Builds the pipeline.
     pub fn new(gpu: &Gpu) -> Self {
         use Access::*;
-        MatmulKernel(Pipeline::new(gpu, "matmul", &[Uniform, Read, Read, ReadWrite]))
+        MatmulKernel(Pipeline::new(
+            gpu,
+            "matmul",
+            &[Uniform, Read, Read, ReadWrite],
+        ))
     }
 
     /// Records C (+)= A · B.
@@ -60,7 +64,11 @@ impl MatmulKernel {
         b: &wgpu::Buffer,
         c: &wgpu::Buffer,
     ) {
-        let groups = (params.n.div_ceil(MATMUL_TILE), params.m.div_ceil(MATMUL_TILE));
-        self.0.dispatch(gpu, encoder, arena, &params, &[a, b, c], groups);
+        let groups = (
+            params.n.div_ceil(MATMUL_TILE),
+            params.m.div_ceil(MATMUL_TILE),
+        );
+        self.0
+            .dispatch(gpu, encoder, arena, &params, &[a, b, c], groups);
     }
 }

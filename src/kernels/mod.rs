@@ -32,7 +32,11 @@ pub const SHADERS: &[(&str, &str)] = &[
 ];
 
 fn source(name: &str) -> &'static str {
-    SHADERS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s).expect("kernel listed in SHADERS")
+    SHADERS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| *s)
+        .expect("kernel listed in SHADERS")
 }
 
 /// How a binding is accessed; bindings are numbered in the order given.
@@ -97,7 +101,11 @@ impl Pipeline {
             compilation_options: wgpu::PipelineCompilationOptions::default(),
             cache: None,
         });
-        Pipeline { name, layout, pipeline }
+        Pipeline {
+            name,
+            layout,
+            pipeline,
+        }
     }
 
     /// Records one dispatch with `params` (queued into `arena`) followed by `buffers` as the

@@ -26,7 +26,11 @@ impl NormalizeKernel {
     /// Builds the pipeline.
     pub fn new(gpu: &Gpu) -> Self {
         use Access::*;
-        NormalizeKernel(Pipeline::new(gpu, "normalize", &[Uniform, Read, ReadWrite, ReadWrite]))
+        NormalizeKernel(Pipeline::new(
+            gpu,
+            "normalize",
+            &[Uniform, Read, ReadWrite, ReadWrite],
+        ))
     }
 
     /// Records the normalisation of `params.rows` rows of `src` into `dst` and `status`.
@@ -40,7 +44,12 @@ impl NormalizeKernel {
         dst: &wgpu::Buffer,
         status: &wgpu::Buffer,
     ) {
-        let groups = if params.rows == 0 { (0, 0) } else { grid_2d(params.rows) };
-        self.0.dispatch(gpu, encoder, arena, &params, &[src, dst, status], groups);
+        let groups = if params.rows == 0 {
+            (0, 0)
+        } else {
+            grid_2d(params.rows)
+        };
+        self.0
+            .dispatch(gpu, encoder, arena, &params, &[src, dst, status], groups);
     }
 }

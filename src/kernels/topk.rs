@@ -53,7 +53,11 @@ impl TopKKernel {
     /// Builds the pipeline.
     pub fn new(gpu: &Gpu) -> Self {
         use Access::*;
-        TopKKernel(Pipeline::new(gpu, "topk", &[Uniform, Read, ReadWrite, ReadWrite]))
+        TopKKernel(Pipeline::new(
+            gpu,
+            "topk",
+            &[Uniform, Read, ReadWrite, ReadWrite],
+        ))
     }
 
     /// Records the merge of `scores` into `best_score` / `best_index`.
@@ -69,14 +73,29 @@ impl TopKKernel {
         best_score: &wgpu::Buffer,
         best_index: &wgpu::Buffer,
     ) {
-        assert!(params.k >= 1 && params.k as usize <= MAX_TOP_K, "top-k {} out of range", params.k);
+        assert!(
+            params.k >= 1 && params.k as usize <= MAX_TOP_K,
+            "top-k {} out of range",
+            params.k
+        );
         assert!(
             params.k <= params.cols + params.has_prev * params.k,
             "top-k {} over {} candidates",
             params.k,
             params.cols
         );
-        let groups = if params.rows == 0 { (0, 0) } else { grid_2d(params.rows) };
-        self.0.dispatch(gpu, encoder, arena, &params, &[scores, best_score, best_index], groups);
+        let groups = if params.rows == 0 {
+            (0, 0)
+        } else {
+            grid_2d(params.rows)
+        };
+        self.0.dispatch(
+            gpu,
+            encoder,
+            arena,
+            &params,
+            &[scores, best_score, best_index],
+            groups,
+        );
     }
 }

@@ -24,7 +24,11 @@ impl WeightsKernel {
     /// Builds the pipeline.
     pub fn new(gpu: &Gpu) -> Self {
         use Access::*;
-        WeightsKernel(Pipeline::new(gpu, "weights", &[Uniform, Read, ReadWrite, ReadWrite]))
+        WeightsKernel(Pipeline::new(
+            gpu,
+            "weights",
+            &[Uniform, Read, ReadWrite, ReadWrite],
+        ))
     }
 
     /// Records weights and guard scales for `params.rows` rows.
@@ -39,6 +43,13 @@ impl WeightsKernel {
         guard_scale: &wgpu::Buffer,
     ) {
         let groups = (params.rows.div_ceil(64), 1);
-        self.0.dispatch(gpu, encoder, arena, &params, &[best_score, weight, guard_scale], groups);
+        self.0.dispatch(
+            gpu,
+            encoder,
+            arena,
+            &params,
+            &[best_score, weight, guard_scale],
+            groups,
+        );
     }
 }

@@ -151,14 +151,14 @@ pub fn find_vocab_tensors(
         let output = present(naming.output);
         if input.len() > 1 {
             return Err(Error::Model(format!(
-                "{which} model: embedding tensor is ambiguous: {} are all present in {}; remove the duplicate",
+                "{which} model: embedding tensor is ambiguous: {} are present together in {}; remove the duplicate",
                 input.join(" and "),
                 weights.describe()
             )));
         }
         if output.len() > 1 {
             return Err(Error::Model(format!(
-                "{which} model: output embedding is ambiguous: {} are all present in {}; remove the duplicate",
+                "{which} model: output embedding is ambiguous: {} are present together in {}; remove the duplicate",
                 output.join(" and "),
                 weights.describe()
             )));
@@ -195,12 +195,12 @@ fn shape_fallback(
         .collect();
     let looked_for = match naming {
         Some(n) => format!(
-            "looked for {} (model_type `{}`) and then",
+            "looked for {} (model_type `{}`), then by shape",
             n.input.join(", "),
             model_type.unwrap_or("")
         ),
         None => format!(
-            "model_type `{}` is not a known architecture, so looked",
+            "model_type `{}` is not a known architecture, so looked by shape",
             model_type.unwrap_or("(none)")
         ),
     };
@@ -218,7 +218,7 @@ fn shape_fallback(
             hidden_size.map(|h| format!(" and {h} columns")).unwrap_or_default()
         ))),
         many => Err(Error::Model(format!(
-            "{which} model: embedding tensor is ambiguous in {}: {looked_for} found {} 2-D tensors with ≥ {tokens} rows ({}); set `model_type` in config.json to a known architecture",
+            "{which} model: embedding tensor is ambiguous in {}: {looked_for} and found {} 2-D tensors with ≥ {tokens} rows ({}); set `model_type` in config.json to a known architecture",
             weights.describe(),
             many.len(),
             many.join(", ")

@@ -15,11 +15,17 @@ pub fn engine() -> MutexGuard<'static, Engine> {
             panic!("GPU tests need a wgpu adapter; install mesa-vulkan-drivers (lavapipe): {e}")
         });
         eprintln!("adapter: {}", gpu.adapter());
-        let opts = EngineOptions { poison: true, ..Default::default() };
+        let opts = EngineOptions {
+            poison: true,
+            ..Default::default()
+        };
         Mutex::new(Engine::with_options(gpu, opts).expect("pipelines build"))
     });
     let mut e = m.lock().unwrap_or_else(|p| p.into_inner());
-    e.set_options(EngineOptions { poison: true, ..Default::default() });
+    e.set_options(EngineOptions {
+        poison: true,
+        ..Default::default()
+    });
     e
 }
 
@@ -40,7 +46,11 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: impl Fn(usize) -
     let mut worst = (0usize, 0.0f64);
     for i in 0..got.len() {
         let err = (got[i] as f64 - want[i]).abs();
-        let excess = if got[i].is_finite() { err / tol(i) } else { f64::INFINITY };
+        let excess = if got[i].is_finite() {
+            err / tol(i)
+        } else {
+            f64::INFINITY
+        };
         if excess > 1.0 {
             fails += 1;
         }
@@ -61,5 +71,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: impl Fn(usize) -
 
 /// Max |x| of each row of a row-major matrix.
 pub fn row_max_abs(v: &[f64], cols: usize) -> Vec<f64> {
-    v.chunks(cols.max(1)).map(|r| r.iter().fold(0.0f64, |m, x| m.max(x.abs()))).collect()
+    v.chunks(cols.max(1))
+        .map(|r| r.iter().fold(0.0f64, |m, x| m.max(x.abs())))
+        .collect()
 }
