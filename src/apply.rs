@@ -21,7 +21,7 @@ use crate::model::writer::{self, OutShard, OutTensor, Staging, TensorData};
 use crate::model::{hub, naming, ModelDir, VocabTensors, TOKENIZER_FILES};
 use crate::tensor::{DType, MatrixRef};
 use crate::vocab::{match_vocabularies, Matching, SpecialRole, Vocab};
-use crate::weights::{ClpOutput, RejectReason, TopK, Weighting};
+use crate::weights::{ClpOutput, RejectReason, Selection, TopK, Weighting};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -276,6 +276,7 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
         matching.missing.len(),
         helper_m.cols,
     )?;
+    let fallback_row = mean_rows(&e_overlap);
     timer.lap("gather");
 
     // ---- compute ----------------------------------------------------------------------------
@@ -296,14 +297,40 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
             matching.missing.len()
         )));
     }
-    let fallback_row = mean_rows(&e_overlap);
-    let mut fallback: Vec<(usize, String)> = output
+    if let Some(sel) = &output.selection {
+        let m = matching.missing.len();
+        let o = matching.overlap.len() as u32;
+        if sel.indices.len() != m * sel.k
+            || sel.scores.len() != m * sel.k
+            || sel.indices.iter().any(|&j| j >= o)
+        {
+            return Err(Error::Shape(format!(
+                "engine returned a selection of {} indices (k = {}) for {m} rows over {o} overlap rows (a bug in clp-gpu; please report it)",
+                sel.indices.len(),
+                sel.k
+            )));
+        }
+    }
+    if output
         .rejected
         .iter()
-        .map(|r| (r.row, reason_name(r.reason)))
-        .collect();
+        .any(|r| r.row >= matching.missing.len())
+    {
+        return Err(Error::Shape(
+            "engine rejected a row index out of range (a bug in clp-gpu; please report it)".into(),
+        ));
+    }
+    // The gathered rows are no longer needed; free them before the output tensors are built.
+    drop((e_bytes, h_overlap_bytes, h_missing_bytes));
+    let mut is_fallback = vec![false; matching.missing.len()];
+    let mut fallback: Vec<(usize, String)> = Vec::new();
+    for r in &output.rejected {
+        is_fallback[r.row] = true;
+        fallback.push((r.row, reason_name(r.reason)));
+    }
     for (i, row) in output.rows.chunks_exact(cols.max(1)).enumerate() {
-        if row.iter().any(|x| !x.is_finite()) && !fallback.iter().any(|f| f.0 == i) {
+        if !is_fallback[i] && row.iter().any(|x| !x.is_finite()) {
+            is_fallback[i] = true;
             fallback.push((i, "non_finite_result".to_string()));
         }
     }
@@ -314,10 +341,6 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
     let out_dir = staging.path().to_path_buf();
     let mut rebuilt: BTreeMap<String, (Vec<u8>, Vec<usize>, safetensors::Dtype)> = BTreeMap::new();
     {
-        let mut is_fallback = vec![false; matching.missing.len()];
-        for f in &fallback {
-            is_fallback[f.0] = true;
-        }
         for p in &parts {
             let bytes = build_part(
                 p,
@@ -336,6 +359,8 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
             rebuilt.insert(p.name.clone(), (bytes, shape, p.safetensors_dtype));
         }
     }
+    let selection = output.selection;
+    drop(output.rows);
     let shards: Vec<OutShard> = source
         .weights
         .files
@@ -415,7 +440,7 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
         Some(p) => Some(write_provenance(
             p,
             &matching,
-            &output,
+            selection.as_ref(),
             &fallback,
             &source_vocab,
             &target_vocab,
@@ -706,7 +731,7 @@ fn write_configs(
 fn write_provenance(
     path: &Path,
     matching: &Matching,
-    output: &ClpOutput,
+    selection: Option<&Selection>,
     fallback: &[(usize, String)],
     source: &Vocab,
     target: &Vocab,
@@ -732,7 +757,7 @@ fn write_provenance(
         let line = if let Some(reason) = fb.get(&i) {
             json!({"id": t, "token": token, "method": "fallback_mean", "reason": reason,
                    "note": "mean of all overlapping source rows"})
-        } else if let Some(sel) = &output.selection {
+        } else if let Some(sel) = selection {
             let idx = &sel.indices[i * sel.k..(i + 1) * sel.k];
             let scores = &sel.scores[i * sel.k..(i + 1) * sel.k];
             let sum: f64 = scores.iter().map(|&s| s as f64).sum();
