@@ -246,6 +246,11 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
         None => target_tokens,
     };
     let staging = Staging::create(&opts.out, opts.force)?;
+    // Open the GPU before gathering anything, so a missing adapter fails fast.
+    let engine = match opts.backend {
+        Backend::Gpu => Some(crate::Engine::new(crate::Gpu::new()?)?),
+        Backend::CpuReference => None,
+    };
     timer.lap("match");
 
     // ---- gather -----------------------------------------------------------------------------
@@ -283,6 +288,7 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
     let weighting = Weighting::Clp { top_k: opts.top_k };
     let (output, adapter) = compute(
         opts,
+        engine.as_ref(),
         &h_missing,
         &h_overlap,
         &e_overlap,
@@ -585,6 +591,7 @@ fn gather_rows(m: &MatrixRef, ids: &[u32]) -> Vec<u8> {
 
 fn compute(
     opts: &ApplyOptions,
+    engine: Option<&crate::Engine>,
     h_missing: &MatrixRef,
     h_overlap: &MatrixRef,
     e_overlap: &MatrixRef,
@@ -597,8 +604,8 @@ fn compute(
         rejected: Vec::new(),
         selection: None,
     };
-    match opts.backend {
-        Backend::CpuReference => {
+    match engine {
+        None => {
             let pb = spinner(
                 opts.progress,
                 format!("computing {missing} rows on the CPU reference"),
@@ -611,8 +618,7 @@ fn compute(
             pb.finish_and_clear();
             Ok((out, None))
         }
-        Backend::Gpu => {
-            let engine = crate::Engine::new(crate::Gpu::new()?)?;
+        Some(engine) => {
             let adapter = engine.gpu().adapter().to_string();
             let pb = spinner(
                 opts.progress,

@@ -131,6 +131,18 @@ impl Vocab {
     /// A vocabulary from a token → id map (no special roles).
     pub fn from_ids(path: PathBuf, ids: HashMap<String, u32>) -> Result<Vocab> {
         let len = ids.values().map(|&i| i as usize + 1).max().unwrap_or(0);
+        // Ids far beyond the token count would make every embedding huge; real tokenizers
+        // leave at most a few holes.
+        if len > ids.len().saturating_mul(4).max(1 << 20) {
+            return Err(Error::bad_file(
+                &path,
+                format!(
+                    "has {} tokens but ids up to {}; restore the original file",
+                    ids.len(),
+                    len - 1
+                ),
+            ));
+        }
         let mut tokens = vec![None; len];
         for (t, &i) in &ids {
             tokens[i as usize] = Some(t.clone());

@@ -319,3 +319,138 @@ fn hub_ids_resolve_offline_in_the_cache_and_helper_tokenizer_override() {
         "{err}"
     );
 }
+
+#[test]
+fn zero_helper_row_gets_the_stated_fallback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = build_model(
+        &tmp.path().join("src"),
+        Arch::Gpt2,
+        Lang::English,
+        300,
+        0,
+        16,
+        DType::F32,
+        1,
+        11,
+    );
+    let mut hlp = build_model(
+        &tmp.path().join("hlp"),
+        Arch::Gpt2,
+        Lang::German,
+        280,
+        0,
+        16,
+        DType::F32,
+        1,
+        12,
+    );
+    let (sv, tv) = (vocab_of(&src.dir), vocab_of(&hlp.dir));
+    let mut missing: Vec<(u32, String)> = tv
+        .iter()
+        .filter(|(t, _)| !sv.contains_key(*t) && !t.starts_with('<'))
+        .map(|(t, &i)| (i, t.clone()))
+        .collect();
+    missing.sort();
+    let (victim, victim_token) = missing[0].clone();
+    let wte = hlp
+        .tensors
+        .iter_mut()
+        .find(|t| t.name == "transformer.wte.weight")
+        .unwrap();
+    let rb = 16 * 4;
+    wte.bytes[victim as usize * rb..(victim as usize + 1) * rb].fill(0);
+    write_weights(&hlp.dir, &hlp.tensors, 1);
+    let out = tmp.path().join("out");
+    ok(run_apply(&[
+        "--source",
+        s(&src.dir),
+        "--helper",
+        s(&hlp.dir),
+        "--out",
+        s(&out),
+        "--quiet",
+    ]));
+
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.join("clp_transfer.json")).unwrap()).unwrap();
+    assert_eq!(report["counts"]["fallback"], 1);
+    let row = &report["fallback"]["rows"][0];
+    assert_eq!(row["target_id"], victim);
+    assert_eq!(row["token"], victim_token.as_str());
+    assert_eq!(row["reason"], "zero_helper_row");
+    // The fallback is the mean of the overlapping source rows.
+    let e = src.tensor("transformer.wte.weight");
+    let overlap: Vec<u32> = tv.keys().filter_map(|t| sv.get(t).copied()).collect();
+    let got = read_weights(&out);
+    let bytes = &got["transformer.wte.weight"].2;
+    for c in 0..16 {
+        let mean = overlap
+            .iter()
+            .map(|&s| e.dtype.decode(&e.bytes, s as usize * 16 + c) as f64)
+            .sum::<f64>()
+            / overlap.len() as f64;
+        let have = DType::F32.decode(bytes, victim as usize * 16 + c);
+        assert!(
+            (have as f64 - mean).abs() < 1e-6,
+            "col {c}: {have} vs {mean}"
+        );
+    }
+}
+
+#[test]
+fn gpt2_hub_names_without_prefix_and_extra_tokenizer_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut src = build_model(
+        &tmp.path().join("src"),
+        Arch::Gpt2,
+        Lang::English,
+        300,
+        3,
+        16,
+        DType::F16,
+        1,
+        13,
+    );
+    let hlp = build_model(
+        &tmp.path().join("hlp"),
+        Arch::Gpt2,
+        Lang::German,
+        280,
+        0,
+        16,
+        DType::F32,
+        1,
+        14,
+    );
+    // The `gpt2` hub checkpoint is saved from the base model: no `transformer.` prefix.
+    for t in &mut src.tensors {
+        t.name = t.name.trim_start_matches("transformer.").to_string();
+    }
+    write_weights(&src.dir, &src.tensors, 1);
+    std::fs::write(hlp.dir.join("vocab.json"), "{}").unwrap();
+    std::fs::write(hlp.dir.join("merges.txt"), "#version: 0.2\n").unwrap();
+    let out = tmp.path().join("out");
+    ok(run_apply(&[
+        "--source",
+        s(&src.dir),
+        "--helper",
+        s(&hlp.dir),
+        "--out",
+        s(&out),
+        "--quiet",
+    ]));
+    let got = read_weights(&out);
+    assert_eq!(got.keys().cloned().collect::<Vec<_>>(), {
+        let mut names: Vec<String> = src.tensors.iter().map(|t| t.name.clone()).collect();
+        names.sort();
+        names
+    });
+    assert_eq!(got["wte.weight"].1, vec![hlp.tokens, 16]);
+    for f in ["vocab.json", "merges.txt"] {
+        assert_eq!(
+            std::fs::read(out.join(f)).unwrap(),
+            std::fs::read(hlp.dir.join(f)).unwrap()
+        );
+    }
+}

@@ -174,7 +174,9 @@ impl Gpu {
 
     /// Largest storage binding, in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
-        self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 
     /// A storage buffer of `size_bytes` (rounded up to 4, at least 4) usable as copy source and
