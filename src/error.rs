@@ -30,7 +30,7 @@ pub enum Error {
     #[error("invalid shape: {0}")]
     Shape(String),
     /// A value given on the command line or through the API is out of range.
-    #[error("invalid argument: {0}")]
+    #[error("{0}")]
     Argument(String),
     /// A size that does not fit the adapter's limits or the memory budget.
     #[error(
