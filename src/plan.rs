@@ -107,6 +107,8 @@ pub fn plan(p: &Problem, limits: &PlanLimits) -> Result<TilePlan> {
     let o_cap = PREFERRED_O_ROWS.min(limits.max_o_rows.max(1)).max(k);
     let mut ot = p.overlap.clamp(1, o_cap);
     loop {
+        let total_of =
+            |mt: usize, ot: usize| -> u64 { buffer_sizes(p, mt, ot).iter().map(|s| s.1).sum() };
         let sizes = buffer_sizes(p, mt, ot);
         let total: u64 = sizes.iter().map(|s| s.1).sum();
         let (big_name, big) = sizes.iter().copied().max_by_key(|s| s.1).unwrap_or(("", 0));
@@ -118,11 +120,9 @@ pub fn plan(p: &Problem, limits: &PlanLimits) -> Result<TilePlan> {
                 largest_buffer_bytes: big,
             });
         }
-        // Shrink whichever side the oversized buffers depend on more; never below k overlap rows.
-        let m_cost: u64 = buffer_sizes(p, mt, ot).iter().map(|s| s.1).sum::<u64>()
-            - buffer_sizes(p, mt / 2, ot).iter().map(|s| s.1).sum::<u64>();
-        let o_cost: u64 = buffer_sizes(p, mt, ot).iter().map(|s| s.1).sum::<u64>()
-            - buffer_sizes(p, mt, ot / 2).iter().map(|s| s.1).sum::<u64>();
+        // Shrink whichever side the buffers depend on more; never below k overlap rows.
+        let m_cost = total - total_of(mt / 2, ot);
+        let o_cost = total - total_of(mt, ot / 2);
         let can_m = mt > 1;
         let can_o = ot / 2 >= k && ot > 1;
         if can_m && (m_cost >= o_cost || !can_o) {

@@ -333,11 +333,12 @@ impl ParamArena {
 }
 
 /// Workgroup counts `(x, y)` covering `n` one-dimensional items within the 65,535-per-dimension
-/// limit; shaders recover the item as `x + y * num_workgroups.x`.
+/// limit; shaders recover the item as `x + y * num_workgroups.x`. `n = 0` gives `(0, 0)`, which
+/// the dispatch helper skips.
 pub fn grid_2d(n: u32) -> (u32, u32) {
     const MAX: u32 = 65_535;
     if n <= MAX {
-        (n.max(1), 1)
+        (n, (n > 0) as u32)
     } else {
         (MAX, n.div_ceil(MAX))
     }

@@ -54,11 +54,7 @@ impl FinishKernel {
         out: &wgpu::Buffer,
         status: &wgpu::Buffer,
     ) {
-        let groups = if params.rows == 0 {
-            (0, 0)
-        } else {
-            grid_2d(params.rows)
-        };
+        let groups = grid_2d(params.rows);
         self.0.dispatch(
             gpu,
             encoder,

@@ -44,11 +44,7 @@ impl NormalizeKernel {
         dst: &wgpu::Buffer,
         status: &wgpu::Buffer,
     ) {
-        let groups = if params.rows == 0 {
-            (0, 0)
-        } else {
-            grid_2d(params.rows)
-        };
+        let groups = grid_2d(params.rows);
         self.0
             .dispatch(gpu, encoder, arena, &params, &[src, dst, status], groups);
     }

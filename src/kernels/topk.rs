@@ -84,11 +84,7 @@ impl TopKKernel {
             params.k,
             params.cols
         );
-        let groups = if params.rows == 0 {
-            (0, 0)
-        } else {
-            grid_2d(params.rows)
-        };
+        let groups = grid_2d(params.rows);
         self.0.dispatch(
             gpu,
             encoder,
