@@ -1,13 +1,27 @@
-//! `clp-gpu bench`: times the engine on deterministic synthetic embeddings of a chosen shape and
-//! reports wall time, GFLOP/s, GB/s uploaded, peak host RSS, the tile plan and the adapter.
-//! `verify` rows are recomputed with the f64 reference and the worst error is reported.
+//! `clp-gpu bench`: times a backend (GPU engine or CPU path) on deterministic synthetic
+//! embeddings of a chosen shape and reports wall time, GFLOP/s, input GB/s, time per stage, peak
+//! host RSS, the tile plan and the adapter.
+//!
+//! Inputs live in memory (only the rows a run needs), or with `on_disk` in full-vocabulary
+//! safetensors files (source `source_vocab × d_s`, helper `helper_vocab × d_h`) that are written
+//! once per shape and seed and then streamed with positioned reads, so reading and gathering
+//! scattered rows is part of the timing and host memory stays bounded. Overlap and missing ids
+//! are a seeded random sample, scattered over both vocabularies as real ones are.
+//!
+//! `verify` rows are recomputed with the streamed f64 reference; the worst error is reported.
+//! A checksum of all output rows shows determinism and budget-invariance at a glance.
 
-use crate::engine::Engine;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::pipeline::{stage, ClpBackend, TileOut};
 use crate::reference;
-use crate::synthetic::{embeddings, Rng};
+use crate::rows::{RowSet, Storage, Stored};
+use crate::synthetic::{embeddings, sample_ids, write_embedding_file, Rng};
 use crate::tensor::{DType, MatrixRef};
 use crate::weights::{TopK, Weighting};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The shape of a benchmark problem.
@@ -21,42 +35,81 @@ pub struct BenchShape {
     pub helper_dim: usize,
     /// Source dimension d_s.
     pub source_dim: usize,
+    /// Rows of the source embedding (on-disk inputs).
+    pub source_vocab: usize,
+    /// Rows of the helper embedding (on-disk inputs; at least O + M).
+    pub helper_vocab: usize,
     /// Storage type of every input.
     pub dtype: DType,
 }
 
 impl BenchShape {
-    /// The default: the seed example (BLOOM-7b1 source, 1.5B GPT-2 helper, d_s 4096, d_h 1600)
-    /// with vocabulary sizes cut about 16× (O = M = 1,500), fp16, so it runs in about a minute on a
-    /// software driver.
+    /// The default: S1 (BLOOM-7b1 source, 1.5B GPT-2 helper, d_s 4096, d_h 1600) with the
+    /// vocabularies cut 16× (O = M = 1,500), fp16, so it runs in about a minute on a software
+    /// driver.
     pub fn default_scaled() -> BenchShape {
         BenchShape {
             missing: 1500,
             overlap: 1500,
             helper_dim: 1600,
             source_dim: 4096,
+            source_vocab: 250_880 / 16,
+            helper_vocab: 50_257 / 16,
             dtype: DType::F16,
         }
     }
-    /// S1 at full size: O ≈ M ≈ 25,000 (GPU workload).
+    /// S1 at full size: source 250,880 × 4,096, helper 50,257 × 1,600, O = M = 25,000.
     pub fn s1() -> BenchShape {
         BenchShape {
             missing: 25_000,
             overlap: 25_000,
             helper_dim: 1600,
             source_dim: 4096,
+            source_vocab: 250_880,
+            helper_vocab: 50_257,
             dtype: DType::F16,
         }
     }
-    /// S2 at full size: O = 100,000, M = 150,000, d_h 2048 (GPU workload).
+    /// S2 at full size: source 250,880 × 4,096, helper 250,880 × 2,048, O = 100,000,
+    /// M = 150,000.
     pub fn s2() -> BenchShape {
         BenchShape {
             missing: 150_000,
             overlap: 100_000,
             helper_dim: 2048,
             source_dim: 4096,
+            source_vocab: 250_880,
+            helper_vocab: 250_880,
             dtype: DType::F16,
         }
+    }
+    /// A custom M, O, d_h, d_s; vocabularies just large enough.
+    pub fn custom(missing: usize, overlap: usize, helper_dim: usize, source_dim: usize) -> Self {
+        BenchShape {
+            missing,
+            overlap,
+            helper_dim,
+            source_dim,
+            source_vocab: overlap + missing,
+            helper_vocab: overlap + missing,
+            dtype: DType::F16,
+        }
+    }
+    fn check(&self) -> Result<()> {
+        if self.overlap == 0 || self.helper_dim == 0 || self.source_dim == 0 {
+            return Err(Error::Argument(
+                "bench shape: O, d_h and d_s must be at least 1".into(),
+            ));
+        }
+        if self.helper_vocab < self.overlap + self.missing || self.source_vocab < self.overlap {
+            return Err(Error::Argument(format!(
+                "bench shape: O + M = {} exceeds the helper vocabulary {} (or O the source vocabulary {}); lower --missing",
+                self.overlap + self.missing,
+                self.helper_vocab,
+                self.source_vocab
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -74,38 +127,73 @@ pub fn flops(s: &BenchShape, top_k: TopK) -> f64 {
     }
 }
 
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// The problem shape.
+    pub shape: BenchShape,
+    /// Modes to time.
+    pub modes: Vec<TopK>,
+    /// Seed of the synthetic inputs.
+    pub seed: u64,
+    /// Rows to check against the f64 reference.
+    pub verify: usize,
+    /// Keep the inputs in full-size safetensors files in this directory and stream them.
+    pub on_disk: Option<PathBuf>,
+}
+
+/// Time of one stage.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StageTime {
+    /// Stage name.
+    pub stage: String,
+    /// Seconds (summed over tiles).
+    pub seconds: f64,
+    /// GB/s through the stage, where bytes apply.
+    pub gb_per_s: Option<f64>,
+}
+
 /// One mode's measurements.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchResult {
     /// "all" or k.
     pub top_k: String,
-    /// Wall time of `Engine::clp` (upload, kernels, readback), seconds.
+    /// Wall time of the run (gather, upload, kernels, readback, sink), seconds.
     pub seconds: f64,
     /// Useful GFLOP/s over that time.
     pub gflops: f64,
-    /// Input bytes the run uploads (helper rows once per missing tile, source rows likewise),
-    /// divided by the time, GB/s.
-    pub upload_gb_per_s: f64,
+    /// Input bytes gathered per second of wall time, GB/s.
+    pub input_gb_per_s: f64,
     /// Missing rows produced per second.
     pub rows_per_s: f64,
+    /// Time per stage.
+    pub stages: Vec<StageTime>,
     /// Missing tile × overlap tile of the plan.
     pub tiles: (usize, usize),
-    /// GPU memory the plan allocates, bytes.
-    pub gpu_bytes: u64,
+    /// Buffer memory the plan allocates (device memory on the GPU), bytes.
+    pub buffer_bytes: u64,
     /// Rejected rows.
     pub rejected: usize,
-    /// Worst |gpu − reference| / row max-abs over the verified rows (None: not verified).
+    /// FNV-1a of every output row's bits and status (equal checksums = identical output).
+    pub checksum: String,
+    /// Rows verified against the f64 reference.
+    pub verified_rows: usize,
+    /// Worst |got − reference| / row max-abs over the verified rows (None: not verified).
     pub verify_max_rel_err: Option<f64>,
 }
 
 /// A whole bench report.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchReport {
-    /// The adapter.
-    pub adapter: crate::gpu::AdapterSummary,
+    /// What ran the math.
+    pub backend: String,
+    /// The adapter (GPU backend).
+    pub adapter: Option<crate::gpu::AdapterSummary>,
     /// The shape.
     pub shape: BenchShape,
-    /// Seconds to generate the inputs.
+    /// "memory" or the directory of the on-disk inputs.
+    pub inputs: String,
+    /// Seconds to generate (or find) the inputs.
     pub generate_seconds: f64,
     /// Per mode.
     pub results: Vec<BenchResult>,
@@ -125,109 +213,294 @@ pub fn peak_rss_bytes() -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
-/// Runs every mode in `modes` on synthetic data of `shape` (seeded) and verifies `verify` rows.
-pub fn run(
-    engine: &Engine,
-    shape: BenchShape,
-    modes: &[TopK],
+/// The synthetic inputs of a run: owned bytes (memory) or open files (disk).
+enum Inputs {
+    Memory {
+        hm: Vec<u8>,
+        ho: Vec<u8>,
+        eo: Vec<u8>,
+    },
+    Disk {
+        dir: PathBuf,
+        source: (File, PathBuf, u64),
+        helper: (File, PathBuf, u64),
+        overlap_tgt: Vec<u32>,
+        overlap_src: Vec<u32>,
+        missing: Vec<u32>,
+    },
+}
+
+/// Offset of the data of a single-tensor safetensors file.
+fn data_offset(file: &mut File, path: &Path) -> Result<u64> {
+    let mut n = [0u8; 8];
+    file.read_exact(&mut n).map_err(|e| Error::io(path, e))?;
+    Ok(8 + u64::from_le_bytes(n))
+}
+
+/// The file `dir/name`, generated unless it already exists with the expected size.
+fn ensure_file(
+    dir: &Path,
+    name: &str,
+    rows: usize,
+    cols: usize,
+    dtype: DType,
     seed: u64,
-    verify: usize,
-) -> Result<BenchReport> {
-    let t0 = Instant::now();
-    let mut rng = Rng::new(seed);
-    let dt = shape.dtype;
-    let hm = dt.encode(&embeddings(&mut rng, shape.missing, shape.helper_dim, 0.5));
-    let ho = dt.encode(&embeddings(&mut rng, shape.overlap, shape.helper_dim, 0.5));
-    let eo = dt.encode(&embeddings(&mut rng, shape.overlap, shape.source_dim, 0.3));
-    let generate_seconds = t0.elapsed().as_secs_f64();
-    let hm = MatrixRef::new(
-        "missing helper rows",
-        &hm,
-        dt,
-        shape.missing,
-        shape.helper_dim,
-    )?;
-    let ho = MatrixRef::new(
-        "overlap helper rows",
-        &ho,
-        dt,
-        shape.overlap,
-        shape.helper_dim,
-    )?;
-    let eo = MatrixRef::new(
-        "overlap source rows",
-        &eo,
-        dt,
-        shape.overlap,
-        shape.source_dim,
-    )?;
-    let mut results = Vec::new();
-    for &top_k in modes {
-        let weighting = Weighting::Clp { top_k };
-        let problem = Engine::problem(&hm, &ho, &eo, &weighting)?;
-        let plan = engine.plan(&problem)?;
-        let t = Instant::now();
-        let out = engine.clp(&hm, &ho, &eo, &weighting)?;
-        let seconds = t.elapsed().as_secs_f64();
-        let m_tiles = shape.missing.div_ceil(plan.m_rows) as f64;
-        let passes = if matches!(top_k, TopK::All) {
-            1.0
-        } else {
-            m_tiles
+    mean_weight: f32,
+) -> Result<(File, PathBuf, u64)> {
+    let path = dir.join(name);
+    let data_len = (rows * cols * dtype.size_bytes()) as u64;
+    let ok = |path: &Path| -> Result<Option<(File, u64)>> {
+        let Ok(mut f) = File::open(path) else {
+            return Ok(None);
         };
-        let uploaded = hm.data.len() as f64 + passes * (ho.data.len() + eo.data.len()) as f64;
-        let verify_max_rel_err =
-            (verify > 0).then(|| verify_rows(&hm, &ho, &eo, &weighting, &out.rows, verify, seed));
+        let size = f.metadata().map_err(|e| Error::io(path, e))?.len();
+        let off = data_offset(&mut f, path)?;
+        Ok((size == off + data_len).then_some((f, off)))
+    };
+    if let Some((f, off)) = ok(&path)? {
+        return Ok((f, path, off));
+    }
+    write_embedding_file(&path, "embedding", rows, cols, dtype, seed, mean_weight)?;
+    let (f, off) = ok(&path)?.ok_or_else(|| {
+        Error::bad_file(
+            &path,
+            "generated file has the wrong size; delete it and rerun",
+        )
+    })?;
+    Ok((f, path, off))
+}
+
+impl Inputs {
+    fn generate(shape: &BenchShape, seed: u64, on_disk: Option<&Path>) -> Result<Inputs> {
+        let dt = shape.dtype;
+        let Some(dir) = on_disk else {
+            let mut rng = Rng::new(seed);
+            return Ok(Inputs::Memory {
+                hm: dt.encode(&embeddings(&mut rng, shape.missing, shape.helper_dim, 0.5)),
+                ho: dt.encode(&embeddings(&mut rng, shape.overlap, shape.helper_dim, 0.5)),
+                eo: dt.encode(&embeddings(&mut rng, shape.overlap, shape.source_dim, 0.3)),
+            });
+        };
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let source = ensure_file(
+            dir,
+            &format!(
+                "source-{}x{}-{}-seed{seed}.safetensors",
+                shape.source_vocab, shape.source_dim, dt
+            ),
+            shape.source_vocab,
+            shape.source_dim,
+            dt,
+            seed ^ 0x5eed_5,
+            0.3,
+        )?;
+        let helper = ensure_file(
+            dir,
+            &format!(
+                "helper-{}x{}-{}-seed{seed}.safetensors",
+                shape.helper_vocab, shape.helper_dim, dt
+            ),
+            shape.helper_vocab,
+            shape.helper_dim,
+            dt,
+            seed ^ 0x5eed_4,
+            0.5,
+        )?;
+        let mut rng = Rng::new(seed ^ 0x1d5);
+        let target = sample_ids(&mut rng, shape.helper_vocab, shape.overlap + shape.missing);
+        let mut overlap_tgt = target[..shape.overlap].to_vec();
+        let mut missing = target[shape.overlap..].to_vec();
+        overlap_tgt.sort_unstable();
+        missing.sort_unstable();
+        let overlap_src = sample_ids(&mut rng, shape.source_vocab, shape.overlap);
+        Ok(Inputs::Disk {
+            dir: dir.to_path_buf(),
+            source,
+            helper,
+            overlap_tgt,
+            overlap_src,
+            missing,
+        })
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Inputs::Memory { .. } => "memory".into(),
+            Inputs::Disk { dir, .. } => format!("disk: {}", dir.display()),
+        }
+    }
+
+    /// The row sets H_M, H_O, E_O.
+    fn row_sets(&self, shape: &BenchShape) -> Result<[RowSet<'_>; 3]> {
+        let dt = shape.dtype;
+        let (dh, ds) = (shape.helper_dim, shape.source_dim);
+        match self {
+            Inputs::Memory { hm, ho, eo } => Ok([
+                RowSet::from_matrix(
+                    "missing helper rows",
+                    &MatrixRef::new("hm", hm, dt, shape.missing, dh)?,
+                ),
+                RowSet::from_matrix(
+                    "overlap helper rows",
+                    &MatrixRef::new("ho", ho, dt, shape.overlap, dh)?,
+                ),
+                RowSet::from_matrix(
+                    "overlap source rows",
+                    &MatrixRef::new("eo", eo, dt, shape.overlap, ds)?,
+                ),
+            ]),
+            Inputs::Disk {
+                source,
+                helper,
+                overlap_tgt,
+                overlap_src,
+                missing,
+                ..
+            } => {
+                fn stored(
+                    f: &(File, PathBuf, u64),
+                    dtype: DType,
+                    rows: usize,
+                    cols: usize,
+                ) -> Stored<'_> {
+                    Stored {
+                        storage: Storage::File {
+                            file: &f.0,
+                            path: &f.1,
+                            offset: f.2,
+                        },
+                        dtype,
+                        rows,
+                        cols,
+                    }
+                }
+                let h = stored(helper, dt, shape.helper_vocab, dh);
+                let s = stored(source, dt, shape.source_vocab, ds);
+                Ok([
+                    RowSet::new("missing helper rows", vec![h])?.select(missing.clone())?,
+                    RowSet::new("overlap helper rows", vec![h])?.select(overlap_tgt.clone())?,
+                    RowSet::new("overlap source rows", vec![s])?.select(overlap_src.clone())?,
+                ])
+            }
+        }
+    }
+}
+
+/// FNV-1a, 64 bit.
+struct Fnv(u64);
+
+impl Fnv {
+    fn eat(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// Runs every mode on synthetic data of `opts.shape` and verifies `opts.verify` rows.
+pub fn run(
+    backend: &dyn ClpBackend,
+    adapter: Option<crate::gpu::AdapterSummary>,
+    opts: &BenchOptions,
+) -> Result<BenchReport> {
+    let shape = opts.shape;
+    shape.check()?;
+    let t0 = Instant::now();
+    let inputs = Inputs::generate(&shape, opts.seed, opts.on_disk.as_deref())?;
+    let generate_seconds = t0.elapsed().as_secs_f64();
+    let [hm, ho, eo] = inputs.row_sets(&shape)?;
+    let mut verify_ids: Vec<usize> = {
+        let mut rng = Rng::new(opts.seed ^ 0xfeed);
+        (0..opts.verify.min(shape.missing))
+            .map(|_| rng.below(shape.missing))
+            .collect()
+    };
+    verify_ids.sort_unstable();
+    verify_ids.dedup();
+    let mut results = Vec::new();
+    for &top_k in &opts.modes {
+        let weighting = Weighting::Clp { top_k };
+        let mut hash = Fnv(0xcbf2_9ce4_8422_2325);
+        let mut kept: BTreeMap<usize, (Vec<f32>, u32)> = BTreeMap::new();
+        let mut rejected = 0;
+        let t = Instant::now();
+        let stats = backend.run(&hm, &ho, &eo, &weighting, &mut |tile: &TileOut| {
+            hash.eat(bytemuck::cast_slice(tile.rows));
+            hash.eat(bytemuck::cast_slice(tile.status));
+            rejected += tile.status.iter().filter(|&&s| s != 0).count();
+            let end = tile.start + tile.status.len();
+            for &r in verify_ids.iter().filter(|&&r| r >= tile.start && r < end) {
+                let i = r - tile.start;
+                kept.insert(
+                    r,
+                    (
+                        tile.rows[i * tile.dim..(i + 1) * tile.dim].to_vec(),
+                        tile.status[i],
+                    ),
+                );
+            }
+            Ok(())
+        })?;
+        let seconds = t.elapsed().as_secs_f64();
+        let verify_max_rel_err = if verify_ids.is_empty() {
+            None
+        } else {
+            let want = reference::clp_rows(&verify_ids, &hm, &ho, &eo, &weighting)?;
+            let mut worst = 0.0f64;
+            for (r, w) in verify_ids.iter().zip(&want) {
+                let (got, status) = &kept[r];
+                if *status != w.rejected.map_or(0, |x| x.code()) {
+                    worst = f64::INFINITY;
+                    continue;
+                }
+                let scale = w.values.iter().fold(1e-30f64, |a, x| a.max(x.abs() as f64));
+                for (g, v) in got.iter().zip(&w.values) {
+                    worst = worst.max((*g as f64 - *v as f64).abs() / scale);
+                }
+            }
+            Some(worst)
+        };
+        let bytes_of = |s: &str| match s {
+            stage::GATHER => Some(stats.gathered_bytes),
+            stage::UPLOAD if stats.uploaded_bytes > 0 => Some(stats.uploaded_bytes),
+            stage::READBACK => Some(stats.readback_bytes),
+            _ => None,
+        };
+        let stages = stage::ALL
+            .iter()
+            .filter_map(|&s| {
+                let secs = *stats.seconds.get(s)?;
+                Some(StageTime {
+                    stage: s.to_string(),
+                    seconds: secs,
+                    gb_per_s: bytes_of(s)
+                        .filter(|_| secs > 0.0)
+                        .map(|b| b as f64 / secs / 1e9),
+                })
+            })
+            .collect();
         results.push(BenchResult {
             top_k: top_k.to_string(),
             seconds,
             gflops: flops(&shape, top_k) / seconds / 1e9,
-            upload_gb_per_s: uploaded / seconds / 1e9,
+            input_gb_per_s: stats.gathered_bytes as f64 / seconds / 1e9,
             rows_per_s: shape.missing as f64 / seconds,
-            tiles: (plan.m_rows, plan.o_rows),
-            gpu_bytes: plan.gpu_bytes,
-            rejected: out.rejected.len(),
+            stages,
+            tiles: stats.tiles,
+            buffer_bytes: stats.buffer_bytes,
+            rejected,
+            checksum: format!("{:016x}", hash.0),
+            verified_rows: verify_ids.len(),
             verify_max_rel_err,
         });
     }
     Ok(BenchReport {
-        adapter: engine.gpu().adapter().clone(),
+        backend: backend.describe(),
+        adapter,
         shape,
+        inputs: inputs.describe(),
         generate_seconds,
         results,
         peak_rss_bytes: peak_rss_bytes(),
     })
-}
-
-/// Worst relative error of `n` random rows against the f64 reference (computed on just those
-/// rows: the reference of one missing row needs only that row and the overlap).
-fn verify_rows(
-    hm: &MatrixRef,
-    ho: &MatrixRef,
-    eo: &MatrixRef,
-    weighting: &Weighting,
-    rows: &[f32],
-    n: usize,
-    seed: u64,
-) -> f64 {
-    let mut rng = Rng::new(seed ^ 0xfeed);
-    let ds = eo.cols;
-    let mut worst = 0.0f64;
-    for _ in 0..n.min(hm.rows) {
-        let r = rng.below(hm.rows);
-        let one = MatrixRef {
-            data: hm.rows_bytes(r, r + 1),
-            rows: 1,
-            ..*hm
-        };
-        let want = reference::clp(&one, ho, eo, weighting);
-        let scale = want
-            .rows
-            .iter()
-            .fold(1e-30f64, |a, x| a.max(x.abs() as f64));
-        for (g, w) in rows[r * ds..(r + 1) * ds].iter().zip(&want.rows) {
-            worst = worst.max((*g as f64 - *w as f64).abs() / scale);
-        }
-    }
-    worst
 }

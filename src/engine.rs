@@ -1,5 +1,6 @@
-//! Orchestration of the kernels for one CLP problem held in host memory (slices or mapped
-//! files): plan tiles, allocate every buffer once, stream tiles up, read back only the outputs.
+//! Orchestration of the kernels for one CLP problem: plan tiles from the GPU-memory budget,
+//! allocate every buffer once, gather each input tile from its [`RowSet`] (memory or file) into a
+//! reused host staging buffer, upload it, and hand each finished missing tile to a sink.
 //!
 //! Top-k mode, per missing tile: normalise it; for each overlap tile, normalise it, compute the
 //! similarity tile and merge it into the running top-k; turn the selection into weights; for each
@@ -10,18 +11,20 @@
 //! column is s = Σ_j ĥ_j); each missing tile is then Ĥ_M G divided by its last column
 //! (Ĥ_M s = Σ_j c_mj), which is the original CLP formula without the M × O matrix.
 //!
-//! Every tile is submitted on its own so that queued uploads stay bounded; uploads alternate
-//! between two slots so the host can stage tile n+1 while the GPU works on tile n.
+//! Every overlap tile is submitted on its own and the host waits for the submission before it,
+//! so at most two tiles of uploads are queued (host memory stays bounded) while the host gathers
+//! tile n+1 as the GPU works on tile n; uploads alternate between two device slots.
+//! `EngineOptions::time_stages` serialises the stages instead, to time each one.
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, ParamArena, Readback};
 use crate::kernels::*;
+use crate::pipeline::{self, stage, ClpBackend, Stats, TileOut};
 use crate::plan::{plan, PlanLimits, Problem, TilePlan};
+use crate::rows::RowSet;
 use crate::tensor::{DType, MatrixRef};
-use crate::weights::{
-    ClpOutput, RejectReason, RejectedRow, RowStatus, Selection, TopK, Weighting,
-    WEIGHT_SUM_TOLERANCE,
-};
+use crate::weights::{ClpOutput, RowStatus, Selection, Weighting, WEIGHT_SUM_TOLERANCE};
+use std::time::Instant;
 
 /// Tunables of the engine.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +38,9 @@ pub struct EngineOptions {
     /// Fill every output buffer with NaN before each tile, so that any element a kernel fails
     /// to write shows up (tests).
     pub poison: bool,
+    /// Submit and wait after every stage so that [`Stats`] has a time per kernel stage
+    /// (serialises host and GPU work: slower, for profiling).
+    pub time_stages: bool,
 }
 
 impl Default for EngineOptions {
@@ -44,6 +50,7 @@ impl Default for EngineOptions {
             max_m_rows: usize::MAX,
             max_o_rows: usize::MAX,
             poison: false,
+            time_stages: false,
         }
     }
 }
@@ -56,6 +63,124 @@ pub struct Engine {
     gpu: Gpu,
     kernels: Kernels,
     options: EngineOptions,
+}
+
+/// Host staging buffers of one run, reused for every tile.
+#[derive(Default)]
+struct Staging {
+    hm: Vec<u8>,
+    ho: Vec<u8>,
+    eo: Vec<u8>,
+}
+
+/// Encoding state of one run: the open encoder, the uniform arena, the last submission and the
+/// stage timings.
+struct Flow<'e> {
+    engine: &'e Engine,
+    enc: wgpu::CommandEncoder,
+    arena: ParamArena,
+    in_flight: Option<wgpu::SubmissionIndex>,
+    stats: Stats,
+}
+
+impl<'e> Flow<'e> {
+    fn new(engine: &'e Engine) -> Flow<'e> {
+        Flow {
+            engine,
+            enc: engine.encoder("clp"),
+            arena: ParamArena::new(&engine.gpu, 8),
+            in_flight: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Gathers rows `start..end` of `set` into `staging` and queues them into `buffer`.
+    fn load(
+        &mut self,
+        set: &RowSet,
+        start: usize,
+        end: usize,
+        staging: &mut Vec<u8>,
+        buffer: &wgpu::Buffer,
+    ) -> Result<()> {
+        self.stats
+            .time(stage::GATHER, || set.gather(start, end, staging))?;
+        self.stats.gathered_bytes += staging.len() as u64;
+        self.stats
+            .time(stage::UPLOAD, || self.engine.gpu.upload(buffer, staging));
+        self.stats.uploaded_bytes += staging.len() as u64;
+        Ok(())
+    }
+
+    fn submit(&mut self) -> wgpu::SubmissionIndex {
+        let enc = std::mem::replace(&mut self.enc, self.engine.encoder("clp"));
+        let idx = self.engine.gpu.queue.submit([enc.finish()]);
+        self.arena.reset();
+        idx
+    }
+
+    fn wait(&mut self, idx: Option<wgpu::SubmissionIndex>, stage: &str) -> Result<()> {
+        let t = Instant::now();
+        self.engine.gpu.wait_for(idx)?;
+        self.stats.add(stage, t.elapsed());
+        Ok(())
+    }
+
+    /// With `time_stages`, submits and waits, charging the GPU time to `stage`; otherwise keeps
+    /// encoding.
+    fn stage_end(&mut self, stage: &str) -> Result<()> {
+        if !self.engine.options.time_stages {
+            return Ok(());
+        }
+        let t = Instant::now();
+        let idx = self.submit();
+        self.engine.gpu.wait_for(Some(idx))?;
+        self.in_flight = None;
+        self.stats.add(stage, t.elapsed());
+        Ok(())
+    }
+
+    /// Submits the open encoder, then waits for the one before it: at most two submissions
+    /// (and their queued uploads) are in flight, and the host gathers tile n+1 while the GPU
+    /// works on tile n.
+    fn submit_bounded(&mut self) -> Result<()> {
+        let idx = self.submit();
+        if let Some(prev) = self.in_flight.replace(idx) {
+            self.wait(Some(prev), stage::GPU)?;
+        }
+        Ok(())
+    }
+
+    /// Submits the open encoder and waits for all work.
+    fn submit_and_drain(&mut self) -> Result<()> {
+        let idx = self.submit();
+        self.in_flight = None;
+        self.wait(Some(idx), stage::GPU)
+    }
+}
+
+/// Copies little-endian 4-byte words into `dst`.
+fn copy_words<T: bytemuck::Pod>(bytes: &[u8], dst: &mut [T]) {
+    bytemuck::cast_slice_mut::<T, u8>(dst).copy_from_slice(bytes);
+}
+
+impl ClpBackend for Engine {
+    fn describe(&self) -> String {
+        self.gpu.adapter().to_string()
+    }
+    fn plan(&self, problem: &Problem) -> Result<TilePlan> {
+        Engine::plan(self, problem)
+    }
+    fn run(
+        &self,
+        h_missing: &RowSet,
+        h_overlap: &RowSet,
+        e_overlap: &RowSet,
+        weighting: &Weighting,
+        sink: &mut dyn FnMut(&TileOut) -> Result<()>,
+    ) -> Result<Stats> {
+        self.run_streamed(h_missing, h_overlap, e_overlap, weighting, sink)
+    }
 }
 
 /// Device buffers of one run, sized once from the plan.
@@ -123,59 +248,6 @@ impl Engine {
         }
     }
 
-    /// Validates shapes and returns the problem to plan.
-    pub fn problem(
-        h_missing: &MatrixRef,
-        h_overlap: &MatrixRef,
-        e_overlap: &MatrixRef,
-        weighting: &Weighting,
-    ) -> Result<Problem> {
-        if h_overlap.rows == 0 {
-            return Err(Error::Shape(
-                "there are no overlapping tokens: nothing to build missing rows from".into(),
-            ));
-        }
-        if h_missing.cols != h_overlap.cols {
-            return Err(Error::Shape(format!(
-                "helper rows differ in width: missing rows have {} columns, overlap rows {}",
-                h_missing.cols, h_overlap.cols
-            )));
-        }
-        if e_overlap.rows != h_overlap.rows {
-            return Err(Error::Shape(format!(
-                "{} overlap rows in the helper space but {} in the source space",
-                h_overlap.rows, e_overlap.rows
-            )));
-        }
-        if h_overlap.cols == 0 || e_overlap.cols == 0 {
-            return Err(Error::Shape("embedding width is 0".into()));
-        }
-        let k = match weighting.top_k() {
-            TopK::All => None,
-            TopK::K(0) => return Err(Error::Argument("top-k must be at least 1".into())),
-            TopK::K(k) if k > MAX_TOP_K => {
-                return Err(Error::Argument(format!(
-                    "top-k {k} exceeds the supported {MAX_TOP_K}; use a smaller k or `all` (the dense original)"
-                )))
-            }
-            TopK::K(k) => Some(k.min(h_overlap.rows)),
-        };
-        let helper_dtype = if h_missing.dtype.size_bytes() >= h_overlap.dtype.size_bytes() {
-            h_missing.dtype
-        } else {
-            h_overlap.dtype
-        };
-        Ok(Problem {
-            missing: h_missing.rows,
-            overlap: h_overlap.rows,
-            helper_dim: h_overlap.cols,
-            source_dim: e_overlap.cols,
-            helper_dtype,
-            source_dtype: e_overlap.dtype,
-            k,
-        })
-    }
-
     /// The tile plan this engine would use for a problem.
     pub fn plan(&self, problem: &Problem) -> Result<TilePlan> {
         plan(problem, &self.limits())
@@ -240,7 +312,8 @@ impl Engine {
         arena.reset();
     }
 
-    /// Runs CLP-Transfer on the GPU: the missing rows, rejected rows and (top-k) selections.
+    /// Runs CLP-Transfer on the GPU over in-memory matrices and keeps every result (tests and
+    /// small inputs; [`ClpBackend::run`] streams).
     pub fn clp(
         &self,
         h_missing: &MatrixRef,
@@ -248,72 +321,68 @@ impl Engine {
         e_overlap: &MatrixRef,
         weighting: &Weighting,
     ) -> Result<ClpOutput> {
-        let p = Self::problem(h_missing, h_overlap, e_overlap, weighting)?;
-        let ds = p.source_dim;
+        pipeline::collect(self, h_missing, h_overlap, e_overlap, weighting)
+    }
+
+    fn run_streamed(
+        &self,
+        hm: &RowSet,
+        ho: &RowSet,
+        eo: &RowSet,
+        weighting: &Weighting,
+        sink: &mut dyn FnMut(&TileOut) -> Result<()>,
+    ) -> Result<Stats> {
+        let p = pipeline::problem(hm, ho, eo, weighting)?;
         if p.missing == 0 {
-            let selection = p.k.map(|k| Selection {
-                k,
-                indices: vec![],
-                scores: vec![],
-            });
-            return Ok(ClpOutput {
-                rows: vec![],
-                dim: ds,
-                rejected: vec![],
-                selection,
-            });
+            return Ok(Stats::default());
         }
         let tp = self.plan(&p)?;
         let b = self.allocate(&p, &tp);
-        let mut arena = ParamArena::new(&self.gpu, 8);
-        let (dh, o) = (p.helper_dim, p.overlap);
-        let o_tiles: Vec<(usize, usize)> = (0..o)
-            .step_by(tp.o_rows)
-            .map(|s| (s, (s + tp.o_rows).min(o)))
-            .collect();
+        let mut flow = Flow::new(self);
+        flow.stats.tiles = (tp.m_rows, tp.o_rows);
+        flow.stats.buffer_bytes = tp.gpu_bytes;
+        let (dh, ds) = (p.helper_dim, p.source_dim);
+        let o_tiles = pipeline::tiles(p.overlap, tp.o_rows);
+        let mut stage = Staging::default();
 
         if p.k.is_none() {
-            self.accumulate_gram(&p, &b, &mut arena, h_overlap, e_overlap, &o_tiles)?;
+            self.accumulate_gram(&p, &b, &mut flow, &mut stage, ho, eo, &o_tiles)?;
         }
-
-        let mut rows = vec![0.0f32; p.missing * ds];
-        let mut rejected = Vec::new();
-        let mut selection = p.k.map(|k| Selection {
-            k,
-            indices: Vec::with_capacity(p.missing * k),
-            scores: Vec::with_capacity(p.missing * k),
-        });
-        for m0 in (0..p.missing).step_by(tp.m_rows) {
-            let m1 = (m0 + tp.m_rows).min(p.missing);
+        let mut rows = vec![0.0f32; tp.m_rows * ds];
+        let mut status = vec![0u32; tp.m_rows];
+        let k = p.k.unwrap_or(0);
+        let mut scores = vec![0.0f32; tp.m_rows * k];
+        let mut indices = vec![0u32; tp.m_rows * k];
+        for (m0, m1) in pipeline::tiles(p.missing, tp.m_rows) {
             let mt = m1 - m0;
-            let mut enc = self.encoder("missing tile");
             self.poison(&[&b.hm_hat, &b.hm_status, &b.numer, &b.out, &b.status]);
-            self.gpu.upload(&b.hm_raw, h_missing.rows_bytes(m0, m1));
+            flow.load(hm, m0, m1, &mut stage.hm, &b.hm_raw)?;
+            let norm = NormalizeParams {
+                rows: u32_of(mt, "rows")?,
+                cols: u32_of(dh, "helper dim")?,
+                dtype: hm.dtype().shader_code(),
+                _pad: 0,
+            };
             self.kernels.normalize.encode(
                 &self.gpu,
-                &mut enc,
-                &mut arena,
-                NormalizeParams {
-                    rows: u32_of(mt, "rows")?,
-                    cols: u32_of(dh, "helper dim")?,
-                    dtype: h_missing.dtype.shader_code(),
-                    _pad: 0,
-                },
+                &mut flow.enc,
+                &mut flow.arena,
+                norm,
                 &b.hm_raw,
                 &b.hm_hat,
                 &b.hm_status,
             );
-            let k = match p.k {
+            flow.stage_end(stage::NORMALISE)?;
+            match p.k {
                 Some(k) => {
                     self.poison(&[&b.scores, &b.best_score, &b.best_index, &b.weight, &b.guard]);
                     self.select_and_combine(
-                        &p, &b, &mut arena, enc, mt, k, h_overlap, e_overlap, &o_tiles,
+                        &p, &b, &mut flow, &mut stage, mt, k, ho, eo, &o_tiles,
                     )?;
-                    enc = self.encoder("finish");
                     self.kernels.finish.encode(
                         &self.gpu,
-                        &mut enc,
-                        &mut arena,
+                        &mut flow.enc,
+                        &mut flow.arena,
                         FinishParams {
                             rows: mt as u32,
                             dim: ds as u32,
@@ -330,13 +399,12 @@ impl Engine {
                         &b.out,
                         &b.status,
                     );
-                    k
                 }
                 None => {
                     self.kernels.matmul.encode(
                         &self.gpu,
-                        &mut enc,
-                        &mut arena,
+                        &mut flow.enc,
+                        &mut flow.arena,
                         MatmulParams {
                             m: mt as u32,
                             n: ds as u32 + 1,
@@ -354,8 +422,8 @@ impl Engine {
                     );
                     self.kernels.finish.encode(
                         &self.gpu,
-                        &mut enc,
-                        &mut arena,
+                        &mut flow.enc,
+                        &mut flow.arena,
                         FinishParams {
                             rows: mt as u32,
                             dim: ds as u32,
@@ -372,14 +440,15 @@ impl Engine {
                         &b.out,
                         &b.status,
                     );
-                    0
                 }
-            };
+            }
+            flow.stage_end(stage::COMBINE)?;
             // Readback layout: rows | status | top-k scores | top-k indices.
             let rows_bytes = (mt * ds * 4) as u64;
             let status_bytes = (mt * 4) as u64;
             let sel_bytes = (mt * k * 4) as u64;
             let rb = b.readback.buffer();
+            let enc = &mut flow.enc;
             enc.copy_buffer_to_buffer(&b.out, 0, rb, 0, rows_bytes);
             enc.copy_buffer_to_buffer(&b.status, 0, rb, rows_bytes, status_bytes);
             if k > 0 {
@@ -387,52 +456,45 @@ impl Engine {
                 enc.copy_buffer_to_buffer(&b.best_score, 0, rb, off, sel_bytes);
                 enc.copy_buffer_to_buffer(&b.best_index, 0, rb, off + sel_bytes, sel_bytes);
             }
-            self.submit(enc, &mut arena);
+            flow.submit_and_drain()?;
             let total = rows_bytes + status_bytes + 2 * sel_bytes;
+            let t = Instant::now();
             b.readback.read(&self.gpu, total, |bytes| {
                 let (r, rest) = bytes.split_at(rows_bytes as usize);
                 let (st, rest) = rest.split_at(status_bytes as usize);
                 let (sc, ix) = rest.split_at(sel_bytes as usize);
-                for (dst, src) in rows[m0 * ds..m1 * ds].iter_mut().zip(r.chunks_exact(4)) {
-                    *dst = f32::from_le_bytes([src[0], src[1], src[2], src[3]]);
-                }
-                for (i, w) in st.chunks_exact(4).enumerate() {
-                    let code = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-                    if let Some(reason) = RejectReason::from_code(code) {
-                        rejected.push(RejectedRow {
-                            row: m0 + i,
-                            reason,
-                        });
-                    }
-                }
-                if let Some(sel) = selection.as_mut() {
-                    sel.scores.extend(
-                        sc.chunks_exact(4)
-                            .map(|w| f32::from_le_bytes([w[0], w[1], w[2], w[3]])),
-                    );
-                    sel.indices.extend(
-                        ix.chunks_exact(4)
-                            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])),
-                    );
-                }
+                copy_words(r, &mut rows[..mt * ds]);
+                copy_words(st, &mut status[..mt]);
+                copy_words(sc, &mut scores[..mt * k]);
+                copy_words(ix, &mut indices[..mt * k]);
             })?;
+            flow.stats.add(stage::READBACK, t.elapsed());
+            flow.stats.readback_bytes += total;
+            let t = Instant::now();
+            sink(&TileOut {
+                start: m0,
+                dim: ds,
+                rows: &rows[..mt * ds],
+                status: &status[..mt],
+                k,
+                scores: &scores[..mt * k],
+                indices: &indices[..mt * k],
+            })?;
+            flow.stats.add(stage::WRITE, t.elapsed());
         }
-        Ok(ClpOutput {
-            rows,
-            dim: ds,
-            rejected,
-            selection,
-        })
+        Ok(flow.stats)
     }
 
     /// Dense mode: G = Ĥ_Oᵀ [E_O | 1], accumulated over overlap tiles.
+    #[allow(clippy::too_many_arguments)]
     fn accumulate_gram(
         &self,
         p: &Problem,
         b: &Buffers,
-        arena: &mut ParamArena,
-        h_overlap: &MatrixRef,
-        e_overlap: &MatrixRef,
+        flow: &mut Flow,
+        stage: &mut Staging,
+        ho: &RowSet,
+        eo: &RowSet,
         o_tiles: &[(usize, usize)],
     ) -> Result<()> {
         let (dh, ds) = (p.helper_dim as u32, p.source_dim as u32);
@@ -440,29 +502,27 @@ impl Engine {
         for (i, &(o0, o1)) in o_tiles.iter().enumerate() {
             let slot = i % 2;
             let ot = (o1 - o0) as u32;
-            let mut enc = self.encoder("gram tile");
-            self.gpu
-                .upload(&b.ho_raw[slot], h_overlap.rows_bytes(o0, o1));
-            self.gpu
-                .upload(&b.eo_raw[slot], e_overlap.rows_bytes(o0, o1));
+            flow.load(ho, o0, o1, &mut stage.ho, &b.ho_raw[slot])?;
+            flow.load(eo, o0, o1, &mut stage.eo, &b.eo_raw[slot])?;
             self.kernels.normalize.encode(
                 &self.gpu,
-                &mut enc,
-                arena,
+                &mut flow.enc,
+                &mut flow.arena,
                 NormalizeParams {
                     rows: ot,
                     cols: dh,
-                    dtype: h_overlap.dtype.shader_code(),
+                    dtype: ho.dtype().shader_code(),
                     _pad: 0,
                 },
                 &b.ho_raw[slot],
                 &b.ho_hat,
                 &b.ho_status,
             );
+            flow.stage_end(stage::NORMALISE)?;
             self.kernels.matmul.encode(
                 &self.gpu,
-                &mut enc,
-                arena,
+                &mut flow.enc,
+                &mut flow.arena,
                 MatmulParams {
                     m: dh,
                     n: ds + 1,
@@ -472,7 +532,7 @@ impl Engine {
                     ldc: ds + 1,
                     a_trans: 1,
                     b_trans: 0,
-                    b_dtype: e_overlap.dtype.shader_code(),
+                    b_dtype: eo.dtype().shader_code(),
                     b_cols: ds,
                     ones_col: 1,
                     accumulate: (i > 0) as u32,
@@ -481,23 +541,25 @@ impl Engine {
                 &b.eo_raw[slot],
                 &b.gram,
             );
-            self.submit(enc, arena);
+            flow.stage_end(stage::GRAM)?;
+            flow.submit_bounded()?;
         }
         Ok(())
     }
 
-    /// Top-k mode for one missing tile (already normalised in `enc`): similarity + running
-    /// top-k over overlap tiles, weights, then the weighted source sums over overlap tiles.
+    /// Top-k mode for one missing tile (already normalised): similarity + running top-k over
+    /// overlap tiles, weights, then the weighted source sums over overlap tiles.
+    #[allow(clippy::too_many_arguments)]
     fn select_and_combine(
         &self,
         p: &Problem,
         b: &Buffers,
-        arena: &mut ParamArena,
-        mut enc: wgpu::CommandEncoder,
+        flow: &mut Flow,
+        stage: &mut Staging,
         mt: usize,
         k: usize,
-        h_overlap: &MatrixRef,
-        e_overlap: &MatrixRef,
+        ho: &RowSet,
+        eo: &RowSet,
         o_tiles: &[(usize, usize)],
     ) -> Result<()> {
         let (dh, ds) = (p.helper_dim as u32, p.source_dim as u32);
@@ -505,26 +567,26 @@ impl Engine {
         for (i, &(o0, o1)) in o_tiles.iter().enumerate() {
             let slot = i % 2;
             let ot = (o1 - o0) as u32;
-            self.gpu
-                .upload(&b.ho_raw[slot], h_overlap.rows_bytes(o0, o1));
+            flow.load(ho, o0, o1, &mut stage.ho, &b.ho_raw[slot])?;
             self.kernels.normalize.encode(
                 &self.gpu,
-                &mut enc,
-                arena,
+                &mut flow.enc,
+                &mut flow.arena,
                 NormalizeParams {
                     rows: ot,
                     cols: dh,
-                    dtype: h_overlap.dtype.shader_code(),
+                    dtype: ho.dtype().shader_code(),
                     _pad: 0,
                 },
                 &b.ho_raw[slot],
                 &b.ho_hat,
                 &b.ho_status,
             );
+            flow.stage_end(stage::NORMALISE)?;
             self.kernels.matmul.encode(
                 &self.gpu,
-                &mut enc,
-                arena,
+                &mut flow.enc,
+                &mut flow.arena,
                 MatmulParams {
                     m: mt,
                     n: ot,
@@ -543,20 +605,20 @@ impl Engine {
             );
             self.kernels.topk.encode(
                 &self.gpu,
-                &mut enc,
-                arena,
+                &mut flow.enc,
+                &mut flow.arena,
                 TopKParams::new(mt, ot, u32_of(o0, "overlap index")?, k, i > 0),
                 &b.scores,
                 &b.best_score,
                 &b.best_index,
             );
-            self.submit(enc, arena);
-            enc = self.encoder("overlap tile");
+            flow.stage_end(stage::SIMILARITY)?;
+            flow.submit_bounded()?;
         }
         self.kernels.weights.encode(
             &self.gpu,
-            &mut enc,
-            arena,
+            &mut flow.enc,
+            &mut flow.arena,
             WeightsParams {
                 rows: mt,
                 k,
@@ -568,17 +630,16 @@ impl Engine {
         );
         for (i, &(o0, o1)) in o_tiles.iter().enumerate() {
             let slot = i % 2;
-            self.gpu
-                .upload(&b.eo_raw[slot], e_overlap.rows_bytes(o0, o1));
+            flow.load(eo, o0, o1, &mut stage.eo, &b.eo_raw[slot])?;
             self.kernels.combine.encode(
                 &self.gpu,
-                &mut enc,
-                arena,
+                &mut flow.enc,
+                &mut flow.arena,
                 CombineParams {
                     rows: mt,
                     k,
                     dim: ds,
-                    dtype: e_overlap.dtype.shader_code(),
+                    dtype: eo.dtype().shader_code(),
                     row_offset: o0 as u32,
                     tile_rows: (o1 - o0) as u32,
                     accumulate: (i > 0) as u32,
@@ -589,10 +650,9 @@ impl Engine {
                 &b.eo_raw[slot],
                 &b.numer,
             );
-            self.submit(enc, arena);
-            enc = self.encoder("source tile");
+            flow.stage_end(stage::COMBINE)?;
+            flow.submit_bounded()?;
         }
-        self.submit(enc, arena);
         Ok(())
     }
 

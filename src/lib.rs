@@ -11,13 +11,16 @@
 
 pub mod apply;
 pub mod bench;
+pub mod cpu;
 pub mod engine;
 pub mod error;
 pub mod gpu;
 pub mod kernels;
 pub mod model;
+pub mod pipeline;
 pub mod plan;
 pub mod reference;
+pub mod rows;
 pub mod synthetic;
 pub mod tensor;
 pub mod vocab;

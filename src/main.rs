@@ -48,22 +48,41 @@ fn run(cli: Cli) -> Result<()> {
 
 #[derive(clap::Args)]
 struct BenchArgs {
-    /// Named full-size scenario: s1 (25k x 25k, d_h 1600, d_s 4096) or s2 (150k x 100k, d_h
-    /// 2048, d_s 4096). Default: s1 with vocabularies cut to 1,500 x 1,500 (about a minute on lavapipe).
+    /// Named full-size scenario: s1 (source 250,880 x 4,096, helper 50,257 x 1,600, O = M =
+    /// 25,000) or s2 (source 250,880 x 4,096, helper 250,880 x 2,048, O = 100,000, M = 150,000).
+    /// Default: s1 with vocabularies cut 16x (O = M = 1,500; about a minute on lavapipe).
     #[arg(long, value_parser = ["s1", "s2"])]
     scenario: Option<String>,
     /// Custom shape as MISSING,OVERLAP,HELPER_DIM,SOURCE_DIM (overrides --scenario).
     #[arg(long, value_name = "M,O,DH,DS")]
     shape: Option<String>,
+    /// Override the number of missing rows M of the scenario (e.g. S2 with M = 10,000).
+    #[arg(long)]
+    missing: Option<usize>,
     /// Modes to time, comma separated: `all` (dense, the original CLP) and/or k values.
     #[arg(long, default_value = "all,64", value_delimiter = ',')]
     top_k: Vec<clp_gpu::TopK>,
     /// Storage type of the synthetic inputs.
     #[arg(long, default_value = "f16", value_parser = ["f32", "f16", "bf16"])]
     dtype: String,
-    /// GPU memory budget, e.g. 512MiB or 2GiB.
+    /// Compute on the GPU (WGSL kernels via wgpu) or the multi-threaded CPU path.
+    #[arg(long, default_value = "gpu", value_parser = ["gpu", "cpu"])]
+    backend: String,
+    /// Memory budget for the tile buffers, e.g. 512MiB or 2GiB: device memory on the GPU, the
+    /// working set on the CPU.
     #[arg(long, default_value = "1GiB")]
     gpu_memory: String,
+    /// Write the inputs as full-vocabulary safetensors files first (kept in --data-dir and reused)
+    /// and stream them from disk, so reading and gathering are part of the timing.
+    #[arg(long)]
+    on_disk: bool,
+    /// Where --on-disk keeps its files.
+    #[arg(long, default_value_os_t = std::env::temp_dir().join("clp-gpu-bench"))]
+    data_dir: std::path::PathBuf,
+    /// Time every kernel stage separately (GPU: submits and waits after each stage, which
+    /// removes the overlap of upload and compute; the total is then slower).
+    #[arg(long)]
+    stages: bool,
     /// Check this many random rows against the f64 CPU reference and report the worst error.
     #[arg(long, default_value_t = 0)]
     verify: usize,
@@ -112,54 +131,107 @@ fn bench(args: BenchArgs) -> Result<()> {
                 )
             })?;
         anyhow::ensure!(v.len() == 4, "--shape `{s}`: write four numbers M,O,DH,DS");
-        (
-            shape.missing,
-            shape.overlap,
-            shape.helper_dim,
-            shape.source_dim,
-        ) = (v[0], v[1], v[2], v[3]);
+        shape = BenchShape::custom(v[0], v[1], v[2], v[3]);
+    }
+    if let Some(m) = args.missing {
+        shape.missing = m;
     }
     shape.dtype = match args.dtype.as_str() {
         "f32" => clp_gpu::DType::F32,
         "bf16" => clp_gpu::DType::BF16,
         _ => clp_gpu::DType::F16,
     };
-    let gpu = clp_gpu::Gpu::new()?;
-    let options = clp_gpu::engine::EngineOptions {
-        gpu_memory_bytes: parse_bytes(&args.gpu_memory)?,
-        ..Default::default()
+    let budget = parse_bytes(&args.gpu_memory)?;
+    let opts = clp_gpu::bench::BenchOptions {
+        shape,
+        modes: args.top_k.clone(),
+        seed: args.seed,
+        verify: args.verify,
+        on_disk: args.on_disk.then(|| args.data_dir.clone()),
     };
-    let engine = clp_gpu::Engine::with_options(gpu, options)?;
-    if !args.json {
-        eprintln!("adapter: {}", engine.gpu().adapter());
-        eprintln!(
-            "shape: M {} x O {}, helper dim {}, source dim {}, {}",
-            shape.missing, shape.overlap, shape.helper_dim, shape.source_dim, shape.dtype
-        );
-    }
-    let report = clp_gpu::bench::run(&engine, shape, &args.top_k, args.seed, args.verify)?;
+    let say = |line: String| {
+        if !args.json {
+            eprintln!("{line}");
+        }
+    };
+    say(format!(
+        "shape: M {} x O {}, helper {} x {}, source {} x {}, {}, inputs {}",
+        shape.missing,
+        shape.overlap,
+        shape.helper_vocab,
+        shape.helper_dim,
+        shape.source_vocab,
+        shape.source_dim,
+        shape.dtype,
+        if args.on_disk {
+            format!("on disk in {}", args.data_dir.display())
+        } else {
+            "in memory".into()
+        }
+    ));
+    let report = if args.backend == "cpu" {
+        let cpu = clp_gpu::cpu::CpuBackend::new(budget);
+        say(format!(
+            "backend: {}",
+            clp_gpu::pipeline::ClpBackend::describe(&cpu)
+        ));
+        clp_gpu::bench::run(&cpu, None, &opts)?
+    } else {
+        let gpu = clp_gpu::Gpu::new()?;
+        let options = clp_gpu::engine::EngineOptions {
+            gpu_memory_bytes: budget,
+            time_stages: args.stages,
+            ..Default::default()
+        };
+        let engine = clp_gpu::Engine::with_options(gpu, options)?;
+        say(format!("adapter: {}", engine.gpu().adapter()));
+        clp_gpu::bench::run(&engine, Some(engine.gpu().adapter().clone()), &opts)?
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    println!("inputs generated in {:.2} s", report.generate_seconds);
     println!(
-        "{:>6} {:>9} {:>10} {:>10} {:>11} {:>13} {:>9} {:>9}",
-        "top-k", "seconds", "GFLOP/s", "upload GB/s", "rows/s", "tiles M x O", "GPU MiB", "verify"
+        "inputs ready in {:.2} s ({})",
+        report.generate_seconds, report.inputs
+    );
+    println!(
+        "{:>6} {:>9} {:>9} {:>10} {:>10} {:>13} {:>8} {:>9} {:>17}",
+        "top-k",
+        "seconds",
+        "GFLOP/s",
+        "input GB/s",
+        "rows/s",
+        "tiles M x O",
+        "buf MiB",
+        "verify",
+        "checksum"
     );
     for r in &report.results {
         println!(
-            "{:>6} {:>9.3} {:>10.2} {:>10.3} {:>11.0} {:>13} {:>9} {:>9}",
+            "{:>6} {:>9.3} {:>9.2} {:>10.3} {:>10.0} {:>13} {:>8} {:>9} {:>17}",
             r.top_k,
             r.seconds,
             r.gflops,
-            r.upload_gb_per_s,
+            r.input_gb_per_s,
             r.rows_per_s,
             format!("{} x {}", r.tiles.0, r.tiles.1),
-            r.gpu_bytes >> 20,
+            r.buffer_bytes >> 20,
             r.verify_max_rel_err
                 .map_or("-".to_string(), |e| format!("{e:.1e}")),
+            r.checksum,
         );
+    }
+    for r in &report.results {
+        let stages: Vec<String> = r
+            .stages
+            .iter()
+            .map(|s| match s.gb_per_s {
+                Some(g) => format!("{} {:.3} s ({g:.2} GB/s)", s.stage, s.seconds),
+                None => format!("{} {:.3} s", s.stage, s.seconds),
+            })
+            .collect();
+        println!("stages (top-k {}): {}", r.top_k, stages.join(", "));
     }
     println!(
         "peak RSS {:.1} MiB",

@@ -2,6 +2,8 @@
 //! tests and for `--verify`; it favours obviousness over speed (the dense formula is computed
 //! directly over all M × O cosines, not in low rank).
 
+use crate::error::Result;
+use crate::rows::RowSet;
 use crate::tensor::MatrixRef;
 use crate::weights::{
     ClpOutput, RejectReason, RejectedRow, RowStatus, Selection, TopK, Weighting,
@@ -149,5 +151,174 @@ pub fn clp(
         dim: ds,
         rejected,
         selection,
+    }
+}
+
+/// One missing row computed by [`clp_rows`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferenceRow {
+    /// The row (zeros when rejected).
+    pub values: Vec<f32>,
+    /// Why it was rejected, if it was.
+    pub rejected: Option<RejectReason>,
+}
+
+/// [`clp`] for the chosen missing rows only, streaming the overlap sets in chunks so that it
+/// works on vocabularies that do not fit in memory (for `bench --verify` on on-disk inputs).
+/// Same f64 arithmetic and tie rules as [`clp`].
+pub fn clp_rows(
+    rows: &[usize],
+    h_missing: &RowSet,
+    h_overlap: &RowSet,
+    e_overlap: &RowSet,
+    weighting: &Weighting,
+) -> Result<Vec<ReferenceRow>> {
+    const CHUNK: usize = 4096;
+    let (o, dh, ds) = (h_overlap.rows(), h_overlap.cols(), e_overlap.cols());
+    let unit = |v: Vec<f64>| -> (Vec<f64>, RowStatus) {
+        if v.iter().any(|x| !x.is_finite()) {
+            return (vec![0.0; v.len()], RowStatus::NonFinite);
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm == 0.0 {
+            return (v, RowStatus::Zero);
+        }
+        (v.iter().map(|x| x / norm).collect(), RowStatus::Ok)
+    };
+    let targets: Vec<(Vec<f64>, RowStatus)> = rows
+        .iter()
+        .map(|&r| h_missing.row_f64(r).map(unit))
+        .collect::<Result<_>>()?;
+    // Pass 1 over the helper overlap: every cosine of every chosen row, and Σ_j ĥ_j.
+    let mut sims = vec![vec![0.0f64; o]; rows.len()];
+    let mut s = vec![0.0f64; dh];
+    let mut bytes = Vec::new();
+    for o0 in (0..o).step_by(CHUNK) {
+        let o1 = (o0 + CHUNK).min(o);
+        h_overlap.gather(o0, o1, &mut bytes)?;
+        let chunk = MatrixRef::new("overlap chunk", &bytes, h_overlap.dtype(), o1 - o0, dh)?;
+        let (hat, _) = normalize(&chunk);
+        for j in 0..o1 - o0 {
+            let hj = &hat[j * dh..(j + 1) * dh];
+            for (si, x) in s.iter_mut().zip(hj) {
+                *si += x;
+            }
+            for (t, sim) in targets.iter().zip(sims.iter_mut()) {
+                sim[o0 + j] = t.0.iter().zip(hj).map(|(a, b)| a * b).sum();
+            }
+        }
+    }
+    let dense_scale = s.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let k = match weighting.top_k() {
+        TopK::K(k) => Some(k.min(o)),
+        TopK::All => None,
+    };
+    // The weights of every chosen row: (overlap index, weight).
+    let chosen: Vec<Vec<(u32, f64)>> = sims
+        .iter()
+        .map(|row| match k {
+            Some(k) => top_k(row, k),
+            None => row
+                .iter()
+                .enumerate()
+                .map(|(j, &c)| (j as u32, c))
+                .collect(),
+        })
+        .collect();
+    // Pass 2 over the source overlap: the weighted sums.
+    let mut acc = vec![vec![0.0f64; ds]; rows.len()];
+    let mut by_row: Vec<Vec<(usize, usize, f64)>> = vec![Vec::new(); o.div_ceil(CHUNK)];
+    for (i, c) in chosen.iter().enumerate() {
+        for &(j, w) in c {
+            by_row[j as usize / CHUNK].push((i, j as usize, w));
+        }
+    }
+    for (ci, list) in by_row.iter().enumerate() {
+        if list.is_empty() {
+            continue;
+        }
+        let o0 = ci * CHUNK;
+        let o1 = (o0 + CHUNK).min(o);
+        e_overlap.gather(o0, o1, &mut bytes)?;
+        let chunk = MatrixRef::new("source chunk", &bytes, e_overlap.dtype(), o1 - o0, ds)?;
+        for &(i, j, w) in list {
+            for (c, a) in acc[i].iter_mut().enumerate() {
+                *a += w * chunk.get(j - o0, c) as f64;
+            }
+        }
+    }
+    Ok(targets
+        .iter()
+        .zip(chosen.iter().zip(&acc))
+        .map(|((_, status), (c, acc))| {
+            let reason = match status {
+                RowStatus::Zero => Some(RejectReason::ZeroHelperRow),
+                RowStatus::NonFinite => Some(RejectReason::NonFiniteHelperRow),
+                RowStatus::Ok => {
+                    let sum: f64 = c.iter().map(|p| p.1).sum();
+                    let scale = match k {
+                        Some(_) => c.iter().map(|p| p.1.abs()).sum(),
+                        None => dense_scale,
+                    };
+                    if sum.abs() <= WEIGHT_SUM_TOLERANCE as f64 * scale {
+                        Some(RejectReason::WeightSumNearZero)
+                    } else {
+                        let vals: Vec<f32> = acc.iter().map(|a| (a / sum) as f32).collect();
+                        if vals.iter().all(|v| v.is_finite()) {
+                            return ReferenceRow {
+                                values: vals,
+                                rejected: None,
+                            };
+                        }
+                        Some(RejectReason::NonFiniteResult)
+                    }
+                }
+            };
+            ReferenceRow {
+                values: vec![0.0; ds],
+                rejected: reason,
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic::{embeddings, Rng};
+    use crate::tensor::DType;
+
+    #[test]
+    fn streamed_rows_equal_the_whole_reference() {
+        let mut rng = Rng::new(5);
+        let (m, o, dh, ds) = (7, 5000, 6, 5);
+        let hm = DType::F16.encode(&embeddings(&mut rng, m, dh, 0.5));
+        let ho = DType::BF16.encode(&embeddings(&mut rng, o, dh, 0.5));
+        let eo = DType::F32.encode(&embeddings(&mut rng, o, ds, 0.3));
+        let hm = MatrixRef::new("hm", &hm, DType::F16, m, dh).unwrap();
+        let ho = MatrixRef::new("ho", &ho, DType::BF16, o, dh).unwrap();
+        let eo = MatrixRef::new("eo", &eo, DType::F32, o, ds).unwrap();
+        for top_k in [TopK::K(3), TopK::All] {
+            let w = Weighting::Clp { top_k };
+            let whole = clp(&hm, &ho, &eo, &w);
+            let rows = [0, 3, 6];
+            let got = clp_rows(
+                &rows,
+                &RowSet::from_matrix("hm", &hm),
+                &RowSet::from_matrix("ho", &ho),
+                &RowSet::from_matrix("eo", &eo),
+                &w,
+            )
+            .unwrap();
+            for (g, &r) in got.iter().zip(&rows) {
+                let want = &whole.rows[r * ds..(r + 1) * ds];
+                for (a, b) in g.values.iter().zip(want) {
+                    assert!(
+                        (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                        "{top_k}: {a} vs {b}"
+                    );
+                }
+            }
+        }
     }
 }

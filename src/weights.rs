@@ -105,6 +105,15 @@ impl RejectReason {
             _ => Some(RejectReason::NonFiniteResult),
         }
     }
+    /// The status code of this reason (the inverse of [`RejectReason::from_code`]).
+    pub fn code(self) -> u32 {
+        match self {
+            RejectReason::ZeroHelperRow => 1,
+            RejectReason::NonFiniteHelperRow => 2,
+            RejectReason::WeightSumNearZero => 3,
+            RejectReason::NonFiniteResult => 4,
+        }
+    }
 }
 
 /// A missing row left as zeros, for the caller to fill with its fallback.

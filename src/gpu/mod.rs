@@ -208,9 +208,14 @@ impl Gpu {
 
     /// Waits for all submitted work (for benchmarks that time GPU work).
     pub fn wait(&self) -> Result<()> {
+        self.wait_for(None)
+    }
+
+    /// Waits until submission `index` (all work when `None`) has finished.
+    pub fn wait_for(&self, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
         self.device
             .poll(wgpu::PollType::Wait {
-                submission_index: None,
+                submission_index: index,
                 timeout: Some(READBACK_TIMEOUT),
             })
             .map(|_| ())

@@ -1,0 +1,416 @@
+//! The multi-threaded CPU path: the same tiled pipeline as the GPU engine (same plan, same
+//! stages, same guards and status codes), with the GEMMs done by `matrixmultiply` (SIMD
+//! micro-kernels, threaded) and the per-row stages spread over cores with `rayon`.
+//!
+//! It makes the tool useful without a GPU and puts GPU and CPU one flag apart in `bench`. It is
+//! not the oracle: accumulation is f32 like the GPU's; [`crate::reference`] (f64) stays the
+//! oracle for both.
+
+use crate::error::Result;
+use crate::pipeline::{self, stage, ClpBackend, Stats, TileOut};
+use crate::plan::{plan, PlanLimits, Problem, TilePlan};
+use crate::rows::RowSet;
+use crate::tensor::DType;
+use crate::weights::{RejectReason, RowStatus, Weighting, WEIGHT_SUM_TOLERANCE};
+use half::slice::HalfFloatSliceExt;
+use rayon::prelude::*;
+use std::time::Instant;
+
+/// The CPU backend. `memory_bytes` bounds the working set of tiles, like `--gpu-memory` does on
+/// the device.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuBackend {
+    /// Bytes all tile buffers together may take.
+    pub memory_bytes: u64,
+    /// Cap on missing rows per tile (tests).
+    pub max_m_rows: usize,
+    /// Cap on overlap rows per tile (tests).
+    pub max_o_rows: usize,
+}
+
+impl CpuBackend {
+    /// A CPU backend with a working-set budget.
+    pub fn new(memory_bytes: u64) -> CpuBackend {
+        CpuBackend {
+            memory_bytes,
+            max_m_rows: usize::MAX,
+            max_o_rows: usize::MAX,
+        }
+    }
+}
+
+/// Decodes gathered rows of `dtype` into `dst` (resized).
+fn decode(dtype: DType, bytes: &[u8], dst: &mut Vec<f32>) {
+    let n = bytes.len() / dtype.size_bytes();
+    dst.resize(n, 0.0);
+    match dtype {
+        DType::F32 => bytemuck::cast_slice_mut::<f32, u8>(dst).copy_from_slice(bytes),
+        DType::F16 => {
+            let h: Vec<half::f16> = bytemuck::pod_collect_to_vec(bytes);
+            h.convert_to_f32_slice(dst);
+        }
+        DType::BF16 => {
+            let h: Vec<half::bf16> = bytemuck::pod_collect_to_vec(bytes);
+            h.convert_to_f32_slice(dst);
+        }
+    }
+}
+
+/// L2-normalises each row in place (max-abs scaled, f64 sum of squares) and records its status;
+/// zero and non-finite rows become zeros, as on the GPU.
+fn normalize(x: &mut [f32], cols: usize, status: &mut Vec<u32>) {
+    status.resize(x.len() / cols, 0);
+    x.par_chunks_mut(cols)
+        .zip(status.par_iter_mut())
+        .for_each(|(row, st)| {
+            if row.iter().any(|v| !v.is_finite()) {
+                *st = RowStatus::NonFinite as u32;
+                row.fill(0.0);
+                return;
+            }
+            let m = row.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+            if m == 0.0 {
+                *st = RowStatus::Zero as u32;
+                return;
+            }
+            let inv_m = 1.0 / m as f64;
+            let ss: f64 = row.iter().map(|&v| (v as f64 * inv_m).powi(2)).sum();
+            let inv = inv_m / ss.sqrt();
+            for v in row.iter_mut() {
+                *v = (*v as f64 * inv) as f32;
+            }
+            *st = RowStatus::Ok as u32;
+        });
+}
+
+/// C (m × n) = A (m × k) · Bᵀ where B is n × k, all row-major.
+fn gemm_abt(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usize) {
+    assert!(a.len() >= m * k && b.len() >= n * k && c.len() >= m * n);
+    // SAFETY: the asserts above bound every access the strides describe.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            1,
+            k as isize,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// C (m × n) += Aᵀ · B where A is k × m and B is k × n, row-major.
+fn gemm_atb_acc(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usize) {
+    assert!(a.len() >= k * m && b.len() >= k * n && c.len() >= m * n);
+    // SAFETY: as above.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            1,
+            m as isize,
+            b.as_ptr(),
+            n as isize,
+            1,
+            1.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// C (m × n) = A (m × k) · B (k × n), row-major.
+fn gemm_ab(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usize) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // SAFETY: as above.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            n as isize,
+            1,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// Best first; ties go to the smaller index.
+fn better(a: &(f32, u32), b: &(f32, u32)) -> std::cmp::Ordering {
+    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
+}
+
+/// Merges one tile of a row's scores (overlap ids from `o0`) into its running top-k.
+fn merge_row(best: &mut Vec<(f32, u32)>, scores: &[f32], o0: u32, k: usize) {
+    let full = best.len() == k;
+    let threshold = best.last().map_or(f32::NEG_INFINITY, |b| b.0);
+    // Later ids lose ties, so a full list only takes strictly better scores.
+    let mut cand: Vec<(f32, u32)> = scores
+        .iter()
+        .enumerate()
+        .filter(|(_, &s)| !full || s > threshold)
+        .map(|(j, &s)| (s + 0.0, o0 + j as u32))
+        .collect();
+    if cand.is_empty() {
+        return;
+    }
+    cand.append(best);
+    if cand.len() > k {
+        cand.select_nth_unstable_by(k - 1, better);
+        cand.truncate(k);
+    }
+    cand.sort_unstable_by(better);
+    *best = cand;
+}
+
+/// Divides, guards and writes one finished row; returns its status code.
+fn finish_row(numer: &[f32], sum: f32, scale: f64, h_status: u32, out: &mut [f32]) -> u32 {
+    out.fill(0.0);
+    if h_status == RowStatus::Zero as u32 || h_status == RowStatus::NonFinite as u32 {
+        return h_status;
+    }
+    if !sum.is_finite() || !((sum.abs() as f64) > WEIGHT_SUM_TOLERANCE as f64 * scale) {
+        return RejectReason::WeightSumNearZero.code();
+    }
+    if numer.iter().any(|&v| !(v / sum).is_finite()) {
+        return RejectReason::NonFiniteResult.code();
+    }
+    for (o, &v) in out.iter_mut().zip(numer) {
+        *o = v / sum;
+    }
+    0
+}
+
+/// Buffers of one run, reused for every tile.
+#[derive(Default)]
+struct Work {
+    raw: Vec<u8>,
+    hm: Vec<f32>,
+    hm_status: Vec<u32>,
+    ho: Vec<f32>,
+    ho_status: Vec<u32>,
+    eo: Vec<f32>,
+    scores: Vec<f32>,
+    numer: Vec<f32>,
+    out: Vec<f32>,
+    status: Vec<u32>,
+}
+
+impl Work {
+    /// Gathers and decodes rows of `set` into `dst` (timed as gather + upload).
+    fn load(
+        raw: &mut Vec<u8>,
+        stats: &mut Stats,
+        set: &RowSet,
+        start: usize,
+        end: usize,
+        dst: &mut Vec<f32>,
+    ) -> Result<()> {
+        stats.time(stage::GATHER, || set.gather(start, end, raw))?;
+        stats.gathered_bytes += raw.len() as u64;
+        stats.time(stage::UPLOAD, || decode(set.dtype(), raw, dst));
+        Ok(())
+    }
+}
+
+impl ClpBackend for CpuBackend {
+    fn describe(&self) -> String {
+        format!(
+            "CPU ({} threads, matrixmultiply sgemm)",
+            rayon::current_num_threads()
+        )
+    }
+
+    fn plan(&self, problem: &Problem) -> Result<TilePlan> {
+        plan(
+            problem,
+            &PlanLimits {
+                max_binding_bytes: self.memory_bytes,
+                budget_bytes: self.memory_bytes,
+                max_m_rows: self.max_m_rows,
+                max_o_rows: self.max_o_rows,
+            },
+        )
+    }
+
+    fn run(
+        &self,
+        hm: &RowSet,
+        ho: &RowSet,
+        eo: &RowSet,
+        weighting: &Weighting,
+        sink: &mut dyn FnMut(&TileOut) -> Result<()>,
+    ) -> Result<Stats> {
+        let p = pipeline::problem(hm, ho, eo, weighting)?;
+        let mut stats = Stats::default();
+        if p.missing == 0 {
+            return Ok(stats);
+        }
+        let tp = ClpBackend::plan(self, &p)?;
+        stats.tiles = (tp.m_rows, tp.o_rows);
+        stats.buffer_bytes = tp.gpu_bytes;
+        let (dh, ds) = (p.helper_dim, p.source_dim);
+        let o_tiles = pipeline::tiles(p.overlap, tp.o_rows);
+        let mut w = Work::default();
+
+        // Dense mode: G = Ĥ_Oᵀ [E_O | 1] (dh × (ds + 1)) and the guard scale ‖Σ_j ĥ_j‖.
+        let mut gram = Vec::new();
+        let mut dense_scale = 0.0f64;
+        if p.k.is_none() {
+            gram = vec![0.0f32; dh * (ds + 1)];
+            let mut e1 = Vec::new();
+            for &(o0, o1) in &o_tiles {
+                let ot = o1 - o0;
+                Work::load(&mut w.raw, &mut stats, ho, o0, o1, &mut w.ho)?;
+                stats.time(stage::NORMALISE, || {
+                    normalize(&mut w.ho, dh, &mut w.ho_status)
+                });
+                Work::load(&mut w.raw, &mut stats, eo, o0, o1, &mut w.eo)?;
+                stats.time(stage::GRAM, || {
+                    e1.resize(ot * (ds + 1), 1.0);
+                    e1.par_chunks_mut(ds + 1)
+                        .zip(w.eo.par_chunks(ds))
+                        .for_each(|(dst, src)| {
+                            dst[..ds].copy_from_slice(src);
+                            dst[ds] = 1.0;
+                        });
+                    gemm_atb_acc(&w.ho, &e1, &mut gram, dh, ds + 1, ot);
+                });
+            }
+            let s: Vec<f64> = (0..dh).map(|i| gram[i * (ds + 1) + ds] as f64).collect();
+            let m = s.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+            if m > 0.0 {
+                dense_scale = m * s.iter().map(|v| (v / m).powi(2)).sum::<f64>().sqrt();
+            }
+        }
+
+        for (m0, m1) in pipeline::tiles(p.missing, tp.m_rows) {
+            let mt = m1 - m0;
+            Work::load(&mut w.raw, &mut stats, hm, m0, m1, &mut w.hm)?;
+            stats.time(stage::NORMALISE, || {
+                normalize(&mut w.hm, dh, &mut w.hm_status)
+            });
+            w.out.resize(mt * ds, 0.0);
+            w.status.resize(mt, 0);
+            let (mut sel_scores, mut sel_indices) = (Vec::new(), Vec::new());
+            let k = p.k.unwrap_or(0);
+            match p.k {
+                None => {
+                    let t = Instant::now();
+                    w.numer.resize(mt * (ds + 1), 0.0);
+                    gemm_ab(&w.hm, &gram, &mut w.numer, mt, ds + 1, dh);
+                    w.out
+                        .par_chunks_mut(ds)
+                        .zip(w.status.par_iter_mut())
+                        .zip(w.numer.par_chunks(ds + 1).zip(w.hm_status.par_iter()))
+                        .for_each(|((out, st), (numer, &hs))| {
+                            *st = finish_row(&numer[..ds], numer[ds], dense_scale, hs, out);
+                        });
+                    stats.add(stage::COMBINE, t.elapsed());
+                }
+                Some(k) => {
+                    let mut best: Vec<Vec<(f32, u32)>> = vec![Vec::with_capacity(k); mt];
+                    for &(o0, o1) in &o_tiles {
+                        let ot = o1 - o0;
+                        Work::load(&mut w.raw, &mut stats, ho, o0, o1, &mut w.ho)?;
+                        stats.time(stage::NORMALISE, || {
+                            normalize(&mut w.ho, dh, &mut w.ho_status)
+                        });
+                        stats.time(stage::SIMILARITY, || {
+                            w.scores.resize(mt * ot, 0.0);
+                            gemm_abt(&w.hm, &w.ho, &mut w.scores, mt, ot, dh);
+                            best.par_iter_mut()
+                                .zip(w.scores.par_chunks(ot))
+                                .for_each(|(b, s)| merge_row(b, s, o0 as u32, k));
+                        });
+                    }
+                    w.numer.clear();
+                    w.numer.resize(mt * ds, 0.0);
+                    for &(o0, o1) in &o_tiles {
+                        Work::load(&mut w.raw, &mut stats, eo, o0, o1, &mut w.eo)?;
+                        let eo_tile = &w.eo;
+                        stats.time(stage::COMBINE, || {
+                            w.numer
+                                .par_chunks_mut(ds)
+                                .zip(best.par_iter())
+                                .for_each(|(acc, b)| {
+                                    for &(s, j) in b {
+                                        let j = j as usize;
+                                        if j < o0 || j >= o1 {
+                                            continue;
+                                        }
+                                        let e = &eo_tile[(j - o0) * ds..(j - o0 + 1) * ds];
+                                        for (a, &x) in acc.iter_mut().zip(e) {
+                                            *a += s * x;
+                                        }
+                                    }
+                                });
+                        });
+                    }
+                    let t = Instant::now();
+                    w.out
+                        .par_chunks_mut(ds)
+                        .zip(w.status.par_iter_mut())
+                        .zip(w.numer.par_chunks(ds).zip(best.par_iter()))
+                        .zip(w.hm_status.par_iter())
+                        .for_each(|(((out, st), (numer, b)), &hs)| {
+                            let sum = b.iter().fold(0.0f32, |a, p| a + p.0);
+                            let scale = b.iter().fold(0.0f32, |a, p| a + p.0.abs());
+                            *st = finish_row(numer, sum, scale as f64, hs, out);
+                        });
+                    for b in &best {
+                        sel_scores.extend(b.iter().map(|p| p.0));
+                        sel_indices.extend(b.iter().map(|p| p.1));
+                    }
+                    stats.add(stage::COMBINE, t.elapsed());
+                }
+            }
+            let t = Instant::now();
+            sink(&TileOut {
+                start: m0,
+                dim: ds,
+                rows: &w.out,
+                status: &w.status,
+                k,
+                scores: &sel_scores,
+                indices: &sel_indices,
+            })?;
+            stats.add(stage::WRITE, t.elapsed());
+        }
+        Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_keeps_best_and_breaks_ties_to_the_smaller_index() {
+        let mut best = Vec::new();
+        merge_row(&mut best, &[0.5, 0.9, 0.5, -0.0], 0, 3);
+        assert_eq!(best, vec![(0.9, 1), (0.5, 0), (0.5, 2)]);
+        merge_row(&mut best, &[0.5, 0.7, 1.0], 4, 3);
+        assert_eq!(best, vec![(1.0, 6), (0.9, 1), (0.7, 5)]);
+    }
+}
