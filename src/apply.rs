@@ -18,23 +18,29 @@
 
 use crate::error::{Error, Result};
 use crate::model::writer::{self, OutShard, OutTensor, Staging, TensorData};
-use crate::model::{hub, naming, ModelDir, VocabTensors, TOKENIZER_FILES};
+use crate::model::{hub, naming, ModelDir, VocabTensors, Weights, TOKENIZER_FILES};
+use crate::pipeline::{ClpBackend, TileOut};
+use crate::rows::{RowSet, Storage, Stored};
 use crate::tensor::{DType, MatrixRef};
 use crate::vocab::{match_vocabularies, Matching, SpecialRole, Vocab};
-use crate::weights::{ClpOutput, RejectReason, Selection, TopK, Weighting};
+use crate::weights::{RejectReason, Selection, TopK, Weighting};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Which implementation computes the missing rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     /// The WGSL engine on the chosen GPU adapter.
     Gpu,
-    /// The plain-Rust f64 reference (slow; for tests and verification).
+    /// The multi-threaded CPU path (same tiles, f32, SIMD GEMM).
+    Cpu,
+    /// The plain-Rust f64 reference (slow, holds the rows in memory; for tests and checking).
     CpuReference,
 }
 
@@ -43,6 +49,7 @@ impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::Gpu => "gpu",
+            Backend::Cpu => "cpu",
             Backend::CpuReference => "cpu-reference",
         }
     }
@@ -63,6 +70,8 @@ pub struct ApplyOptions {
     pub top_k: TopK,
     /// Compute backend.
     pub backend: Backend,
+    /// Memory budget of the tile buffers (GPU memory, or the CPU working set), bytes.
+    pub memory_bytes: u64,
     /// Replace an existing OUT.
     pub force: bool,
     /// Write per-token provenance (JSON Lines) here.
@@ -142,15 +151,6 @@ impl Timer {
             .insert(stage.to_string(), (now - self.last).as_secs_f64());
         self.last = now;
     }
-}
-
-fn spinner(enabled: bool, msg: String) -> ProgressBar {
-    if !enabled {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new_spinner().with_message(msg);
-    pb.enable_steady_tick(Duration::from_millis(120));
-    pb
 }
 
 /// Runs the whole transfer; see the module docs. Nothing exists at `opts.out` unless this
@@ -246,127 +246,42 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
         None => target_tokens,
     };
     let staging = Staging::create(&opts.out, opts.force)?;
-    // Open the GPU before gathering anything, so a missing adapter fails fast.
-    let engine = match opts.backend {
-        Backend::Gpu => Some(crate::Engine::new(crate::Gpu::new()?)?),
-        Backend::CpuReference => None,
+    // Open the GPU before reading any tensor data, so a missing adapter fails fast.
+    let backend: Box<dyn ClpBackend> = match opts.backend {
+        Backend::Gpu => Box::new(crate::Engine::with_options(
+            crate::Gpu::new()?,
+            crate::engine::EngineOptions {
+                gpu_memory_bytes: opts.memory_bytes,
+                ..Default::default()
+            },
+        )?),
+        Backend::Cpu => Box::new(crate::cpu::CpuBackend::new(opts.memory_bytes)),
+        Backend::CpuReference => Box::new(crate::reference::ReferenceBackend),
     };
+    let backend_is_gpu = opts.backend == Backend::Gpu;
     timer.lap("match");
 
-    // ---- gather -----------------------------------------------------------------------------
+    // ---- gather: describe the row sets (read from the files tile by tile, never whole) -----
+    let source_files = open_files(&source.weights)?;
+    let helper_files = open_files(&helper.weights)?;
     let cols: usize = parts.iter().map(|p| p.m.cols).sum();
     let overlap_src: Vec<u32> = matching.overlap.iter().map(|p| p.1).collect();
     let overlap_tgt: Vec<u32> = matching.overlap.iter().map(|p| p.0).collect();
-    let (e_bytes, e_dtype) = gather_combined(&parts, &overlap_src);
-    let h_overlap_bytes = gather_rows(&helper_m, &overlap_tgt);
-    let h_missing_bytes = gather_rows(&helper_m, &matching.missing);
-    let e_overlap = MatrixRef::new(
-        "source overlap rows",
-        &e_bytes,
-        e_dtype,
-        overlap_src.len(),
-        cols,
-    )?;
-    let h_overlap = MatrixRef::new(
-        "helper overlap rows",
-        &h_overlap_bytes,
-        helper_m.dtype,
-        overlap_tgt.len(),
-        helper_m.cols,
-    )?;
-    let h_missing = MatrixRef::new(
-        "helper missing rows",
-        &h_missing_bytes,
-        helper_m.dtype,
-        matching.missing.len(),
-        helper_m.cols,
-    )?;
-    let fallback_row = mean_rows(&e_overlap);
+    let e_stored = parts
+        .iter()
+        .map(|p| file_stored(&source.weights, &source_files, &p.name, &p.m))
+        .collect::<Result<Vec<_>>>()?;
+    let e_overlap = RowSet::new("source overlap rows", e_stored.clone())?.select(overlap_src)?;
+    let h_stored = file_stored(&helper.weights, &helper_files, &hlp_t.input, &helper_m)?;
+    let h_overlap = RowSet::new("helper overlap rows", vec![h_stored])?.select(overlap_tgt)?;
+    let h_missing =
+        RowSet::new("helper missing rows", vec![h_stored])?.select(matching.missing.clone())?;
+    let fallback_row = mean_rows(&e_overlap)?;
     timer.lap("gather");
 
-    // ---- compute ----------------------------------------------------------------------------
-    let weighting = Weighting::Clp { top_k: opts.top_k };
-    let (output, adapter) = compute(
-        opts,
-        engine.as_ref(),
-        &h_missing,
-        &h_overlap,
-        &e_overlap,
-        &weighting,
-        matching.missing.len(),
-    )?;
-    if output.dim != cols || output.rows.len() != matching.missing.len() * cols {
-        return Err(Error::Shape(format!(
-            "engine returned {} values of width {} for {} rows of width {cols} (a bug in clp-gpu; please report it)",
-            output.rows.len(),
-            output.dim,
-            matching.missing.len()
-        )));
-    }
-    if let Some(sel) = &output.selection {
-        let m = matching.missing.len();
-        let o = matching.overlap.len() as u32;
-        if sel.indices.len() != m * sel.k
-            || sel.scores.len() != m * sel.k
-            || sel.indices.iter().any(|&j| j >= o)
-        {
-            return Err(Error::Shape(format!(
-                "engine returned a selection of {} indices (k = {}) for {m} rows over {o} overlap rows (a bug in clp-gpu; please report it)",
-                sel.indices.len(),
-                sel.k
-            )));
-        }
-    }
-    if output
-        .rejected
-        .iter()
-        .any(|r| r.row >= matching.missing.len())
-    {
-        return Err(Error::Shape(
-            "engine rejected a row index out of range (a bug in clp-gpu; please report it)".into(),
-        ));
-    }
-    // The gathered rows are no longer needed; free them before the output tensors are built.
-    drop((e_bytes, h_overlap_bytes, h_missing_bytes));
-    let mut is_fallback = vec![false; matching.missing.len()];
-    let mut fallback: Vec<(usize, String)> = Vec::new();
-    for r in &output.rejected {
-        is_fallback[r.row] = true;
-        fallback.push((r.row, reason_name(r.reason)));
-    }
-    for (i, row) in output.rows.chunks_exact(cols.max(1)).enumerate() {
-        if !is_fallback[i] && row.iter().any(|x| !x.is_finite()) {
-            is_fallback[i] = true;
-            fallback.push((i, "non_finite_result".to_string()));
-        }
-    }
-    fallback.sort();
-    timer.lap("compute");
-
-    // ---- write ------------------------------------------------------------------------------
+    // ---- write: every tensor but the rebuilt ones, which are reserved and filled in place ---
     let out_dir = staging.path().to_path_buf();
-    let mut rebuilt: BTreeMap<String, (Vec<u8>, Vec<usize>, safetensors::Dtype)> = BTreeMap::new();
-    {
-        for p in &parts {
-            let bytes = build_part(
-                p,
-                target_rows,
-                &matching,
-                &output,
-                &is_fallback,
-                &fallback_row,
-                cols,
-            );
-            let shape = if p.shape_is_vector {
-                vec![target_rows]
-            } else {
-                vec![target_rows, p.m.cols]
-            };
-            rebuilt.insert(p.name.clone(), (bytes, shape, p.safetensors_dtype));
-        }
-    }
-    let selection = output.selection;
-    drop(output.rows);
+    let rebuilt: BTreeMap<&str, &Part> = parts.iter().map(|p| (p.name.as_str(), p)).collect();
     let shards: Vec<OutShard> = source
         .weights
         .files
@@ -379,12 +294,16 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
                 .iter()
                 .filter_map(|name| {
                     let t = source.weights.info(name)?;
-                    Some(match rebuilt.get(name) {
-                        Some((bytes, shape, dtype)) => OutTensor {
+                    Some(match rebuilt.get(name.as_str()) {
+                        Some(p) => OutTensor {
                             name: name.clone(),
-                            dtype: *dtype,
-                            shape: shape.clone(),
-                            data: TensorData::Owned(bytes),
+                            dtype: p.safetensors_dtype,
+                            shape: if p.shape_is_vector {
+                                vec![target_rows]
+                            } else {
+                                vec![target_rows, p.m.cols]
+                            },
+                            data: TensorData::Reserved((target_rows * p.m.row_bytes()) as u64),
                         },
                         None => OutTensor {
                             name: name.clone(),
@@ -406,24 +325,131 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
         .flat_map(|s| &s.tensors)
         .map(|t| t.data.len_bytes())
         .sum();
-    let bar = if opts.progress {
-        let pb = ProgressBar::new(total_bytes).with_message("writing");
-        if let Ok(style) =
-            ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec}")
-        {
-            pb.set_style(style);
-        }
-        pb
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = bytes_bar(opts.progress, total_bytes, "copying tensors");
+    let mut placed: Vec<Option<OutPart>> = parts.iter().map(|_| None).collect();
     for shard in &shards {
-        writer::write_shard(&out_dir, shard, &mut |n| bar.inc(n))?;
+        let positions = writer::write_shard(&out_dir, shard, &mut |n| bar.inc(n))?;
+        for (p, slot) in parts.iter().zip(placed.iter_mut()) {
+            if let Some(&offset) = positions.get(&p.name) {
+                let path = out_dir.join(&shard.file_name);
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| Error::io(&path, e))?;
+                *slot = Some(OutPart {
+                    file,
+                    path,
+                    offset,
+                    row_bytes: p.m.row_bytes(),
+                    dtype: p.m.dtype,
+                    col: p.col,
+                    cols: p.m.cols,
+                });
+            }
+        }
     }
     bar.finish_and_clear();
+    let targets: Vec<OutPart> = placed.into_iter().flatten().collect();
+    if targets.len() != parts.len() {
+        return Err(Error::Model(
+            "a rebuilt tensor was not placed in any output shard (a bug in clp-gpu; please report it)".into(),
+        ));
+    }
     if source.weights.sharded {
         writer::write_index(&out_dir, &shards)?;
     }
+    // Overlap and by-role rows: the source bytes, copied bit-exactly.
+    let copies: Vec<(u32, u32)> = matching
+        .overlap
+        .iter()
+        .copied()
+        .chain(matching.by_role.iter().map(|r| (r.target_id, r.source_id)))
+        .collect();
+    let mut row = Vec::new();
+    for (t, stored) in targets.iter().zip(&e_stored) {
+        for &(tid, sid) in &copies {
+            stored.read_row(sid as usize, &mut row)?;
+            t.write_row(tid, &row)?;
+        }
+    }
+    timer.lap("write");
+
+    // ---- compute: missing rows, streamed tile by tile into the reserved rows -----------------
+    let weighting = Weighting::Clp { top_k: opts.top_k };
+    let missing = matching.missing.len();
+    let keep_selection = opts.provenance.is_some();
+    let mut selection: Option<Selection> = None;
+    let mut fallback: Vec<(usize, String)> = Vec::new();
+    let backend_name = backend.describe();
+    let rows_bar = rows_bar(opts.progress, missing as u64, &backend_name);
+    let mut encoded: Vec<Vec<u8>> = vec![Vec::new(); targets.len()];
+    let compute_stats = backend.run(
+        &h_missing,
+        &h_overlap,
+        &e_overlap,
+        &weighting,
+        &mut |tile: &TileOut| {
+            if tile.dim != cols || tile.start + tile.status.len() > missing {
+                return Err(Error::Shape(format!(
+                    "backend returned rows of width {} at {} for {missing} rows of width {cols} (a bug in clp-gpu; please report it)",
+                    tile.dim, tile.start
+                )));
+            }
+            if keep_selection && tile.k > 0 {
+                let sel = selection.get_or_insert_with(|| Selection {
+                    k: tile.k,
+                    indices: Vec::new(),
+                    scores: Vec::new(),
+                });
+                sel.indices.extend_from_slice(tile.indices);
+                sel.scores.extend_from_slice(tile.scores);
+            }
+            for (i, &code) in tile.status.iter().enumerate() {
+                let m = tile.start + i;
+                let mut values = &tile.rows[i * cols..(i + 1) * cols];
+                let mut reason = RejectReason::from_code(code).map(reason_name);
+                if reason.is_none() && !encode_parts(&targets, values, &mut encoded) {
+                    // Finite in f32 but not in the source dtype (f16 overflow).
+                    reason = Some("non_finite_result".to_string());
+                }
+                if let Some(r) = reason {
+                    fallback.push((m, r));
+                    values = &fallback_row;
+                    encode_parts(&targets, values, &mut encoded);
+                }
+                for (t, bytes) in targets.iter().zip(&encoded) {
+                    t.write_row(matching.missing[m], bytes)?;
+                }
+            }
+            rows_bar.inc(tile.status.len() as u64);
+            Ok(())
+        },
+    )?;
+    rows_bar.finish_and_clear();
+    if let Some(sel) = &selection {
+        if sel.indices.len() != missing * sel.k
+            || sel
+                .indices
+                .iter()
+                .any(|&j| j as usize >= matching.overlap.len())
+        {
+            return Err(Error::Shape(format!(
+                "backend returned a selection of {} indices (k = {}) for {missing} rows (a bug in clp-gpu; please report it)",
+                sel.indices.len(),
+                sel.k
+            )));
+        }
+    }
+    for t in &targets {
+        t.file.sync_data().map_err(|e| Error::io(&t.path, e))?;
+    }
+    let adapter = backend_is_gpu.then(|| backend_name.clone());
+    timer.lap("compute");
+    for (stage, secs) in &compute_stats.seconds {
+        timer.stages.insert(format!("compute: {stage}"), *secs);
+    }
+
+    // ---- write: configs, tokenizer, report -------------------------------------------------
     write_configs(&source, &target_vocab, target_rows, &out_dir)?;
     for f in TOKENIZER_FILES {
         let from = tokenizer_dir.join(f);
@@ -561,90 +587,115 @@ fn source_parts<'a>(
     Ok(parts)
 }
 
-/// Rows `ids` of all parts side by side, in the parts' dtype when they share one, else f32.
-fn gather_combined(parts: &[Part], ids: &[u32]) -> (Vec<u8>, DType) {
-    let dtype = parts[0].m.dtype;
-    let same = parts.iter().all(|p| p.m.dtype == dtype);
-    let mut out = Vec::new();
-    for &id in ids {
-        let r = id as usize;
-        for p in parts {
-            if same {
-                out.extend_from_slice(p.m.rows_bytes(r, r + 1));
-            } else {
-                let row: Vec<f32> = (0..p.m.cols).map(|c| p.m.get(r, c)).collect();
-                out.extend_from_slice(&DType::F32.encode(&row));
+/// Every weight file of a model, opened for positioned reads.
+fn open_files(w: &Weights) -> Result<Vec<File>> {
+    w.files
+        .iter()
+        .map(|f| {
+            File::open(&f.path).map_err(|e| {
+                Error::bad_file(&f.path, format!("cannot open: {e}; check its permissions"))
+            })
+        })
+        .collect()
+}
+
+/// Tensor `name` (already checked as `m`) as stored matrix read from its file.
+fn file_stored<'a>(
+    w: &'a Weights,
+    files: &'a [File],
+    name: &str,
+    m: &MatrixRef,
+) -> Result<Stored<'a>> {
+    let info = w
+        .info(name)
+        .ok_or_else(|| Error::Model(format!("tensor `{name}` vanished")))?;
+    Ok(Stored {
+        storage: Storage::File {
+            file: &files[info.file],
+            path: &w.files[info.file].path,
+            offset: info.start,
+        },
+        dtype: m.dtype,
+        rows: m.rows,
+        cols: m.cols,
+    })
+}
+
+/// A rebuilt tensor inside an output file: rows are written in place.
+struct OutPart {
+    file: File,
+    path: PathBuf,
+    offset: u64,
+    row_bytes: usize,
+    dtype: DType,
+    col: usize,
+    cols: usize,
+}
+
+impl OutPart {
+    fn write_row(&self, target_id: u32, bytes: &[u8]) -> Result<()> {
+        self.file
+            .write_all_at(
+                bytes,
+                self.offset + target_id as u64 * self.row_bytes as u64,
+            )
+            .map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// Encodes `values` (all columns) into each part's dtype; false if any value is not finite
+/// there (f16 overflows at 65,504).
+fn encode_parts(parts: &[OutPart], values: &[f32], out: &mut [Vec<u8>]) -> bool {
+    let mut finite = true;
+    for (p, o) in parts.iter().zip(out.iter_mut()) {
+        *o = p.dtype.encode(&values[p.col..p.col + p.cols]);
+        finite &= (0..p.cols).all(|c| p.dtype.decode(o, c).is_finite());
+    }
+    finite
+}
+
+fn bytes_bar(enabled: bool, total: u64, msg: &'static str) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(total).with_message(msg);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec}")
+    {
+        pb.set_style(style);
+    }
+    pb
+}
+
+fn rows_bar(enabled: bool, total: u64, backend: &str) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(total).with_message(format!("computing rows on {backend}"));
+    if let Ok(style) = ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} rows, eta {eta}")
+    {
+        pb.set_style(style);
+    }
+    pb
+}
+
+/// Column means of the overlap source rows (the fallback row), streamed, accumulated in f64.
+fn mean_rows(set: &RowSet) -> Result<Vec<f32>> {
+    const CHUNK: usize = 4096;
+    let mut acc = vec![0.0f64; set.cols()];
+    let mut bytes = Vec::new();
+    for r0 in (0..set.rows()).step_by(CHUNK) {
+        let r1 = (r0 + CHUNK).min(set.rows());
+        set.gather(r0, r1, &mut bytes)?;
+        let m = MatrixRef::new(set.name(), &bytes, set.dtype(), r1 - r0, set.cols())?;
+        for r in 0..m.rows {
+            for (c, a) in acc.iter_mut().enumerate() {
+                *a += m.get(r, c) as f64;
             }
         }
     }
-    (out, if same { dtype } else { DType::F32 })
-}
-
-/// Raw bytes of rows `ids` of `m`.
-fn gather_rows(m: &MatrixRef, ids: &[u32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(ids.len() * m.row_bytes());
-    for &id in ids {
-        out.extend_from_slice(m.rows_bytes(id as usize, id as usize + 1));
-    }
-    out
-}
-
-fn compute(
-    opts: &ApplyOptions,
-    engine: Option<&crate::Engine>,
-    h_missing: &MatrixRef,
-    h_overlap: &MatrixRef,
-    e_overlap: &MatrixRef,
-    weighting: &Weighting,
-    missing: usize,
-) -> Result<(ClpOutput, Option<String>)> {
-    let empty = || ClpOutput {
-        rows: Vec::new(),
-        dim: e_overlap.cols,
-        rejected: Vec::new(),
-        selection: None,
-    };
-    match engine {
-        None => {
-            let pb = spinner(
-                opts.progress,
-                format!("computing {missing} rows on the CPU reference"),
-            );
-            let out = if missing == 0 {
-                empty()
-            } else {
-                crate::reference::clp(h_missing, h_overlap, e_overlap, weighting)
-            };
-            pb.finish_and_clear();
-            Ok((out, None))
-        }
-        Some(engine) => {
-            let adapter = engine.gpu().adapter().to_string();
-            let pb = spinner(
-                opts.progress,
-                format!("computing {missing} rows on {adapter}"),
-            );
-            let out = if missing == 0 {
-                empty()
-            } else {
-                engine.clp(h_missing, h_overlap, e_overlap, weighting)?
-            };
-            pb.finish_and_clear();
-            Ok((out, Some(adapter)))
-        }
-    }
-}
-
-/// Column means of `m` (the fallback row), accumulated in f64.
-fn mean_rows(m: &MatrixRef) -> Vec<f32> {
-    let mut acc = vec![0.0f64; m.cols];
-    for r in 0..m.rows {
-        for (c, a) in acc.iter_mut().enumerate() {
-            *a += m.get(r, c) as f64;
-        }
-    }
-    let n = m.rows.max(1) as f64;
-    acc.into_iter().map(|a| (a / n) as f32).collect()
+    let n = set.rows().max(1) as f64;
+    Ok(acc.into_iter().map(|a| (a / n) as f32).collect())
 }
 
 fn reason_name(r: RejectReason) -> String {
@@ -652,40 +703,6 @@ fn reason_name(r: RejectReason) -> String {
         Ok(Value::String(s)) => s,
         _ => format!("{r:?}"),
     }
-}
-
-/// The new bytes of one part: `target_rows` rows in the part's dtype.
-fn build_part(
-    p: &Part,
-    target_rows: usize,
-    matching: &Matching,
-    output: &ClpOutput,
-    is_fallback: &[bool],
-    fallback_row: &[f32],
-    cols: usize,
-) -> Vec<u8> {
-    let rb = p.m.row_bytes();
-    let mut buf = vec![0u8; target_rows * rb];
-    let copy = |buf: &mut Vec<u8>, t: u32, s: u32| {
-        let (t, s) = (t as usize, s as usize);
-        buf[t * rb..(t + 1) * rb].copy_from_slice(p.m.rows_bytes(s, s + 1));
-    };
-    for &(t, s) in &matching.overlap {
-        copy(&mut buf, t, s);
-    }
-    for r in &matching.by_role {
-        copy(&mut buf, r.target_id, r.source_id);
-    }
-    for (i, &t) in matching.missing.iter().enumerate() {
-        let values = if is_fallback[i] {
-            &fallback_row[p.col..p.col + p.m.cols]
-        } else {
-            &output.rows[i * cols + p.col..i * cols + p.col + p.m.cols]
-        };
-        let t = t as usize;
-        buf[t * rb..(t + 1) * rb].copy_from_slice(&p.m.dtype.encode(values));
-    }
-    buf
 }
 
 /// config.json (and generation_config.json when the source has one) with the target's

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 pub enum BackendArg {
     /// The WGSL engine on a GPU (honours WGPU_BACKEND / WGPU_ADAPTER_NAME).
     Gpu,
+    /// The multi-threaded CPU path (no GPU needed).
+    Cpu,
     /// The plain-Rust f64 CPU reference (slow; for checking).
     CpuReference,
 }
@@ -35,6 +37,10 @@ pub struct ApplyArgs {
     /// Which implementation computes the missing rows.
     #[arg(long, value_enum, default_value_t = BackendArg::Gpu)]
     pub backend: BackendArg,
+    /// Memory budget of the tile buffers, e.g. 512MiB or 2GiB (GPU memory on the GPU, the
+    /// working set on the CPU). Host memory stays near this plus a few MiB whatever the model size.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = clp_gpu::plan::parse_bytes)]
+    pub gpu_memory: u64,
     /// Replace OUT if it exists.
     #[arg(long)]
     pub force: bool,
@@ -62,8 +68,10 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
         top_k: args.top_k,
         backend: match args.backend {
             BackendArg::Gpu => Backend::Gpu,
+            BackendArg::Cpu => Backend::Cpu,
             BackendArg::CpuReference => Backend::CpuReference,
         },
+        memory_bytes: args.gpu_memory,
         force: args.force,
         provenance: args.provenance,
         pad_to_multiple: args.pad_to_multiple.map(|n| n as usize),

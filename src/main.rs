@@ -32,6 +32,11 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    // Ctrl-C / SIGTERM: remove staging directories and temporary files, never leave OUT half done.
+    let _ = ctrlc::set_handler(|| {
+        eprintln!("interrupted: removing temporary output; nothing was written at the output path");
+        clp_gpu::model::writer::remove_temps_and_exit(130);
+    });
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -70,8 +75,8 @@ struct BenchArgs {
     backend: String,
     /// Memory budget for the tile buffers, e.g. 512MiB or 2GiB: device memory on the GPU, the
     /// working set on the CPU.
-    #[arg(long, default_value = "1GiB")]
-    gpu_memory: String,
+    #[arg(long, default_value = "1GiB", value_parser = clp_gpu::plan::parse_bytes)]
+    gpu_memory: u64,
     /// Write the inputs as full-vocabulary safetensors files first (kept in --data-dir and reused)
     /// and stream them from disk, so reading and gathering are part of the timing.
     #[arg(long)]
@@ -92,25 +97,6 @@ struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-}
-
-fn parse_bytes(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| anyhow::anyhow!("`{s}` is not a size; write e.g. 512MiB or 2GiB"))?;
-    let mult = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1u64,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => anyhow::bail!("`{s}` has an unknown unit; use KiB, MiB or GiB"),
-    };
-    Ok((n * mult as f64) as u64)
 }
 
 fn bench(args: BenchArgs) -> Result<()> {
@@ -141,7 +127,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         "bf16" => clp_gpu::DType::BF16,
         _ => clp_gpu::DType::F16,
     };
-    let budget = parse_bytes(&args.gpu_memory)?;
+    let budget = args.gpu_memory;
     let opts = clp_gpu::bench::BenchOptions {
         shape,
         modes: args.top_k.clone(),

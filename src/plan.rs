@@ -156,3 +156,23 @@ pub fn plan(p: &Problem, limits: &PlanLimits) -> Result<TilePlan> {
         }
     }
 }
+
+/// Parses a size such as `512MiB`, `2GiB`, `1.5G` or `1048576` (binary units) into bytes.
+pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size; write e.g. 512MiB or 2GiB"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1u64,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("`{s}` has an unknown unit; use KiB, MiB or GiB")),
+    };
+    Ok((n * mult as f64) as u64)
+}

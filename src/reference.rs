@@ -3,6 +3,8 @@
 //! directly over all M × O cosines, not in low rank).
 
 use crate::error::Result;
+use crate::pipeline::{self, stage, ClpBackend, Stats, TileOut};
+use crate::plan::{Problem, TilePlan};
 use crate::rows::RowSet;
 use crate::tensor::MatrixRef;
 use crate::weights::{
@@ -280,6 +282,80 @@ pub fn clp_rows(
             }
         })
         .collect())
+}
+
+/// The f64 reference as a [`ClpBackend`]: gathers every row into memory and emits one tile.
+/// Only for small problems (tests, `apply --backend cpu-reference`).
+#[derive(Debug, Clone, Copy)]
+pub struct ReferenceBackend;
+
+impl ClpBackend for ReferenceBackend {
+    fn describe(&self) -> String {
+        "CPU f64 reference".into()
+    }
+    fn plan(&self, p: &Problem) -> Result<TilePlan> {
+        Ok(TilePlan {
+            m_rows: p.missing.max(1),
+            o_rows: p.overlap.max(1),
+            gpu_bytes: 0,
+            largest_buffer_bytes: 0,
+        })
+    }
+    fn run(
+        &self,
+        h_missing: &RowSet,
+        h_overlap: &RowSet,
+        e_overlap: &RowSet,
+        weighting: &Weighting,
+        sink: &mut dyn FnMut(&TileOut) -> Result<()>,
+    ) -> Result<Stats> {
+        let p = pipeline::problem(h_missing, h_overlap, e_overlap, weighting)?;
+        let mut stats = Stats::default();
+        if p.missing == 0 {
+            return Ok(stats);
+        }
+        let mut bytes = [Vec::new(), Vec::new(), Vec::new()];
+        let sets = [h_missing, h_overlap, e_overlap];
+        stats.time(stage::GATHER, || -> Result<()> {
+            for (b, s) in bytes.iter_mut().zip(sets) {
+                s.gather(0, s.rows(), b)?;
+            }
+            Ok(())
+        })?;
+        let m = |i: usize| {
+            MatrixRef::new(
+                sets[i].name(),
+                &bytes[i],
+                sets[i].dtype(),
+                sets[i].rows(),
+                sets[i].cols(),
+            )
+        };
+        let out = stats.time(stage::COMBINE, || -> Result<ClpOutput> {
+            Ok(clp(&m(0)?, &m(1)?, &m(2)?, weighting))
+        })?;
+        let mut status = vec![0u32; p.missing];
+        for r in &out.rejected {
+            status[r.row] = r.reason.code();
+        }
+        let (k, scores, indices) = match &out.selection {
+            Some(s) => (s.k, s.scores.as_slice(), s.indices.as_slice()),
+            None => (0, &[][..], &[][..]),
+        };
+        stats.time(stage::WRITE, || {
+            sink(&TileOut {
+                start: 0,
+                dim: out.dim,
+                rows: &out.rows,
+                status: &status,
+                k,
+                scores,
+                indices,
+            })
+        })?;
+        stats.tiles = (p.missing, p.overlap);
+        Ok(stats)
+    }
 }
 
 #[cfg(test)]

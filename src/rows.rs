@@ -62,6 +62,15 @@ impl<'a> Stored<'a> {
         self.cols * self.dtype.size_bytes()
     }
 
+    /// Stored row `r`'s raw bytes into `dst` (resized).
+    pub fn read_row(&self, r: usize, dst: &mut Vec<u8>) -> Result<()> {
+        let mut scratch = Vec::new();
+        self.with_rows(r, 1, &mut scratch, |b| {
+            dst.clear();
+            dst.extend_from_slice(b);
+        })
+    }
+
     /// Reads stored rows `start..start + n` (contiguous) and hands their bytes to `f`.
     fn with_rows<T>(
         &self,

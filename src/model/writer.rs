@@ -2,7 +2,8 @@
 //!
 //! Everything is written into a staging directory beside OUT (`.NAME.tmp-PID`) that is renamed
 //! to OUT at the very end, so a failed or interrupted run never leaves a partial model at OUT
-//! (a failure removes the staging directory; a killed process may leave it, never OUT).
+//! (a failure removes the staging directory, and so does Ctrl-C or SIGTERM through
+//! [`remove_temps_and_exit`]; only SIGKILL can leave it behind, never OUT).
 //!
 //! Safetensors files are streamed: the header is serialised, then each tensor is either copied
 //! from its source file byte range (`std::io::copy`, which uses `copy_file_range` on Linux, so
@@ -31,6 +32,8 @@ pub enum TensorData<'a> {
     },
     /// Bytes held in memory.
     Owned(&'a [u8]),
+    /// `len` zero bytes, left as a hole to be filled in place later (see [`write_shard`]).
+    Reserved(u64),
 }
 
 impl TensorData<'_> {
@@ -39,6 +42,7 @@ impl TensorData<'_> {
         match self {
             TensorData::Copy { len_bytes, .. } => *len_bytes,
             TensorData::Owned(b) => b.len() as u64,
+            TensorData::Reserved(n) => *n,
         }
     }
 }
@@ -68,7 +72,13 @@ pub struct OutShard<'a> {
 }
 
 /// Writes `shard` into `dir`, calling `progress` with the bytes written after each tensor.
-pub fn write_shard(dir: &Path, shard: &OutShard, progress: &mut dyn FnMut(u64)) -> Result<()> {
+/// Returns the absolute file offset of every tensor's data (where [`TensorData::Reserved`]
+/// regions are to be filled).
+pub fn write_shard(
+    dir: &Path,
+    shard: &OutShard,
+    progress: &mut dyn FnMut(u64),
+) -> Result<BTreeMap<String, u64>> {
     let path = dir.join(&shard.file_name);
     let mut header = Map::new();
     let mut metadata: Map<String, Value> = shard
@@ -96,9 +106,16 @@ pub fn write_shard(dir: &Path, shard: &OutShard, progress: &mut dyn FnMut(u64)) 
     out.write_all(&(header_bytes.len() as u64).to_le_bytes())
         .map_err(io)?;
     out.write_all(&header_bytes).map_err(io)?;
+    let mut positions = BTreeMap::new();
+    let mut at = 8 + header_bytes.len() as u64;
     for t in &shard.tensors {
+        positions.insert(t.name.clone(), at);
+        at += t.data.len_bytes();
         match t.data {
             TensorData::Owned(bytes) => out.write_all(bytes).map_err(io)?,
+            TensorData::Reserved(n) => {
+                out.seek(SeekFrom::Current(n as i64)).map_err(io)?;
+            }
             TensorData::Copy {
                 path: src,
                 start,
@@ -119,7 +136,9 @@ pub fn write_shard(dir: &Path, shard: &OutShard, progress: &mut dyn FnMut(u64)) 
         progress(t.data.len_bytes());
     }
     out.flush().map_err(io)?;
-    Ok(())
+    // A reserved region at the end is only a seek: give the file its full length.
+    out.set_len(at).map_err(io)?;
+    Ok(positions)
 }
 
 /// Writes `model.safetensors.index.json` for `shards` (`total_size` = sum of tensor bytes).
@@ -149,6 +168,41 @@ pub struct Staging {
     tmp: PathBuf,
     force: bool,
     committed: bool,
+}
+
+/// Temporary paths of this process that must not outlive it (staging directories, provenance
+/// files before their rename).
+static TEMPS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Registers a temporary path for [`remove_temps`].
+pub fn track_temp(path: &Path) {
+    TEMPS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(path.to_path_buf());
+}
+
+/// Forgets a temporary path (committed, renamed or already removed).
+pub fn untrack_temp(path: &Path) {
+    TEMPS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|p| p != path);
+}
+
+/// Removes every registered temporary path. The binary calls this from its Ctrl-C / SIGTERM
+/// handler, so an interrupted run leaves neither OUT nor its staging directory behind. The
+/// lock stays held until the process exits, so no new path is registered meanwhile.
+pub fn remove_temps_and_exit(code: i32) -> ! {
+    let temps = TEMPS.lock().unwrap_or_else(|p| p.into_inner());
+    for p in temps.iter() {
+        if p.is_dir() {
+            let _ = std::fs::remove_dir_all(p);
+        } else {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    std::process::exit(code)
 }
 
 /// Refuses an existing OUT unless `force`, and an OUT whose parent directory is missing.
@@ -206,6 +260,7 @@ impl Staging {
                 parent_of(out).display()
             ))
         })?;
+        track_temp(&tmp);
         Ok(Staging {
             out: out.to_path_buf(),
             tmp,
@@ -234,6 +289,7 @@ impl Staging {
                 std::fs::rename(&self.out, &old).map_err(|e| io(&self.out, e))?;
                 std::fs::rename(&self.tmp, &self.out).map_err(|e| io(&self.out, e))?;
                 self.committed = true;
+                untrack_temp(&self.tmp);
                 std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
                 return Ok(());
             }
@@ -241,6 +297,7 @@ impl Staging {
         }
         std::fs::rename(&self.tmp, &self.out).map_err(|e| io(&self.out, e))?;
         self.committed = true;
+        untrack_temp(&self.tmp);
         Ok(())
     }
 }
@@ -250,6 +307,7 @@ impl Drop for Staging {
         if !self.committed {
             // Best effort: the run has already failed; the error that matters is being returned.
             let _ = std::fs::remove_dir_all(&self.tmp);
+            untrack_temp(&self.tmp);
         }
     }
 }
