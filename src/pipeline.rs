@@ -176,7 +176,18 @@ pub fn collect(
     let hm = RowSet::from_matrix("missing helper rows", h_missing);
     let ho = RowSet::from_matrix("overlap helper rows", h_overlap);
     let eo = RowSet::from_matrix("overlap source rows", e_overlap);
-    let p = problem(&hm, &ho, &eo, weighting)?;
+    collect_sets(backend, &hm, &ho, &eo, weighting)
+}
+
+/// [`collect`] over row sets (which may stream from files).
+pub fn collect_sets(
+    backend: &dyn ClpBackend,
+    hm: &RowSet,
+    ho: &RowSet,
+    eo: &RowSet,
+    weighting: &Weighting,
+) -> Result<ClpOutput> {
+    let p = problem(hm, ho, eo, weighting)?;
     let mut out = ClpOutput {
         rows: Vec::with_capacity(p.missing * p.source_dim),
         dim: p.source_dim,
@@ -187,7 +198,7 @@ pub fn collect(
             scores: Vec::with_capacity(p.missing * k),
         }),
     };
-    backend.run(&hm, &ho, &eo, weighting, &mut |t: &TileOut| {
+    backend.run(hm, ho, eo, weighting, &mut |t: &TileOut| {
         out.rows.extend_from_slice(t.rows);
         for (i, &code) in t.status.iter().enumerate() {
             if let Some(reason) = RejectReason::from_code(code) {

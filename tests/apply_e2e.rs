@@ -153,26 +153,34 @@ fn llama_f16_untied_lm_head_top_k_with_provenance() {
         1,
         6,
     );
-    let out = tmp.path().join("out");
-    let prov = tmp.path().join("prov.jsonl");
-    ok(run_apply(&[
-        "--source",
-        s(&src.dir),
-        "--helper",
-        s(&hlp.dir),
-        "--out",
-        s(&out),
-        "--top-k",
-        "8",
-        "--provenance",
-        s(&prov),
-        "--quiet",
-    ]));
-    check_output(&src, &hlp, &out, TopK::K(8), None);
+    for backend in ["gpu", "cpu"] {
+        let out = tmp.path().join(format!("out-{backend}"));
+        let prov = tmp.path().join(format!("prov-{backend}.jsonl"));
+        ok(run_apply(&[
+            "--source",
+            s(&src.dir),
+            "--helper",
+            s(&hlp.dir),
+            "--out",
+            s(&out),
+            "--backend",
+            backend,
+            "--top-k",
+            "8",
+            "--provenance",
+            s(&prov),
+            "--quiet",
+        ]));
+        check_provenance_run(&src, &hlp, &out, &prov);
+    }
+}
+
+fn check_provenance_run(src: &Built, hlp: &Built, out: &Path, prov: &Path) {
+    check_output(src, hlp, out, TopK::K(8), None);
     let report: Value =
         serde_json::from_slice(&std::fs::read(out.join("clp_transfer.json")).unwrap()).unwrap();
     assert_eq!(report["source"]["output_embedding"], "lm_head.weight");
-    let text = std::fs::read_to_string(&prov).unwrap();
+    let text = std::fs::read_to_string(prov).unwrap();
     let lines: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -195,7 +203,7 @@ fn llama_f16_untied_lm_head_top_k_with_provenance() {
 }
 
 #[test]
-fn bert_output_bias_and_cpu_reference_backend() {
+fn bert_output_bias_on_every_backend_and_a_tiny_budget() {
     let tmp = tempfile::tempdir().unwrap();
     let src = build_model(
         &tmp.path().join("src"),
@@ -219,8 +227,15 @@ fn bert_output_bias_and_cpu_reference_backend() {
         1,
         8,
     );
-    for backend in ["gpu", "cpu-reference"] {
-        let out = tmp.path().join(format!("out-{backend}"));
+    // 256 KiB forces many tiles on both sides; the output must not change beyond rounding.
+    for (backend, budget) in [
+        ("gpu", "1GiB"),
+        ("gpu", "256KiB"),
+        ("cpu", "1GiB"),
+        ("cpu", "256KiB"),
+        ("cpu-reference", "1GiB"),
+    ] {
+        let out = tmp.path().join(format!("out-{backend}-{budget}"));
         ok(run_apply(&[
             "--source",
             s(&src.dir),
@@ -230,6 +245,8 @@ fn bert_output_bias_and_cpu_reference_backend() {
             s(&out),
             "--backend",
             backend,
+            "--gpu-memory",
+            budget,
             "--quiet",
         ]));
         check_output(&src, &hlp, &out, TopK::All, None);

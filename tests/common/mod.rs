@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use clp_gpu::engine::{Engine, EngineOptions};
-use clp_gpu::{DType, Gpu};
+use clp_gpu::reference;
+use clp_gpu::{DType, Gpu, MatrixRef, TopK, Weighting};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// The test binary's engine, poisoning outputs. Tests lock it (lavapipe already uses every
@@ -74,4 +75,69 @@ pub fn row_max_abs(v: &[f64], cols: usize) -> Vec<f64> {
     v.chunks(cols.max(1))
         .map(|r| r.iter().fold(0.0f64, |m, x| m.max(x.abs())))
         .collect()
+}
+
+/// Checks a top-k CLP run against the reference, tie-safely: the sorted scores match, every
+/// index is unique and in range and scores at least the reference k-th score minus `tol`, and
+/// each row equals the f64 combination over the indices the GPU chose.
+pub fn check_topk_run(
+    label: &str,
+    hm: &MatrixRef,
+    ho: &MatrixRef,
+    eo: &MatrixRef,
+    k: usize,
+    got: &clp_gpu::ClpOutput,
+) {
+    let want = reference::clp(hm, ho, eo, &Weighting::Clp { top_k: TopK::K(k) });
+    let (m, o, ds) = (hm.rows, ho.rows, eo.cols);
+    let k_eff = k.min(o);
+    let sel = got.selection.as_ref().expect("selection");
+    let wsel = want.selection.as_ref().expect("reference selection");
+    assert_eq!(sel.k, k_eff, "{label}: k");
+    assert_eq!(sel.indices.len(), m * k_eff, "{label}: selection size");
+    let (hm_hat, _) = reference::normalize(hm);
+    let (ho_hat, _) = reference::normalize(ho);
+    let cos = reference::similarity(&hm_hat, &ho_hat, m, o, hm.cols);
+    let tol = 2e-5;
+    let rejected: Vec<usize> = got.rejected.iter().map(|r| r.row).collect();
+    assert_eq!(got.rejected, want.rejected, "{label}: rejected rows");
+    for r in 0..m {
+        let idx = &sel.indices[r * k_eff..(r + 1) * k_eff];
+        let mut seen = std::collections::HashSet::new();
+        for (t, &j) in idx.iter().enumerate() {
+            assert!((j as usize) < o, "{label}: row {r} index {j} out of range");
+            assert!(seen.insert(j), "{label}: row {r} index {j} repeated");
+            let kth = wsel.scores[(r + 1) * k_eff - 1] as f64;
+            assert!(
+                cos[r * o + j as usize] >= kth - tol,
+                "{label}: row {r} picked {j} below k-th"
+            );
+            let ws = wsel.scores[r * k_eff + t] as f64;
+            assert!(
+                (sel.scores[r * k_eff + t] as f64 - ws).abs() <= tol,
+                "{label}: row {r} score {t}"
+            );
+        }
+        let row = &got.rows[r * ds..(r + 1) * ds];
+        if rejected.contains(&r) {
+            assert!(
+                row.iter().all(|&x| x == 0.0),
+                "{label}: rejected row {r} not zero"
+            );
+            continue;
+        }
+        let w: Vec<f64> = idx.iter().map(|&j| cos[r * o + j as usize]).collect();
+        let sum: f64 = w.iter().sum();
+        let expect: Vec<f64> = (0..ds)
+            .map(|c| {
+                idx.iter()
+                    .zip(&w)
+                    .map(|(&j, wj)| wj * eo.get(j as usize, c) as f64)
+                    .sum::<f64>()
+                    / sum
+            })
+            .collect();
+        let scale = expect.iter().fold(1e-30f64, |a, x| a.max(x.abs()));
+        assert_close(&format!("{label}: row {r}"), row, &expect, |_| 1e-4 * scale);
+    }
 }
