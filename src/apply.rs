@@ -728,6 +728,16 @@ fn write_configs(
             config.insert(key, id_value(role));
         }
     }
+    // Multimodal configs: the language model reads its own copy in text_config.
+    if let Some(Value::Object(text)) = config.get_mut("text_config") {
+        text.insert("vocab_size".into(), json!(target_rows));
+        for role in SpecialRole::ALL {
+            let key = role.id_key();
+            if text.contains_key(&key) {
+                text.insert(key, id_value(role));
+            }
+        }
+    }
     crate::model::config::write_json(&out_dir.join("config.json"), &Value::Object(config))?;
 
     let gen_path = source.dir.join("generation_config.json");

@@ -1,6 +1,8 @@
 //! `config.json` of a Hugging Face model directory: kept as raw JSON (so unknown keys survive a
 //! round trip) plus the few fields clp-gpu reads: `model_type`, the hidden size and whether the
 //! word embeddings are tied (with each architecture's default when the key is absent).
+//! Multimodal configs (Gemma 3, LLaVA, ...) keep the language model's fields in a nested
+//! `text_config`; those are read from there when the top level lacks them.
 
 use crate::error::{Error, Result};
 use crate::model::naming;
@@ -33,15 +35,24 @@ impl ModelConfig {
             &path,
             "config.json is required: copy it from the original model",
         )?;
+        let text = raw.get("text_config").and_then(Value::as_object);
+        // A key at the top level, else in text_config.
+        let get = |k: &str| raw.get(k).or_else(|| text.and_then(|t| t.get(k)));
         let model_type = raw
             .get("model_type")
             .and_then(Value::as_str)
+            .filter(|t| naming::for_model_type(t).is_some() || text.is_none())
+            .or_else(|| {
+                text.and_then(|t| t.get("model_type"))
+                    .and_then(Value::as_str)
+            })
+            .or_else(|| raw.get("model_type").and_then(Value::as_str))
             .map(str::to_owned);
         let hidden_size = HIDDEN_SIZE_KEYS
             .iter()
-            .find_map(|k| raw.get(*k).and_then(Value::as_u64))
+            .find_map(|k| get(k).and_then(Value::as_u64))
             .and_then(|v| usize::try_from(v).ok());
-        let tie_word_embeddings = match raw.get("tie_word_embeddings") {
+        let tie_word_embeddings = match get("tie_word_embeddings") {
             Some(Value::Bool(b)) => *b,
             Some(Value::Null) | None => naming::tied_by_default(model_type.as_deref()),
             Some(other) => {
@@ -115,4 +126,36 @@ pub fn write_json(path: &Path, value: &Value) -> Result<()> {
         .map_err(|e| Error::bad_file(path, format!("cannot serialise JSON: {e}")))?;
     text.push('\n');
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_text_config_supplies_the_language_model_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"model_type": "gemma3", "architectures": ["Gemma3ForConditionalGeneration"],
+                "text_config": {"model_type": "gemma3_text", "hidden_size": 640,
+                                 "vocab_size": 262208, "tie_word_embeddings": false}}"#,
+        )
+        .unwrap();
+        let c = ModelConfig::read(dir.path()).unwrap();
+        assert_eq!(c.model_type.as_deref(), Some("gemma3_text"));
+        assert_eq!(c.hidden_size, Some(640));
+        assert!(!c.tie_word_embeddings);
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"model_type": "llama", "hidden_size": 64, "text_config": {"hidden_size": 8}}"#,
+        )
+        .unwrap();
+        let c = ModelConfig::read(dir.path()).unwrap();
+        assert_eq!(
+            (c.model_type.as_deref(), c.hidden_size),
+            (Some("llama"), Some(64))
+        );
+        assert!(!c.tie_word_embeddings);
+    }
 }
