@@ -151,6 +151,25 @@ pub struct StageTime {
     pub seconds: f64,
     /// GB/s through the stage, where bytes apply.
     pub gb_per_s: Option<f64>,
+    /// GFLOP/s of the stage's arithmetic, where it is a GEMM-like stage.
+    pub gflops: Option<f64>,
+}
+
+/// Floating-point operations of one stage (multiply-add = 2), where it has a clear count.
+pub fn stage_flops(s: &BenchShape, top_k: TopK, name: &str) -> Option<f64> {
+    let (m, o, dh, ds) = (
+        s.missing as f64,
+        s.overlap as f64,
+        s.helper_dim as f64,
+        s.source_dim as f64,
+    );
+    match (name, top_k) {
+        (stage::SIMILARITY, TopK::K(_)) => Some(2.0 * m * o * dh),
+        (stage::COMBINE, TopK::K(k)) => Some(2.0 * m * k.min(s.overlap) as f64 * ds),
+        (stage::GRAM, TopK::All) => Some(2.0 * o * dh * (ds + 1.0)),
+        (stage::COMBINE, TopK::All) => Some(2.0 * m * dh * (ds + 1.0)),
+        _ => None,
+    }
 }
 
 /// One mode's measurements.
@@ -476,6 +495,9 @@ pub fn run(
                     gb_per_s: bytes_of(s)
                         .filter(|_| secs > 0.0)
                         .map(|b| b as f64 / secs / 1e9),
+                    gflops: stage_flops(&shape, top_k, s)
+                        .filter(|_| secs > 0.0)
+                        .map(|f| f / secs / 1e9),
                 })
             })
             .collect();

@@ -212,9 +212,13 @@ fn bench(args: BenchArgs) -> Result<()> {
         let stages: Vec<String> = r
             .stages
             .iter()
-            .map(|s| match s.gb_per_s {
-                Some(g) => format!("{} {:.3} s ({g:.2} GB/s)", s.stage, s.seconds),
-                None => format!("{} {:.3} s", s.stage, s.seconds),
+            .map(|s| {
+                let rate = match (s.gb_per_s, s.gflops) {
+                    (Some(g), _) => format!(" ({g:.2} GB/s)"),
+                    (_, Some(f)) => format!(" ({f:.1} GFLOP/s)"),
+                    _ => String::new(),
+                };
+                format!("{} {:.3} s{rate}", s.stage, s.seconds)
             })
             .collect();
         println!("stages (top-k {}): {}", r.top_k, stages.join(", "));

@@ -1,0 +1,157 @@
+//! Criterion benches of the streaming pipeline from disk, on the GPU engine and the CPU path:
+//!
+//! - `stream/*`: CLP over row sets read with positioned reads from full-vocabulary safetensors
+//!   files (scattered overlap/missing ids, as in a real vocabulary), throughput in FLOPs (so
+//!   elem/s reads as FLOP/s). Includes gather, upload, kernels, readback.
+//! - `apply/*`: the whole `apply` on a small Llama-like model directory (tokenizers trained and
+//!   safetensors written by the test helpers): read, match, gather, compute, write, rename.
+//!
+//! Shapes are small by default (lavapipe is slow); CLP_BENCH_LARGE=1 uses an S1 slice.
+
+#[path = "../tests/apply_common/mod.rs"]
+#[allow(dead_code)]
+mod apply_common;
+
+use apply_common::{build_model, Arch, Lang};
+use clp_gpu::apply::{apply, ApplyOptions, Backend};
+use clp_gpu::cpu::CpuBackend;
+use clp_gpu::pipeline::{ClpBackend, TileOut};
+use clp_gpu::rows::{RowSet, Storage, Stored};
+use clp_gpu::synthetic::{sample_ids, write_embedding_file, Rng};
+use clp_gpu::{DType, Engine, Gpu, TopK, Weighting};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+fn stored<'a>(f: &'a File, p: &'a Path, rows: usize, cols: usize) -> Stored<'a> {
+    let mut n = [0u8; 8];
+    (&*f).read_exact(&mut n).expect("header length");
+    Stored {
+        storage: Storage::File {
+            file: f,
+            path: p,
+            offset: 8 + u64::from_le_bytes(n),
+        },
+        dtype: DType::F16,
+        rows,
+        cols,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let gpu = Gpu::new().expect("a wgpu adapter (install mesa-vulkan-drivers for lavapipe)");
+    eprintln!("adapter: {}", gpu.adapter());
+    let engine = Engine::new(gpu).expect("pipelines");
+    let cpu = CpuBackend::new(1 << 30);
+    let large = std::env::var_os("CLP_BENCH_LARGE").is_some();
+    let (m, o, dh, ds) = if large {
+        (4096, 8192, 1600, 4096)
+    } else {
+        (256, 512, 256, 512)
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (vh, vs) = (2 * (m + o), 4 * o);
+    let hp = dir.path().join("helper.safetensors");
+    let sp = dir.path().join("source.safetensors");
+    write_embedding_file(&hp, "embedding", vh, dh, DType::F16, 1, 0.5).expect("helper file");
+    write_embedding_file(&sp, "embedding", vs, ds, DType::F16, 2, 0.3).expect("source file");
+    let (hf, sf) = (
+        File::open(&hp).expect("open"),
+        File::open(&sp).expect("open"),
+    );
+    let (h, s) = (stored(&hf, &hp, vh, dh), stored(&sf, &sp, vs, ds));
+    let mut rng = Rng::new(3);
+    let tgt = sample_ids(&mut rng, vh, m + o);
+    let hm = RowSet::new("hm", vec![h])
+        .and_then(|r| r.select(tgt[o..].to_vec()))
+        .expect("row set");
+    let ho = RowSet::new("ho", vec![h])
+        .and_then(|r| r.select(tgt[..o].to_vec()))
+        .expect("row set");
+    let eo = RowSet::new("eo", vec![s])
+        .and_then(|r| r.select(sample_ids(&mut rng, vs, o)))
+        .expect("row set");
+
+    let mut group = c.benchmark_group(format!("stream {m}x{o} dh{dh} ds{ds} f16 from disk"));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    let shape = clp_gpu::bench::BenchShape::custom(m, o, dh, ds);
+    let backends: [(&str, &dyn ClpBackend); 2] = [("gpu", &engine), ("cpu", &cpu)];
+    for (name, backend) in backends {
+        for (mode, top_k) in [("top64", TopK::K(64)), ("dense", TopK::All)] {
+            group.throughput(Throughput::Elements(
+                clp_gpu::bench::flops(&shape, top_k) as u64
+            ));
+            let w = Weighting::Clp { top_k };
+            group.bench_function(format!("{name}/{mode}"), |b| {
+                b.iter(|| {
+                    let mut rows = 0usize;
+                    backend
+                        .run(&hm, &ho, &eo, &w, &mut |t: &TileOut| {
+                            rows += t.status.len();
+                            Ok(())
+                        })
+                        .expect("run");
+                    assert_eq!(rows, m);
+                })
+            });
+        }
+    }
+    group.finish();
+
+    // The whole apply on a small model directory.
+    let src = build_model(
+        &dir.path().join("src"),
+        Arch::Llama,
+        Lang::English,
+        400,
+        0,
+        if large { 1024 } else { 256 },
+        DType::BF16,
+        2,
+        5,
+    );
+    let hlp = build_model(
+        &dir.path().join("hlp"),
+        Arch::Llama,
+        Lang::German,
+        350,
+        0,
+        if large { 512 } else { 128 },
+        DType::BF16,
+        1,
+        6,
+    );
+    let mut group = c.benchmark_group("apply llama-like model dir");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    for (name, backend) in [("gpu", Backend::Gpu), ("cpu", Backend::Cpu)] {
+        for top_k in [TopK::K(64), TopK::All] {
+            let opts = ApplyOptions {
+                source: src.dir.display().to_string(),
+                helper: hlp.dir.display().to_string(),
+                helper_tokenizer: None,
+                out: dir.path().join(format!("out-{name}-{top_k}")),
+                top_k,
+                backend,
+                memory_bytes: 1 << 30,
+                force: true,
+                provenance: None,
+                pad_to_multiple: None,
+                progress: false,
+                arguments: vec![],
+            };
+            group.bench_function(format!("{name}/top-k {top_k}"), |b| {
+                b.iter(|| apply(&opts).expect("apply"))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
