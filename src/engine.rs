@@ -112,10 +112,16 @@ impl<'e> Flow<'e> {
         Ok(())
     }
 
+    /// Submits the open encoder. The call is timed as GPU time: some drivers (lavapipe) run
+    /// the work inside the submit call itself.
     fn submit(&mut self) -> wgpu::SubmissionIndex {
+        let t = Instant::now();
         let enc = std::mem::replace(&mut self.enc, self.engine.encoder("clp"));
         let idx = self.engine.gpu.queue.submit([enc.finish()]);
         self.arena.reset();
+        if !self.engine.options.time_stages {
+            self.stats.add(stage::GPU, t.elapsed());
+        }
         idx
     }
 

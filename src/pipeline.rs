@@ -81,8 +81,9 @@ pub mod stage {
     pub const GRAM: &str = "gram";
     /// Weights, weighted sums of source rows, division and guards.
     pub const COMBINE: &str = "combine";
-    /// Waiting for queued GPU work when stages are not timed one by one.
-    pub const GPU: &str = "gpu (overlapped)";
+    /// Submitting and waiting for GPU work when stages are not timed one by one (kernels,
+    /// minus whatever overlapped with host work).
+    pub const GPU: &str = "gpu";
     /// Device → host copies of the results.
     pub const READBACK: &str = "readback";
     /// The sink (writing rows to the output).
