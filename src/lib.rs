@@ -14,6 +14,7 @@ pub mod bench;
 pub mod engine;
 pub mod error;
 pub mod gpu;
+pub mod inspect;
 pub mod kernels;
 pub mod model;
 pub mod plan;
