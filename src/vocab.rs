@@ -710,7 +710,7 @@ mod tests {
             replacement: '▁',
             byte_fallback: true,
         };
-        let s = family_vocab(&["<0x61>", "x", "a", "▁b", "▁b▁", "<0x20>"], sp, &[]);
+        let s = family_vocab(&["<0x61>", "x", "a", "▁b", "▁b▁", "<0x20>", "▁"], sp, &[]);
         let t = family_vocab(
             &["##a", "b", "##▁"],
             TokenFamily::WordPiece {
@@ -720,9 +720,9 @@ mod tests {
         );
         let m = match_tokens(&s, &t, MatchMode::Canonical).unwrap();
         // "##a" → "a" (id 2) beats "<0x61>" (id 0); "b" → "▁b"; "##▁" is "▁" as text, no form
-        // in the source. "<0x61>" lost to "a": one collision.
+        // in the source. "<0x61>" lost to "a" and "<0x20>" to "▁" (both a lone word start).
         assert_eq!(m.overlap, vec![(0, 2), (1, 3)]);
-        assert_eq!(m.source_collisions, 1);
+        assert_eq!(m.source_collisions, 2);
     }
 
     #[test]

@@ -32,12 +32,15 @@
 //!
 //! * **Byte-level BPE** (GPT-2, BLOOM, Llama 3, Qwen): every character is one byte through the
 //!   GPT-2 `bytes_to_unicode` table (printable Latin-1 maps to itself, the other 68 bytes to
-//!   U+0100..U+0143, e.g. space → `Ġ`, newline → `Ċ`). A leading space byte means word start and
-//!   is dropped; a bare token (no `Ġ`) is not a word start. A character outside the table means
-//!   the token has no canonical form.
+//!   U+0100..U+0143, e.g. space → `Ġ`, newline → `Ċ`). A character outside the table means the
+//!   token has no canonical form.
 //! * **SentencePiece** (Llama 2, Mistral, T5, XLM-R): with byte fallback, `<0xHH>` is the single
-//!   byte `HH`, not a word start. Otherwise a leading replacement character (`▁`) means word start
-//!   and is dropped; any other replacement character is a space; the rest is UTF-8.
+//!   byte `HH`; otherwise the replacement character (`▁`) is a space and the rest is UTF-8.
+//!
+//! For both, a leading space byte means word start and is dropped, so the form is just the
+//! bytes with the first space read as a flag: `Ġhello` = `▁hello` = (`hello`, word start); a
+//! bare token (`hello`, no marker) is not a word start; `Ġ`, `▁` and `<0x20>` are all
+//! (empty, word start); `ĠĠ` = `▁▁` = (` `, word start).
 //! * **WordPiece** (BERT): a token starting with the continuation prefix (`##`) is the rest, not
 //!   a word start; any other token is a word start (WordPiece cannot tell a word after a space
 //!   from one after punctuation, and the first is far more common).
@@ -327,37 +330,16 @@ impl TokenFamily {
         match self {
             TokenFamily::ByteLevel => {
                 let bytes: Option<Vec<u8>> = token.chars().map(byte_level_byte).collect();
-                let mut bytes = bytes?;
-                let word_start = bytes.first() == Some(&b' ');
-                if word_start {
-                    bytes.remove(0);
-                } else if bytes.is_empty() {
-                    return None;
-                }
-                Some(CanonicalToken { bytes, word_start })
+                CanonicalToken::from_text(bytes?)
             }
             TokenFamily::SentencePiece {
                 replacement,
                 byte_fallback,
             } => {
-                if *byte_fallback {
-                    if let Some(b) = byte_fallback_byte(token) {
-                        return Some(CanonicalToken {
-                            bytes: vec![b],
-                            word_start: false,
-                        });
-                    }
-                }
-                let (word_start, rest) = match token.strip_prefix(*replacement) {
-                    Some(rest) => (true, rest),
-                    None => (false, token),
-                };
-                if rest.is_empty() && !word_start {
-                    return None;
-                }
-                Some(CanonicalToken {
-                    bytes: rest.replace(*replacement, " ").into_bytes(),
-                    word_start,
+                let byte = byte_fallback_byte(token).filter(|_| *byte_fallback);
+                CanonicalToken::from_text(match byte {
+                    Some(b) => vec![b],
+                    None => token.replace(*replacement, " ").into_bytes(),
                 })
             }
             TokenFamily::WordPiece { prefix } => {
@@ -396,6 +378,21 @@ pub struct CanonicalToken {
 }
 
 impl CanonicalToken {
+    /// The form of a token that stands for `text`: a leading space is the word-start flag.
+    /// `None` for empty text.
+    fn from_text(mut text: Vec<u8>) -> Option<CanonicalToken> {
+        let word_start = text.first() == Some(&b' ');
+        if word_start {
+            text.remove(0);
+        } else if text.is_empty() {
+            return None;
+        }
+        Some(CanonicalToken {
+            bytes: text,
+            word_start,
+        })
+    }
+
     /// Readable form: a leading space for a word start, then the text; bytes that are not UTF-8
     /// are written `\xHH`.
     pub fn text(&self) -> String {
@@ -551,7 +548,12 @@ mod tests {
         assert_eq!(f.canonical("a▁b"), ct("a b", false));
         assert_eq!(f.canonical("▁für"), ct("für", true));
         assert_eq!(f.canonical("<0x0A>"), ct("\n", false));
-        assert_eq!(f.canonical("<0x20>"), ct(" ", false));
+        assert_eq!(
+            f.canonical("<0x20>"),
+            ct("", true),
+            "a lone space, as ▁ and Ġ"
+        );
+        assert_eq!(f.canonical("<0x20>"), TokenFamily::ByteLevel.canonical("Ġ"));
         assert_eq!(
             f.canonical("<0xC3>"),
             Some(CanonicalToken {
