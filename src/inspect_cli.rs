@@ -107,8 +107,8 @@ fn text(r: &InspectReport) -> String {
     line(format!("  {:<16} {:>8}", "target tokens", c.target_tokens));
     if c.mode == MatchMode::Canonical {
         line(format!(
-            "  {} source tokens share a canonical form with a preferred source token",
-            c.source_collisions
+            "  {:<16} {:>8}  (source tokens that lost a shared canonical form to a preferred one)",
+            "source collisions", c.source_collisions
         ));
     }
     if let Some(n) = r.canonical_would_add {

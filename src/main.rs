@@ -23,8 +23,9 @@ enum Command {
     Bench(BenchArgs),
     /// Build a target model: source weights + the helper's tokenizer (CLP-Transfer).
     Apply(apply_cli::ApplyArgs),
-    /// Show how the helper's tokenizer overlaps the source's: counts and examples of exact,
-    /// canonical-only, special-by-role and missing tokens (tokenizer files only: no weights, no GPU).
+    /// Show how the helper's tokenizer overlaps the source's (tokenizer files only: no weights, no GPU).
+    ///
+    /// Counts and examples of exact, canonical-only, special-by-role and missing target tokens.
     Inspect(inspect_cli::InspectArgs),
     /// List every GPU adapter wgpu can use, with the limits that matter to clp-gpu.
     Devices {

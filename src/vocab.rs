@@ -526,8 +526,11 @@ impl Matching {
             role: None,
         };
         let canonical: HashSet<u32> = self.canonical.iter().copied().collect();
-        let (by_form, exact): (Vec<&(u32, u32)>, Vec<&(u32, u32)>) =
-            self.overlap.iter().partition(|p| canonical.contains(&p.0));
+        let (by_form, exact): (Vec<_>, Vec<_>) = self
+            .overlap
+            .iter()
+            .copied()
+            .partition(|p| canonical.contains(&p.0));
         MatchReport {
             source_family: source.family.clone(),
             target_family: target.family.clone(),
@@ -536,12 +539,12 @@ impl Matching {
                 exact: exact
                     .iter()
                     .take(examples)
-                    .map(|&&(t, s)| pair(t, s))
+                    .map(|&(t, s)| pair(t, s))
                     .collect(),
                 canonical: by_form
                     .iter()
                     .take(examples)
-                    .map(|&&(t, s)| PairExample {
+                    .map(|&(t, s)| PairExample {
                         canonical: target.canonical(t).map(|f| f.text()),
                         ..pair(t, s)
                     })
