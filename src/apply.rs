@@ -5,7 +5,8 @@
 //!    map and validate every safetensors header, find the vocabulary-sized tensors and check
 //!    their shapes and dtypes, and create the staging directory beside OUT. Every bad input
 //!    fails here, before any tensor data is read.
-//! 2. **match**: overlap by exact token string, special tokens by role, the rest missing.
+//! 2. **match**: overlap by exact token string (`--match canonical`: or by canonical form),
+//!    special tokens by role, the rest missing.
 //! 3. **gather**: copy only the rows needed (helper rows of overlap and missing tokens; source
 //!    rows of overlap tokens, with the input embedding, lm_head and output bias side by side as
 //!    the columns of one matrix, so one set of weights serves all three).
@@ -22,7 +23,7 @@ use crate::model::{hub, naming, ModelDir, VocabTensors, Weights, TOKENIZER_FILES
 use crate::pipeline::{ClpBackend, TileOut};
 use crate::rows::{RowSet, Storage, Stored};
 use crate::tensor::{DType, MatrixRef};
-use crate::vocab::{match_vocabularies, Matching, SpecialRole, Vocab};
+use crate::vocab::{match_tokens, MatchCounts, MatchMode, Matching, SpecialRole, Vocab};
 use crate::weights::{RejectReason, Selection, TopK, Weighting};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
@@ -68,6 +69,8 @@ pub struct ApplyOptions {
     pub out: PathBuf,
     /// Neighbours per missing token.
     pub top_k: TopK,
+    /// How target tokens are matched with source tokens.
+    pub match_mode: MatchMode,
     /// Compute backend.
     pub backend: Backend,
     /// Memory budget of the tile buffers (GPU memory, or the CPU working set), bytes.
@@ -109,6 +112,8 @@ pub struct ApplySummary {
     pub target_rows: usize,
     /// Tokens copied from the source.
     pub overlap: usize,
+    /// How the tokens matched, per kind (exact, canonical-only, special by role, missing).
+    pub matching: MatchCounts,
     /// Special tokens given the source row of the same role.
     pub special_by_role: usize,
     /// Tokens computed by CLP (fallback rows included).
@@ -232,10 +237,10 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
     timer.lap("read");
 
     // ---- match ------------------------------------------------------------------------------
-    let matching = match_vocabularies(&source_vocab, &target_vocab);
+    let matching = match_tokens(&source_vocab, &target_vocab, opts.match_mode)?;
     if matching.overlap.is_empty() {
         return Err(Error::Model(format!(
-            "no token of the target tokenizer {} is in the source vocabulary {}; CLP-Transfer needs overlapping tokens: check that --helper/--helper-tokenizer is the intended tokenizer",
+            "no token of the target tokenizer {} is in the source vocabulary {}; CLP-Transfer needs overlapping tokens: check that --helper/--helper-tokenizer is the intended tokenizer, or pass --match canonical when the two tokenizers spell tokens differently (Ġ, ▁, ##)",
             target_vocab.path.display(),
             source_vocab.path.display()
         )));
@@ -493,6 +498,7 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
         target_tokens,
         target_rows,
         overlap: matching.overlap.len(),
+        matching: matching.counts(),
         special_by_role: matching.by_role.len(),
         computed: matching.missing.len(),
         fallback: fallback.len(),
@@ -859,7 +865,7 @@ fn report_json(
         "method": {
             "top_k": summary.top_k,
             "weighting": "CLP: weight = cosine similarity in the helper embedding space / sum of weights",
-            "overlap_rule": "exact token string; rows copied bit-exactly from the source",
+            "overlap_rule": matching.mode.rule(),
             "special_tokens": "a missing target special token takes the source row of the same role when there is one",
             "output_dtype": summary.dtype,
             "rounding": "computed rows rounded to nearest even in the source dtype",
@@ -884,6 +890,7 @@ fn report_json(
             "overlap": summary.overlap, "special_by_role": summary.special_by_role,
             "computed": summary.computed, "fallback": summary.fallback,
         },
+        "matching": matching.report(source_vocab, target_vocab, 10),
         "special_tokens": specials,
         "fallback": {
             "method": "mean of the overlapping source rows",

@@ -1,6 +1,7 @@
 //! The `apply` subcommand: clap arguments and printing; the work is [`clp_gpu::apply`].
 
 use clp_gpu::apply::{apply, ApplyOptions, Backend};
+use clp_gpu::vocab::MatchMode;
 use clp_gpu::TopK;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -34,6 +35,15 @@ pub struct ApplyArgs {
     /// Neighbours per missing token: a number, or `all` for the original dense CLP.
     #[arg(long, value_name = "K|all", default_value = "all")]
     pub top_k: TopK,
+    /// How target tokens find source tokens: `exact` (same string, as the original CLP-Transfer)
+    /// or `canonical` (also the same bytes and word start across spellings: GPT-2 `Ġhello` =
+    /// Llama `▁hello` = BERT `hello`, `<0x0A>` = `Ċ`). Preview with `clp-gpu inspect`.
+    #[arg(
+        long = "match",
+        value_name = "exact|canonical",
+        default_value = "exact"
+    )]
+    pub match_mode: MatchMode,
     /// Which implementation computes the missing rows.
     #[arg(long, value_enum, default_value_t = BackendArg::Gpu)]
     pub backend: BackendArg,
@@ -66,6 +76,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
         helper_tokenizer: args.helper_tokenizer,
         out: args.out,
         top_k: args.top_k,
+        match_mode: args.match_mode,
         backend: match args.backend {
             BackendArg::Gpu => Backend::Gpu,
             BackendArg::Cpu => Backend::Cpu,
@@ -83,11 +94,13 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else if !args.quiet {
         println!(
-            "wrote {} ({} rows, {}): {} copied, {} special by role, {} computed ({} fallback) with top-k {} on {}",
+            "wrote {} ({} rows, {}): {} copied ({} exact, {} canonical), {} special by role, {} computed ({} fallback) with top-k {} on {}",
             s.out.display(),
             s.target_rows,
             s.dtype,
             s.overlap,
+            s.matching.exact,
+            s.matching.canonical,
             s.special_by_role,
             s.computed,
             s.fallback,

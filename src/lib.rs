@@ -15,6 +15,7 @@ pub mod cpu;
 pub mod engine;
 pub mod error;
 pub mod gpu;
+pub mod inspect;
 pub mod kernels;
 pub mod model;
 pub mod pipeline;

@@ -1,6 +1,7 @@
 //! The `clp-gpu` command line: parse, build, run, print. All logic lives in the library.
 
 mod apply_cli;
+mod inspect_cli;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -22,6 +23,10 @@ enum Command {
     Bench(BenchArgs),
     /// Build a target model: source weights + the helper's tokenizer (CLP-Transfer).
     Apply(apply_cli::ApplyArgs),
+    /// Show how the helper's tokenizer overlaps the source's (tokenizer files only: no weights, no GPU).
+    ///
+    /// Counts and examples of exact, canonical-only, special-by-role and missing target tokens.
+    Inspect(inspect_cli::InspectArgs),
     /// List every GPU adapter wgpu can use, with the limits that matter to clp-gpu.
     Devices {
         /// Print JSON instead of text.
@@ -46,6 +51,7 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Apply(args) => apply_cli::run(args),
+        Command::Inspect(args) => inspect_cli::run(args),
         Command::Devices { json } => devices(json),
         Command::Bench(args) => bench(args),
     }

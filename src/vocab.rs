@@ -5,15 +5,25 @@
 //! the special-token roles (bos/eos/unk/pad/sep/cls/mask) from `tokenizer_config.json`,
 //! `special_tokens_map.json` and the model config's `*_token_id` keys, in that precedence.
 //!
-//! [`match_vocabularies`] applies CLP-Transfer's rule: a target token *overlaps* when the exact
-//! same string is in the source vocabulary; every list is ordered by target id, so the result
-//! is deterministic. A missing target special token takes the source's token of the same role
-//! when the source has one; every other missing token is computed from the overlap.
+//! [`match_tokens`] applies CLP-Transfer's rule: a target token *overlaps* when the exact same
+//! string is in the source vocabulary ([`MatchMode::Exact`], the original's behaviour). With
+//! [`MatchMode::Canonical`] a target token that has no exact match also overlaps when its
+//! canonical form (the bytes it stands for and whether it starts a word, see [`canonical`]) is
+//! the form of a source token, so GPT-2's `Ġhello` and Llama's `▁hello` are one token. Exact
+//! matches take precedence. When several source tokens share a form, an ordinary token wins over
+//! a SentencePiece `<0xHH>` byte token (which is only used when nothing else spells the byte),
+//! then the lowest id; the others are counted as collisions. A missing target special token
+//! takes the source's token of the same role when the source has one; every other missing token
+//! is computed from the overlap. Every list is ordered by target id, so the result is
+//! deterministic.
+
+pub mod canonical;
 
 use crate::error::{Error, Result};
 use crate::model::config::read_optional_json_object;
+use canonical::{CanonicalToken, TokenFamily, TokenizerHeader};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// The role of a special token.
@@ -82,6 +92,10 @@ pub struct Vocab {
     ids: HashMap<String, u32>,
     /// Special-token roles and the id holding each.
     pub special: BTreeMap<SpecialRole, u32>,
+    /// How the tokenizer spells tokens (detected from tokenizer.json).
+    pub family: TokenFamily,
+    /// Ids of `added_tokens` entries (raw text outside the model's spelling).
+    added: HashSet<u32>,
 }
 
 impl Vocab {
@@ -95,7 +109,8 @@ impl Vocab {
                 "file not found; clp-gpu needs a fast tokenizer: save one with AutoTokenizer.from_pretrained(...).save_pretrained(DIR)",
             ));
         }
-        let tokenizer = tokenizers::Tokenizer::from_file(&path).map_err(|e| {
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let tokenizer = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| {
             Error::bad_file(
                 &path,
                 format!(
@@ -104,8 +119,19 @@ impl Vocab {
                 ),
             )
         })?;
+        // The tokenizer loaded, so the header parses too; should it not, canonical matching is
+        // off for this tokenizer rather than the whole run failing.
+        let family = match serde_json::from_slice::<TokenizerHeader>(&bytes) {
+            Ok(h) => TokenFamily::detect(&h),
+            Err(e) => TokenFamily::Unknown {
+                reason: format!("tokenizer.json header: {}", one_line(&e.to_string())),
+            },
+        };
+        drop(bytes);
         let ids = tokenizer.get_vocab(true);
         let mut vocab = Vocab::from_ids(path, ids)?;
+        vocab.family = family;
+        vocab.added = tokenizer.get_added_tokens_decoder().into_keys().collect();
         let tokenizer_config = read_optional_json_object(&dir.join("tokenizer_config.json"))?;
         let special_map = read_optional_json_object(&dir.join("special_tokens_map.json"))?;
         for role in SpecialRole::ALL {
@@ -128,7 +154,7 @@ impl Vocab {
         Ok(vocab)
     }
 
-    /// A vocabulary from a token → id map (no special roles).
+    /// A vocabulary from a token → id map (no special roles, no added tokens, unknown family).
     pub fn from_ids(path: PathBuf, ids: HashMap<String, u32>) -> Result<Vocab> {
         let len = ids.values().map(|&i| i as usize + 1).max().unwrap_or(0);
         // Ids far beyond the token count would make every embedding huge; real tokenizers
@@ -158,7 +184,22 @@ impl Vocab {
             tokens,
             ids,
             special: BTreeMap::new(),
+            family: TokenFamily::Unknown {
+                reason: "read without a tokenizer.json".into(),
+            },
+            added: HashSet::new(),
         })
+    }
+
+    /// This vocabulary with `family` and `added` token ids (for vocabularies built in code).
+    pub fn with_family(
+        mut self,
+        family: TokenFamily,
+        added: impl IntoIterator<Item = u32>,
+    ) -> Vocab {
+        self.family = family;
+        self.added = added.into_iter().collect();
+        self
     }
 
     /// Number of ids: the largest id + 1 (rows an embedding needs).
@@ -187,6 +228,15 @@ impl Vocab {
             .into_iter()
             .filter(move |r| self.special.get(r) == Some(&id))
     }
+
+    /// The canonical form of `id`: none for special-role tokens, added tokens and tokenizers
+    /// of an unknown family (see [`canonical`]).
+    pub fn canonical(&self, id: u32) -> Option<CanonicalToken> {
+        if self.added.contains(&id) || self.roles_of(id).next().is_some() {
+            return None;
+        }
+        self.family.canonical(self.token(id)?)
+    }
 }
 
 /// A special-token value: a string, or an AddedToken object with `content`.
@@ -213,23 +263,153 @@ pub struct RoleMapping {
     pub role: SpecialRole,
 }
 
+/// How target tokens are matched with source tokens (`--match`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchMode {
+    /// Same token string (CLP-Transfer's rule).
+    #[default]
+    Exact,
+    /// Same string, else same canonical form (bytes + word start; see [`canonical`]).
+    Canonical,
+}
+
+impl MatchMode {
+    /// Name as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            MatchMode::Exact => "exact",
+            MatchMode::Canonical => "canonical",
+        }
+    }
+
+    /// One-line description of the rule (for reports).
+    pub fn rule(self) -> &'static str {
+        match self {
+            MatchMode::Exact => "exact token string; rows copied bit-exactly from the source",
+            MatchMode::Canonical => {
+                "exact token string, else the same canonical form (bytes + word start, across byte-level BPE / SentencePiece / WordPiece spellings); rows copied bit-exactly from the source"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for MatchMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for MatchMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "exact" => Ok(MatchMode::Exact),
+            "canonical" => Ok(MatchMode::Canonical),
+            _ => Err(format!("`{s}`: write exact or canonical")),
+        }
+    }
+}
+
 /// How every target id gets its row.
 #[derive(Debug, Clone, Default)]
 pub struct Matching {
-    /// `(target id, source id)` of tokens in both vocabularies, ascending by target id.
+    /// The rule used.
+    pub mode: MatchMode,
+    /// `(target id, source id)` of tokens in both vocabularies (by exact string or canonical
+    /// form), ascending by target id.
     pub overlap: Vec<(u32, u32)>,
+    /// The target ids of `overlap` matched by canonical form only, ascending.
+    pub canonical: Vec<u32>,
     /// Missing special tokens mapped by role, ascending by target id.
     pub by_role: Vec<RoleMapping>,
     /// Target ids computed from the overlap, ascending.
     pub missing: Vec<u32>,
+    /// Source tokens whose canonical form a preferred source token already has (canonical
+    /// mode; they can never be matched canonically).
+    pub source_collisions: usize,
 }
 
 /// Matches `target` against `source` by exact token string (see the module docs).
 pub fn match_vocabularies(source: &Vocab, target: &Vocab) -> Matching {
-    let mut m = Matching::default();
+    match_with(source, target, None)
+}
+
+/// Matches `target` against `source` with `mode` (see the module docs). Canonical mode needs
+/// the family of both tokenizers.
+pub fn match_tokens(source: &Vocab, target: &Vocab, mode: MatchMode) -> Result<Matching> {
+    match mode {
+        MatchMode::Exact => Ok(match_vocabularies(source, target)),
+        MatchMode::Canonical => {
+            for (v, which) in [(source, "source"), (target, "target")] {
+                if let TokenFamily::Unknown { reason } = &v.family {
+                    return Err(Error::Argument(format!(
+                        "--match canonical: cannot tell how the {which} tokenizer {} spells tokens ({reason}); use --match exact",
+                        v.path.display()
+                    )));
+                }
+            }
+            let (index, collisions) = canonical_index(source);
+            let mut m = match_with(source, target, Some(&index));
+            m.source_collisions = collisions;
+            Ok(m)
+        }
+    }
+}
+
+/// Canonical form → the preferred source id of that form, and the number of source tokens
+/// that lost to another of the same form.
+fn canonical_index(source: &Vocab) -> (HashMap<CanonicalToken, u32>, usize) {
+    // An ordinary token beats a byte-fallback token, then the lower id wins.
+    let rank = |id: u32| {
+        let byte_token = source
+            .token(id)
+            .is_some_and(|t| t.len() == 6 && t.starts_with("<0x") && t.ends_with('>'));
+        (byte_token, id)
+    };
+    let mut index: HashMap<CanonicalToken, u32> = HashMap::new();
+    let mut collisions = 0;
+    for s in 0..source.len() as u32 {
+        let Some(form) = source.canonical(s) else {
+            continue;
+        };
+        match index.entry(form) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(s);
+            }
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                collisions += 1;
+                if rank(s) < rank(*e.get()) {
+                    e.insert(s);
+                }
+            }
+        }
+    }
+    (index, collisions)
+}
+
+fn match_with(
+    source: &Vocab,
+    target: &Vocab,
+    index: Option<&HashMap<CanonicalToken, u32>>,
+) -> Matching {
+    let mut m = Matching {
+        mode: if index.is_some() {
+            MatchMode::Canonical
+        } else {
+            MatchMode::Exact
+        },
+        ..Matching::default()
+    };
     for t in 0..target.len() as u32 {
         if let Some(s) = target.token(t).and_then(|tok| source.id(tok)) {
             m.overlap.push((t, s));
+            continue;
+        }
+        let by_form = index.and_then(|index| index.get(&target.canonical(t)?).copied());
+        if let Some(s) = by_form {
+            m.overlap.push((t, s));
+            m.canonical.push(t);
             continue;
         }
         let by_role = target.roles_of(t).find_map(|role| {
@@ -245,6 +425,151 @@ pub fn match_vocabularies(source: &Vocab, target: &Vocab) -> Matching {
         }
     }
     m
+}
+
+/// How many target tokens got their row which way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct MatchCounts {
+    /// The rule used.
+    pub mode: MatchMode,
+    /// Target ids (largest id + 1).
+    pub target_tokens: usize,
+    /// Copied: the same string is in the source.
+    pub exact: usize,
+    /// Copied: only the canonical form is in the source.
+    pub canonical: usize,
+    /// Missing special tokens given the source row of the same role.
+    pub special_by_role: usize,
+    /// Computed from the overlap.
+    pub missing: usize,
+    /// Source tokens that lost a canonical form to another source token.
+    pub source_collisions: usize,
+}
+
+/// A target token and the source token whose row it takes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PairExample {
+    /// Target id.
+    pub target_id: u32,
+    /// Target token string.
+    pub target_token: Option<String>,
+    /// Source id.
+    pub source_id: u32,
+    /// Source token string.
+    pub source_token: Option<String>,
+    /// The shared canonical form as text (canonical matches; a leading space is a word start).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canonical: Option<String>,
+    /// The shared role (special-by-role matches).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<SpecialRole>,
+}
+
+/// A target token without a source row.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MissingExample {
+    /// Target id.
+    pub target_id: u32,
+    /// Target token string.
+    pub target_token: Option<String>,
+}
+
+/// The first examples of each kind, by target id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MatchExamples {
+    /// Exact matches.
+    pub exact: Vec<PairExample>,
+    /// Canonical-only matches.
+    pub canonical: Vec<PairExample>,
+    /// Special tokens by role.
+    pub special_by_role: Vec<PairExample>,
+    /// Missing tokens.
+    pub missing: Vec<MissingExample>,
+}
+
+/// Counts, families and examples of a matching (in `inspect` and `clp_transfer.json`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MatchReport {
+    /// The source tokenizer's family.
+    pub source_family: TokenFamily,
+    /// The target tokenizer's family.
+    pub target_family: TokenFamily,
+    /// How many of each kind.
+    pub counts: MatchCounts,
+    /// The first examples of each kind.
+    pub examples: MatchExamples,
+}
+
+impl Matching {
+    /// How many target tokens got their row which way.
+    pub fn counts(&self) -> MatchCounts {
+        MatchCounts {
+            mode: self.mode,
+            target_tokens: self.overlap.len() + self.by_role.len() + self.missing.len(),
+            exact: self.overlap.len() - self.canonical.len(),
+            canonical: self.canonical.len(),
+            special_by_role: self.by_role.len(),
+            missing: self.missing.len(),
+            source_collisions: self.source_collisions,
+        }
+    }
+
+    /// Counts plus the first `examples` of each kind (by target id), with token strings.
+    pub fn report(&self, source: &Vocab, target: &Vocab, examples: usize) -> MatchReport {
+        let owned = |t: Option<&str>| t.map(str::to_owned);
+        let pair = |t: u32, s: u32| PairExample {
+            target_id: t,
+            target_token: owned(target.token(t)),
+            source_id: s,
+            source_token: owned(source.token(s)),
+            canonical: None,
+            role: None,
+        };
+        let canonical: HashSet<u32> = self.canonical.iter().copied().collect();
+        let (by_form, exact): (Vec<_>, Vec<_>) = self
+            .overlap
+            .iter()
+            .copied()
+            .partition(|p| canonical.contains(&p.0));
+        MatchReport {
+            source_family: source.family.clone(),
+            target_family: target.family.clone(),
+            counts: self.counts(),
+            examples: MatchExamples {
+                exact: exact
+                    .iter()
+                    .take(examples)
+                    .map(|&(t, s)| pair(t, s))
+                    .collect(),
+                canonical: by_form
+                    .iter()
+                    .take(examples)
+                    .map(|&(t, s)| PairExample {
+                        canonical: target.canonical(t).map(|f| f.text()),
+                        ..pair(t, s)
+                    })
+                    .collect(),
+                special_by_role: self
+                    .by_role
+                    .iter()
+                    .take(examples)
+                    .map(|r| PairExample {
+                        role: Some(r.role),
+                        ..pair(r.target_id, r.source_id)
+                    })
+                    .collect(),
+                missing: self
+                    .missing
+                    .iter()
+                    .take(examples)
+                    .map(|&t| MissingExample {
+                        target_id: t,
+                        target_token: owned(target.token(t)),
+                    })
+                    .collect(),
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -278,5 +603,146 @@ mod tests {
             }]
         );
         assert_eq!(m.missing, vec![1, 3]);
+    }
+
+    fn family_vocab(tokens: &[&str], family: TokenFamily, added: &[u32]) -> Vocab {
+        vocab(tokens).with_family(family, added.iter().copied())
+    }
+
+    #[test]
+    fn canonical_matching_across_families() {
+        // Source: byte-level BPE (GPT-2 style); id 0 is an added special token.
+        let mut s = family_vocab(
+            &[
+                "<|endoftext|>",
+                "a",
+                "Ġhello",
+                "hello",
+                "Ċ",
+                "ĠfÃ¼r",
+                "Ã",
+                "Ġ",
+                "<unk>",
+            ],
+            TokenFamily::ByteLevel,
+            &[0],
+        );
+        s.special.insert(SpecialRole::Eos, 0);
+        // Target: SentencePiece with byte fallback (Llama style); 0..2 are added specials.
+        let sp = TokenFamily::SentencePiece {
+            replacement: '▁',
+            byte_fallback: true,
+        };
+        let mut t = family_vocab(
+            &[
+                "<unk>", "<s>", "</s>", "<0x0A>", "<0xC3>", "▁hello", "hello", "a", "▁für", "▁",
+                "▁world", "<0x61>",
+            ],
+            sp,
+            &[0, 1, 2],
+        );
+        t.special.insert(SpecialRole::Unk, 0);
+        t.special.insert(SpecialRole::Bos, 1);
+        t.special.insert(SpecialRole::Eos, 2);
+
+        let exact = match_tokens(&s, &t, MatchMode::Exact).unwrap();
+        assert_eq!(exact.mode, MatchMode::Exact);
+        // `<unk>` is a plain source token with the same string: exact wins over roles.
+        assert_eq!(exact.overlap, vec![(0, 8), (6, 3), (7, 1)]);
+        assert!(exact.canonical.is_empty());
+
+        let m = match_tokens(&s, &t, MatchMode::Canonical).unwrap();
+        assert_eq!(
+            m.overlap,
+            vec![
+                (0, 8),
+                (3, 4),
+                (4, 6),
+                (5, 2),
+                (6, 3),
+                (7, 1),
+                (8, 5),
+                (9, 7),
+                (11, 1)
+            ]
+        );
+        assert_eq!(m.canonical, vec![3, 4, 5, 8, 9, 11]);
+        assert_eq!(
+            m.by_role,
+            vec![RoleMapping {
+                target_id: 2,
+                source_id: 0,
+                role: SpecialRole::Eos
+            }]
+        );
+        // `<s>` has a role the source lacks; `▁world` is not in the source.
+        assert_eq!(m.missing, vec![1, 10]);
+        assert_eq!(m.source_collisions, 0);
+        let c = m.counts();
+        assert_eq!(
+            (
+                c.exact,
+                c.canonical,
+                c.special_by_role,
+                c.missing,
+                c.target_tokens
+            ),
+            (3, 6, 1, 2, 12)
+        );
+
+        let r = m.report(&s, &t, 2);
+        assert_eq!(r.examples.exact.len(), 2);
+        assert_eq!(
+            r.examples.canonical[0].target_token.as_deref(),
+            Some("<0x0A>")
+        );
+        assert_eq!(r.examples.canonical[0].source_token.as_deref(), Some("Ċ"));
+        assert_eq!(r.examples.canonical[0].canonical.as_deref(), Some("\n"));
+        assert_eq!(r.examples.canonical[1].canonical.as_deref(), Some("\\xC3"));
+        assert_eq!(r.examples.special_by_role[0].role, Some(SpecialRole::Eos));
+        assert_eq!(
+            r.examples.missing[1].target_token.as_deref(),
+            Some("▁world")
+        );
+    }
+
+    #[test]
+    fn collisions_prefer_ordinary_tokens_then_lowest_id() {
+        // A SentencePiece source spells "a" twice (byte fallback first) and " b" twice.
+        let sp = TokenFamily::SentencePiece {
+            replacement: '▁',
+            byte_fallback: true,
+        };
+        let s = family_vocab(&["<0x61>", "x", "a", "▁b", "▁b▁", "<0x20>", "▁"], sp, &[]);
+        let t = family_vocab(
+            &["##a", "b", "##▁"],
+            TokenFamily::WordPiece {
+                prefix: "##".into(),
+            },
+            &[],
+        );
+        let m = match_tokens(&s, &t, MatchMode::Canonical).unwrap();
+        // "##a" → "a" (id 2) beats "<0x61>" (id 0); "b" → "▁b"; "##▁" is "▁" as text, no form
+        // in the source. "<0x61>" lost to "a" and "<0x20>" to "▁" (both a lone word start).
+        assert_eq!(m.overlap, vec![(0, 2), (1, 3)]);
+        assert_eq!(m.source_collisions, 2);
+    }
+
+    #[test]
+    fn canonical_needs_known_families() {
+        let s = vocab(&["a"]);
+        let t = family_vocab(&["a"], TokenFamily::ByteLevel, &[]);
+        let e = match_tokens(&s, &t, MatchMode::Canonical).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("source tokenizer") && msg.contains("--match exact"),
+            "{msg}"
+        );
+        assert_eq!(
+            match_tokens(&s, &t, MatchMode::Exact).unwrap().overlap,
+            vec![(0, 0)]
+        );
+        assert_eq!("canonical".parse::<MatchMode>(), Ok(MatchMode::Canonical));
+        assert!("fuzzy".parse::<MatchMode>().is_err());
     }
 }
