@@ -9,7 +9,6 @@
 //! Shapes are small by default (lavapipe is slow); CLP_BENCH_LARGE=1 uses an S1 slice.
 
 #[path = "../tests/apply_common/mod.rs"]
-#[allow(dead_code)]
 mod apply_common;
 
 use apply_common::{build_model, Arch, Lang};
@@ -137,6 +136,9 @@ fn bench(c: &mut Criterion) {
                 helper_tokenizer: None,
                 out: dir.path().join(format!("out-{name}-{top_k}")),
                 top_k,
+                weighting: "clp".into(),
+                match_mode: clp_gpu::vocab::MatchMode::Exact,
+                temperature: 0.1,
                 backend,
                 memory_bytes: 1 << 30,
                 force: true,

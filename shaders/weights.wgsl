@@ -1,18 +1,22 @@
-// weights: turns each row's selected similarities into combination weights.
+// weights: turns each row's selected similarities (best first) into combination weights.
 //
-// CLP weighting (the only one so far): w = cos, unnormalised; the combine stage accumulates
-// Σ w·e together with Σ w, and finish divides. This stage also records Σ|w|, the scale the
-// finish stage's cancellation guard compares |Σ w| with.
+// mode 0, CLP: w = cos (negative cosines kept).
+// mode 1, softmax: w = exp((cos - cos_max) / temperature) (cos_max is the first entry).
+// mode 2, sparsemax: w = max(cos - tau, 0), tau from the longest prefix j (entries sorted
+//         descending) with 1 + j * cos_j > sum_{i <= j} cos_i.
+// mode 3: weights were written by the host (OMP); only the guard scale is computed.
+// The combine stage accumulates Σ w·e together with Σ w, and finish divides. This stage also
+// records Σ|w|, the scale the finish stage's cancellation guard compares |Σ w| with.
 // Bindings (group 0): 0 params (uniform), 1 best_score (rows × k f32, read), 2 weight (rows × k
-// f32, write), 3 guard_scale (rows f32, write).
+// f32, read_write), 3 guard_scale (rows f32, write).
 // Dispatch: ceil(rows / 64) workgroups of 64, one invocation per row (k ≤ 256 terms each).
 // Precision: f32, summed in index order (deterministic). Bounds: rows ≥ params.rows skip.
 
 struct Params {
     rows: u32,
     k: u32,
-    _pad0: u32,
-    _pad1: u32,
+    mode: u32,
+    temperature: f32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -26,10 +30,37 @@ fn weights(@builtin(global_invocation_id) gid: vec3<u32>) {
     if row >= params.rows {
         return;
     }
+    let base = row * params.k;
+    var tau = 0.0;
+    if params.mode == 2u {
+        var cum = 0.0;
+        for (var t = 0u; t < params.k; t++) {
+            let z = best_score[base + t];
+            cum += z;
+            let n = f32(t + 1u);
+            if 1.0 + n * z > cum {
+                tau = (cum - 1.0) / n;
+            }
+        }
+    }
+    let top = best_score[base];
     var abs_sum = 0.0;
     for (var t = 0u; t < params.k; t++) {
-        let w = best_score[row * params.k + t];
-        weight[row * params.k + t] = w;
+        let s = best_score[base + t];
+        var w = s;
+        switch params.mode {
+            case 1u: {
+                w = exp((s - top) / params.temperature);
+            }
+            case 2u: {
+                w = max(s - tau, 0.0);
+            }
+            case 3u: {
+                w = weight[base + t];
+            }
+            default: {}
+        }
+        weight[base + t] = w;
         abs_sum += abs(w);
     }
     guard_scale[row] = abs_sum;

@@ -69,6 +69,10 @@ pub struct ApplyOptions {
     pub out: PathBuf,
     /// Neighbours per missing token.
     pub top_k: TopK,
+    /// Weighting name: clp, softmax, sparsemax or omp.
+    pub weighting: String,
+    /// Softmax temperature.
+    pub temperature: f32,
     /// How target tokens are matched with source tokens.
     pub match_mode: MatchMode,
     /// Compute backend.
@@ -104,6 +108,8 @@ pub struct ApplySummary {
     pub adapter: Option<String>,
     /// `--top-k`.
     pub top_k: String,
+    /// The weighting (method, k, temperature).
+    pub weighting: String,
     /// Dtype of the source input embedding (and of the new one).
     pub dtype: String,
     /// Tokens of the target tokenizer (largest id + 1).
@@ -168,6 +174,8 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
 
     // ---- read -------------------------------------------------------------------------------
     writer::check_out(&opts.out, opts.force)?;
+    let weighting = Weighting::from_parts(&opts.weighting, opts.top_k, opts.temperature)
+        .map_err(Error::Argument)?;
     if opts.pad_to_multiple == Some(0) {
         return Err(Error::Argument(
             "--pad-to-multiple 0: give a whole number ≥ 1".into(),
@@ -380,7 +388,6 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
     timer.lap("write");
 
     // ---- compute: missing rows, streamed tile by tile into the reserved rows -----------------
-    let weighting = Weighting::Clp { top_k: opts.top_k };
     let missing = matching.missing.len();
     let keep_selection = opts.provenance.is_some();
     let mut selection: Option<Selection> = None;
@@ -405,9 +412,11 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
                     k: tile.k,
                     indices: Vec::new(),
                     scores: Vec::new(),
+                    weights: Vec::new(),
                 });
                 sel.indices.extend_from_slice(tile.indices);
                 sel.scores.extend_from_slice(tile.scores);
+                sel.weights.extend_from_slice(tile.weights);
             }
             for (i, &code) in tile.status.iter().enumerate() {
                 let m = tile.start + i;
@@ -476,6 +485,7 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
     let provenance_tmp = match &opts.provenance {
         Some(p) => Some(write_provenance(
             p,
+            weighting.name(),
             &matching,
             selection.as_ref(),
             &fallback,
@@ -494,6 +504,7 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
         backend: opts.backend.name().to_string(),
         adapter,
         top_k: opts.top_k.to_string(),
+        weighting: weighting.label(),
         dtype: parts[0].m.dtype.to_string(),
         target_tokens,
         target_rows,
@@ -704,6 +715,16 @@ fn mean_rows(set: &RowSet) -> Result<Vec<f32>> {
     Ok(acc.into_iter().map(|a| (a / n) as f32).collect())
 }
 
+/// One line on how a weighting turns similarities into weights (for clp_transfer.json).
+fn weighting_rule(label: &str) -> &'static str {
+    match label.split(' ').next().unwrap_or("") {
+        "softmax" => "softmax: weight = exp((cos - max cos) / T) over the top-k, normalised to sum 1",
+        "sparsemax" => "sparsemax of the cosines over the top-k (weights sum to 1, most are 0)",
+        "omp" => "orthogonal matching pursuit: least-squares coefficients of k atoms chosen greedily among the 4k most similar tokens in the helper space, normalised to sum 1",
+        _ => "CLP: weight = cosine similarity in the helper embedding space / sum of weights",
+    }
+}
+
 fn reason_name(r: RejectReason) -> String {
     match serde_json::to_value(r) {
         Ok(Value::String(s)) => s,
@@ -767,8 +788,10 @@ fn write_configs(
 
 /// Writes the provenance JSON Lines to a temporary file beside `path`; returns its path (renamed
 /// into place once OUT is committed).
+#[allow(clippy::too_many_arguments)]
 fn write_provenance(
     path: &Path,
+    method: &str,
     matching: &Matching,
     selection: Option<&Selection>,
     fallback: &[(usize, String)],
@@ -799,16 +822,18 @@ fn write_provenance(
         } else if let Some(sel) = selection {
             let idx = &sel.indices[i * sel.k..(i + 1) * sel.k];
             let scores = &sel.scores[i * sel.k..(i + 1) * sel.k];
-            let sum: f64 = scores.iter().map(|&s| s as f64).sum();
+            let weights = &sel.weights[i * sel.k..(i + 1) * sel.k];
+            let sum: f64 = weights.iter().map(|&w| w as f64).sum();
             let sources: Vec<Value> = idx
                 .iter()
-                .zip(scores)
-                .map(|(&j, &s)| {
+                .zip(scores.iter().zip(weights))
+                .filter(|(_, (_, &w))| w != 0.0)
+                .map(|(&j, (&s, &w))| {
                     let (tid, sid) = matching.overlap[j as usize];
-                    json!({"id": sid, "token": target.token(tid), "similarity": s, "weight": s as f64 / sum})
+                    json!({"id": sid, "token": target.token(tid), "similarity": s, "weight": w as f64 / sum})
                 })
                 .collect();
-            json!({"id": t, "token": token, "method": "clp_top_k", "sources": sources})
+            json!({"id": t, "token": token, "method": format!("{method}_top_k"), "sources": sources})
         } else {
             json!({"id": t, "token": token, "method": "clp_dense",
                    "note": "weighted over every overlapping token (weight = cosine / sum of cosines); run with --top-k K to list sources"})
@@ -864,7 +889,8 @@ fn report_json(
         "adapter": summary.adapter,
         "method": {
             "top_k": summary.top_k,
-            "weighting": "CLP: weight = cosine similarity in the helper embedding space / sum of weights",
+            "weighting": summary.weighting,
+            "weighting_rule": weighting_rule(&summary.weighting),
             "overlap_rule": matching.mode.rule(),
             "special_tokens": "a missing target special token takes the source row of the same role when there is one",
             "output_dtype": summary.dtype,

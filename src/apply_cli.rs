@@ -44,6 +44,14 @@ pub struct ApplyArgs {
         default_value = "exact"
     )]
     pub match_mode: MatchMode,
+    /// How the selected neighbours are weighted: clp (cos / Σcos, the original), softmax
+    /// (exp(cos/T), WECHSEL), sparsemax (FOCUS), omp (orthogonal matching pursuit with K atoms,
+    /// tokensurgeon). All but clp need --top-k K. `clp-gpu evaluate` compares them on your pair.
+    #[arg(long, default_value = "clp", value_parser = ["clp", "softmax", "sparsemax", "omp"])]
+    pub weighting: String,
+    /// Softmax temperature.
+    #[arg(long, default_value_t = 0.1)]
+    pub temperature: f32,
     /// Which implementation computes the missing rows.
     #[arg(long, value_enum, default_value_t = BackendArg::Gpu)]
     pub backend: BackendArg,
@@ -76,6 +84,8 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
         helper_tokenizer: args.helper_tokenizer,
         out: args.out,
         top_k: args.top_k,
+        weighting: args.weighting,
+        temperature: args.temperature,
         match_mode: args.match_mode,
         backend: match args.backend {
             BackendArg::Gpu => Backend::Gpu,

@@ -133,7 +133,7 @@ pub struct BenchOptions {
     /// The problem shape.
     pub shape: BenchShape,
     /// Modes to time.
-    pub modes: Vec<TopK>,
+    pub modes: Vec<Weighting>,
     /// Seed of the synthetic inputs.
     pub seed: u64,
     /// Rows to check against the f64 reference.
@@ -310,7 +310,7 @@ impl Inputs {
             shape.source_vocab,
             shape.source_dim,
             dt,
-            seed ^ 0x5eed_5,
+            seed ^ 0x0005_eed5,
             0.3,
         )?;
         let helper = ensure_file(
@@ -322,7 +322,7 @@ impl Inputs {
             shape.helper_vocab,
             shape.helper_dim,
             dt,
-            seed ^ 0x5eed_4,
+            seed ^ 0x0005_eed4,
             0.5,
         )?;
         let mut rng = Rng::new(seed ^ 0x1d5);
@@ -437,8 +437,8 @@ pub fn run(
     verify_ids.sort_unstable();
     verify_ids.dedup();
     let mut results = Vec::new();
-    for &top_k in &opts.modes {
-        let weighting = Weighting::Clp { top_k };
+    for &weighting in &opts.modes {
+        let top_k = weighting.top_k();
         let mut hash = Fnv(0xcbf2_9ce4_8422_2325);
         let mut kept: BTreeMap<usize, (Vec<f32>, u32)> = BTreeMap::new();
         let mut rejected = 0;
@@ -502,7 +502,10 @@ pub fn run(
             })
             .collect();
         results.push(BenchResult {
-            top_k: top_k.to_string(),
+            top_k: match weighting {
+                Weighting::Clp { top_k } => top_k.to_string(),
+                w => w.label(),
+            },
             seconds,
             gflops: flops(&shape, top_k) / seconds / 1e9,
             input_gb_per_s: stats.gathered_bytes as f64 / seconds / 1e9,

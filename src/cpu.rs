@@ -11,7 +11,9 @@ use crate::pipeline::{self, stage, ClpBackend, Stats, TileOut};
 use crate::plan::{plan, PlanLimits, Problem, TilePlan};
 use crate::rows::RowSet;
 use crate::tensor::DType;
-use crate::weights::{RejectReason, RowStatus, Weighting, WEIGHT_SUM_TOLERANCE};
+use crate::weights::{
+    closed_form_weights, RejectReason, RowStatus, Weighting, WEIGHT_SUM_TOLERANCE,
+};
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 use std::time::Instant;
@@ -189,7 +191,8 @@ fn finish_row(numer: &[f32], sum: f32, scale: f64, h_status: u32, out: &mut [f32
     if h_status == RowStatus::Zero as u32 || h_status == RowStatus::NonFinite as u32 {
         return h_status;
     }
-    if !sum.is_finite() || !((sum.abs() as f64) > WEIGHT_SUM_TOLERANCE as f64 * scale) {
+    let bound = WEIGHT_SUM_TOLERANCE as f64 * scale;
+    if !sum.is_finite() || bound.is_nan() || (sum.abs() as f64) <= bound {
         return RejectReason::WeightSumNearZero.code();
     }
     if numer.iter().any(|&v| !(v / sum).is_finite()) {
@@ -312,7 +315,8 @@ impl ClpBackend for CpuBackend {
             });
             w.out.resize(mt * ds, 0.0);
             w.status.resize(mt, 0);
-            let (mut sel_scores, mut sel_indices) = (Vec::new(), Vec::new());
+            let (mut sel_scores, mut sel_indices, mut sel_weights) =
+                (Vec::new(), Vec::new(), Vec::new());
             let k = p.k.unwrap_or(0);
             match p.k {
                 None => {
@@ -344,6 +348,28 @@ impl ClpBackend for CpuBackend {
                                 .for_each(|(b, s)| merge_row(b, s, o0 as u32, k));
                         });
                     }
+                    // Weights per row, in selection order.
+                    let t = Instant::now();
+                    for b in &best {
+                        sel_scores.extend(b.iter().map(|p| p.0));
+                        sel_indices.extend(b.iter().map(|p| p.1));
+                    }
+                    let kk = best.first().map_or(0, Vec::len);
+                    let weights: Vec<f32> = match *weighting {
+                        Weighting::Omp { atoms } => {
+                            pipeline::omp_tile_weights(hm, ho, m0, m1, &sel_indices, kk, atoms)?
+                        }
+                        _ => best
+                            .par_iter()
+                            .flat_map_iter(|b| {
+                                let s: Vec<f64> = b.iter().map(|p| p.0 as f64).collect();
+                                closed_form_weights(weighting, &s)
+                                    .into_iter()
+                                    .map(|x| x as f32)
+                            })
+                            .collect(),
+                    };
+                    stats.add(stage::COMBINE, t.elapsed());
                     w.numer.clear();
                     w.numer.resize(mt * ds, 0.0);
                     for &(o0, o1) in &o_tiles {
@@ -352,16 +378,16 @@ impl ClpBackend for CpuBackend {
                         stats.time(stage::COMBINE, || {
                             w.numer
                                 .par_chunks_mut(ds)
-                                .zip(best.par_iter())
-                                .for_each(|(acc, b)| {
-                                    for &(s, j) in b {
+                                .zip(best.par_iter().zip(weights.par_chunks(kk.max(1))))
+                                .for_each(|(acc, (b, wr))| {
+                                    for (&(_, j), &wj) in b.iter().zip(wr) {
                                         let j = j as usize;
-                                        if j < o0 || j >= o1 {
+                                        if j < o0 || j >= o1 || wj == 0.0 {
                                             continue;
                                         }
                                         let e = &eo_tile[(j - o0) * ds..(j - o0 + 1) * ds];
                                         for (a, &x) in acc.iter_mut().zip(e) {
-                                            *a += s * x;
+                                            *a += wj * x;
                                         }
                                     }
                                 });
@@ -371,17 +397,14 @@ impl ClpBackend for CpuBackend {
                     w.out
                         .par_chunks_mut(ds)
                         .zip(w.status.par_iter_mut())
-                        .zip(w.numer.par_chunks(ds).zip(best.par_iter()))
+                        .zip(w.numer.par_chunks(ds).zip(weights.par_chunks(kk.max(1))))
                         .zip(w.hm_status.par_iter())
-                        .for_each(|(((out, st), (numer, b)), &hs)| {
-                            let sum = b.iter().fold(0.0f32, |a, p| a + p.0);
-                            let scale = b.iter().fold(0.0f32, |a, p| a + p.0.abs());
+                        .for_each(|(((out, st), (numer, wr)), &hs)| {
+                            let sum = wr.iter().fold(0.0f32, |a, &x| a + x);
+                            let scale = wr.iter().fold(0.0f32, |a, &x| a + x.abs());
                             *st = finish_row(numer, sum, scale as f64, hs, out);
                         });
-                    for b in &best {
-                        sel_scores.extend(b.iter().map(|p| p.0));
-                        sel_indices.extend(b.iter().map(|p| p.1));
-                    }
+                    sel_weights = weights;
                     stats.add(stage::COMBINE, t.elapsed());
                 }
             }
@@ -394,6 +417,7 @@ impl ClpBackend for CpuBackend {
                 k,
                 scores: &sel_scores,
                 indices: &sel_indices,
+                weights: &sel_weights,
             })?;
             stats.add(stage::WRITE, t.elapsed());
         }

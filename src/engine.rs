@@ -291,7 +291,7 @@ impl Engine {
             weight: g.storage_buffer("weights", if_topk(mt * k * 4)),
             guard: g.storage_buffer("guard scales", if_topk(mt * 4)),
             gram: g.storage_buffer("Gram matrix", if topk { 4 } else { dh * (ds + 1) * 4 }),
-            readback: Readback::new(g, "readback", mt * (ds + 1 + 2 * k) * 4),
+            readback: Readback::new(g, "readback", mt * (ds + 1 + 3 * k) * 4),
         }
     }
 
@@ -359,6 +359,7 @@ impl Engine {
         let k = p.k.unwrap_or(0);
         let mut scores = vec![0.0f32; tp.m_rows * k];
         let mut indices = vec![0u32; tp.m_rows * k];
+        let mut weights = vec![0.0f32; tp.m_rows * k];
         for (m0, m1) in pipeline::tiles(p.missing, tp.m_rows) {
             let mt = m1 - m0;
             self.poison(&[&b.hm_hat, &b.hm_status, &b.numer, &b.out, &b.status]);
@@ -383,7 +384,17 @@ impl Engine {
                 Some(k) => {
                     self.poison(&[&b.scores, &b.best_score, &b.best_index, &b.weight, &b.guard]);
                     self.select_and_combine(
-                        &p, &b, &mut flow, &mut stage, mt, k, ho, eo, &o_tiles,
+                        &p,
+                        &b,
+                        &mut flow,
+                        &mut stage,
+                        (m0, m1),
+                        k,
+                        hm,
+                        ho,
+                        eo,
+                        weighting,
+                        &o_tiles,
                     )?;
                     self.kernels.finish.encode(
                         &self.gpu,
@@ -449,7 +460,7 @@ impl Engine {
                 }
             }
             flow.stage_end(stage::COMBINE)?;
-            // Readback layout: rows | status | top-k scores | top-k indices.
+            // Readback layout: rows | status | top-k scores | top-k indices | weights.
             let rows_bytes = (mt * ds * 4) as u64;
             let status_bytes = (mt * 4) as u64;
             let sel_bytes = (mt * k * 4) as u64;
@@ -461,18 +472,21 @@ impl Engine {
                 let off = rows_bytes + status_bytes;
                 enc.copy_buffer_to_buffer(&b.best_score, 0, rb, off, sel_bytes);
                 enc.copy_buffer_to_buffer(&b.best_index, 0, rb, off + sel_bytes, sel_bytes);
+                enc.copy_buffer_to_buffer(&b.weight, 0, rb, off + 2 * sel_bytes, sel_bytes);
             }
             flow.submit_and_drain()?;
-            let total = rows_bytes + status_bytes + 2 * sel_bytes;
+            let total = rows_bytes + status_bytes + 3 * sel_bytes;
             let t = Instant::now();
             b.readback.read(&self.gpu, total, |bytes| {
                 let (r, rest) = bytes.split_at(rows_bytes as usize);
                 let (st, rest) = rest.split_at(status_bytes as usize);
-                let (sc, ix) = rest.split_at(sel_bytes as usize);
+                let (sc, rest) = rest.split_at(sel_bytes as usize);
+                let (ix, wt) = rest.split_at(sel_bytes as usize);
                 copy_words(r, &mut rows[..mt * ds]);
                 copy_words(st, &mut status[..mt]);
                 copy_words(sc, &mut scores[..mt * k]);
                 copy_words(ix, &mut indices[..mt * k]);
+                copy_words(wt, &mut weights[..mt * k]);
             })?;
             flow.stats.add(stage::READBACK, t.elapsed());
             flow.stats.readback_bytes += total;
@@ -485,6 +499,7 @@ impl Engine {
                 k,
                 scores: &scores[..mt * k],
                 indices: &indices[..mt * k],
+                weights: &weights[..mt * k],
             })?;
             flow.stats.add(stage::WRITE, t.elapsed());
         }
@@ -562,14 +577,16 @@ impl Engine {
         b: &Buffers,
         flow: &mut Flow,
         stage: &mut Staging,
-        mt: usize,
+        (m0, m1): (usize, usize),
         k: usize,
+        hm: &RowSet,
         ho: &RowSet,
         eo: &RowSet,
+        weighting: &Weighting,
         o_tiles: &[(usize, usize)],
     ) -> Result<()> {
         let (dh, ds) = (p.helper_dim as u32, p.source_dim as u32);
-        let (mt, k) = (mt as u32, k as u32);
+        let (mt, k) = ((m1 - m0) as u32, k as u32);
         for (i, &(o0, o1)) in o_tiles.iter().enumerate() {
             let slot = i % 2;
             let ot = (o1 - o0) as u32;
@@ -621,6 +638,24 @@ impl Engine {
             flow.stage_end(stage::SIMILARITY)?;
             flow.submit_bounded()?;
         }
+        if let Weighting::Omp { atoms } = *weighting {
+            // OMP runs on the host from the selected candidates; its weights go back up.
+            let bytes = (mt * k * 4) as u64;
+            flow.enc
+                .copy_buffer_to_buffer(&b.best_index, 0, b.readback.buffer(), 0, bytes);
+            flow.submit_and_drain()?;
+            let indices =
+                b.readback
+                    .read(&self.gpu, bytes, bytemuck::pod_collect_to_vec::<u8, u32>)?;
+            let t = Instant::now();
+            let w = pipeline::omp_tile_weights(hm, ho, m0, m1, &indices, k as usize, atoms)?;
+            flow.stats.add(stage::COMBINE, t.elapsed());
+            self.gpu.upload(&b.weight, bytemuck::cast_slice(&w));
+        }
+        let temperature = match *weighting {
+            Weighting::Softmax { temperature, .. } => temperature,
+            _ => 1.0,
+        };
         self.kernels.weights.encode(
             &self.gpu,
             &mut flow.enc,
@@ -628,7 +663,8 @@ impl Engine {
             WeightsParams {
                 rows: mt,
                 k,
-                _pad: [0; 2],
+                mode: weighting.shader_mode(),
+                temperature,
             },
             &b.best_score,
             &b.weight,
@@ -782,9 +818,11 @@ impl Engine {
         self.submit(enc, &mut arena);
         rb.read(g, 2 * n, |bytes| {
             let (s, i) = bytes.split_at(n as usize);
+            let scores: Vec<f32> = bytemuck::pod_collect_to_vec(s);
             Selection {
                 k,
-                scores: bytemuck::pod_collect_to_vec(s),
+                weights: scores.clone(),
+                scores,
                 indices: bytemuck::pod_collect_to_vec(i),
             }
         })

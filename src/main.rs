@@ -73,6 +73,12 @@ struct BenchArgs {
     /// Modes to time, comma separated: `all` (dense, the original CLP) and/or k values.
     #[arg(long, default_value = "all,64", value_delimiter = ',')]
     top_k: Vec<clp_gpu::TopK>,
+    /// Weighting of the selected neighbours (see `apply --help`).
+    #[arg(long, default_value = "clp", value_parser = ["clp", "softmax", "sparsemax", "omp"])]
+    weighting: String,
+    /// Softmax temperature.
+    #[arg(long, default_value_t = 0.1)]
+    temperature: f32,
     /// Storage type of the synthetic inputs.
     #[arg(long, default_value = "f16", value_parser = ["f32", "f16", "bf16"])]
     dtype: String,
@@ -136,7 +142,12 @@ fn bench(args: BenchArgs) -> Result<()> {
     let budget = args.gpu_memory;
     let opts = clp_gpu::bench::BenchOptions {
         shape,
-        modes: args.top_k.clone(),
+        modes: args
+            .top_k
+            .iter()
+            .map(|&k| clp_gpu::Weighting::from_parts(&args.weighting, k, args.temperature))
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)?,
         seed: args.seed,
         verify: args.verify,
         on_disk: args.on_disk.then(|| args.data_dir.clone()),

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::plan::{Problem, TilePlan};
 use crate::rows::RowSet;
 use crate::tensor::MatrixRef;
-use crate::weights::{ClpOutput, RejectReason, RejectedRow, Selection, TopK, Weighting};
+use crate::weights::{omp, ClpOutput, RejectReason, RejectedRow, Selection, TopK, Weighting};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,8 @@ pub struct TileOut<'a> {
     pub scores: &'a [f32],
     /// `rows × k` selected overlap indices (top-k mode).
     pub indices: &'a [u32],
+    /// `rows × k` weights before division by their sum (top-k mode).
+    pub weights: &'a [f32],
 }
 
 /// Wall time per stage and bytes moved, accumulated over a run.
@@ -140,6 +142,7 @@ pub fn problem(
     if h_overlap.cols() == 0 || e_overlap.cols() == 0 {
         return Err(Error::Shape("embedding width is 0".into()));
     }
+    weighting.validate().map_err(Error::Argument)?;
     let k = match weighting.top_k() {
         TopK::All => None,
         TopK::K(0) => return Err(Error::Argument("top-k must be at least 1".into())),
@@ -197,6 +200,7 @@ pub fn collect_sets(
             k,
             indices: Vec::with_capacity(p.missing * k),
             scores: Vec::with_capacity(p.missing * k),
+            weights: Vec::with_capacity(p.missing * k),
         }),
     };
     backend.run(hm, ho, eo, weighting, &mut |t: &TileOut| {
@@ -212,6 +216,7 @@ pub fn collect_sets(
         if let Some(sel) = out.selection.as_mut() {
             sel.scores.extend_from_slice(t.scores);
             sel.indices.extend_from_slice(t.indices);
+            sel.weights.extend_from_slice(t.weights);
         }
         Ok(())
     })?;
@@ -224,4 +229,55 @@ pub fn tiles(n: usize, tile: usize) -> Vec<(usize, usize)> {
         .step_by(tile.max(1))
         .map(|s| (s, (s + tile).min(n)))
         .collect()
+}
+
+/// OMP weights of missing rows `m0..m1` given their selected candidates (`indices`, `n` per
+/// row, into the overlap rows): the host step of [`Weighting::Omp`] for every backend. Candidate
+/// and target rows are normalised in f64 as in the reference; rows run in parallel.
+pub fn omp_tile_weights(
+    h_missing: &RowSet,
+    h_overlap: &RowSet,
+    m0: usize,
+    m1: usize,
+    indices: &[u32],
+    n: usize,
+    atoms: usize,
+) -> Result<Vec<f32>> {
+    use rayon::prelude::*;
+    let dh = h_overlap.cols();
+    let unit = |set: &RowSet, bytes: &[u8], rows: usize| -> Result<Vec<f64>> {
+        let m = MatrixRef::new(set.name(), bytes, set.dtype(), rows, dh)?;
+        Ok(crate::reference::normalize(&m).0)
+    };
+    let mut bytes = Vec::new();
+    h_missing.gather(m0, m1, &mut bytes)?;
+    let targets = unit(h_missing, &bytes, m1 - m0)?;
+    // Every distinct candidate once, gathered in index order (runs read together).
+    let mut ids: Vec<u32> = indices.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut cand = Vec::new();
+    let mut row = Vec::new();
+    for &id in &ids {
+        h_overlap.gather(id as usize, id as usize + 1, &mut row)?;
+        cand.extend_from_slice(&row);
+    }
+    let cand = unit(h_overlap, &cand, ids.len())?;
+    let pos = |id: u32| ids.binary_search(&id).unwrap_or(0);
+    let out: Vec<Vec<f32>> = (0..m1 - m0)
+        .into_par_iter()
+        .map(|r| {
+            let sel = &indices[r * n..(r + 1) * n];
+            let mut a = Vec::with_capacity(n * dh);
+            for &j in sel {
+                let p = pos(j);
+                a.extend_from_slice(&cand[p * dh..(p + 1) * dh]);
+            }
+            omp(&targets[r * dh..(r + 1) * dh], &a, dh, atoms)
+                .into_iter()
+                .map(|x| x as f32)
+                .collect()
+        })
+        .collect();
+    Ok(out.concat())
 }

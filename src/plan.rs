@@ -86,7 +86,7 @@ pub fn buffer_sizes(p: &Problem, mt: usize, ot: usize) -> Vec<(&'static str, u64
                 ("top-k indices", mt * k * 4),
                 ("weights", mt * k * 4),
                 ("guard scales", mt * 4),
-                ("readback", mt * (ds + 1 + 2 * k) * 4),
+                ("readback", mt * (ds + 1 + 3 * k) * 4),
             ]);
         }
         None => v.extend([

@@ -8,8 +8,8 @@ use crate::plan::{Problem, TilePlan};
 use crate::rows::RowSet;
 use crate::tensor::MatrixRef;
 use crate::weights::{
-    ClpOutput, RejectReason, RejectedRow, RowStatus, Selection, TopK, Weighting,
-    WEIGHT_SUM_TOLERANCE,
+    closed_form_weights, omp, ClpOutput, RejectReason, RejectedRow, RowStatus, Selection, TopK,
+    Weighting, WEIGHT_SUM_TOLERANCE,
 };
 
 /// L2-normalised rows of `m` (zeros for zero or non-finite rows) and each row's status.
@@ -98,15 +98,29 @@ pub fn clp(
         k,
         indices: Vec::new(),
         scores: Vec::new(),
+        weights: Vec::new(),
     });
     for r in 0..m {
         let row_sims = &sims[r * o..(r + 1) * o];
+        // (overlap index, weight) of every neighbour used.
         let chosen: Vec<(u32, f64)> = match (&mut selection, k) {
             (Some(sel), Some(k)) => {
                 let best = top_k(row_sims, k);
+                let scores: Vec<f64> = best.iter().map(|p| p.1).collect();
+                let w = match *weighting {
+                    Weighting::Omp { atoms } => {
+                        let cand: Vec<f64> = best
+                            .iter()
+                            .flat_map(|&(j, _)| ho[j as usize * dh..(j as usize + 1) * dh].to_vec())
+                            .collect();
+                        omp(&hm[r * dh..(r + 1) * dh], &cand, dh, atoms)
+                    }
+                    _ => closed_form_weights(weighting, &scores),
+                };
                 sel.indices.extend(best.iter().map(|p| p.0));
                 sel.scores.extend(best.iter().map(|p| p.1 as f32));
-                best
+                sel.weights.extend(w.iter().map(|&x| x as f32));
+                best.iter().map(|p| p.0).zip(w).collect()
             }
             _ => row_sims
                 .iter()
@@ -216,17 +230,34 @@ pub fn clp_rows(
         TopK::All => None,
     };
     // The weights of every chosen row: (overlap index, weight).
-    let chosen: Vec<Vec<(u32, f64)>> = sims
-        .iter()
-        .map(|row| match k {
-            Some(k) => top_k(row, k),
+    let mut chosen: Vec<Vec<(u32, f64)>> = Vec::with_capacity(rows.len());
+    for (row, target) in sims.iter().zip(&targets) {
+        chosen.push(match k {
+            Some(k) => {
+                let best = top_k(row, k);
+                let scores: Vec<f64> = best.iter().map(|p| p.1).collect();
+                let w = match *weighting {
+                    Weighting::Omp { atoms } => {
+                        let mut cand = Vec::with_capacity(best.len() * dh);
+                        for &(j, _) in &best {
+                            h_overlap.gather(j as usize, j as usize + 1, &mut bytes)?;
+                            let one =
+                                MatrixRef::new("candidate", &bytes, h_overlap.dtype(), 1, dh)?;
+                            cand.extend(normalize(&one).0);
+                        }
+                        omp(&target.0, &cand, dh, atoms)
+                    }
+                    _ => closed_form_weights(weighting, &scores),
+                };
+                best.iter().map(|p| p.0).zip(w).collect()
+            }
             None => row
                 .iter()
                 .enumerate()
                 .map(|(j, &c)| (j as u32, c))
                 .collect(),
-        })
-        .collect();
+        });
+    }
     // Pass 2 over the source overlap: the weighted sums.
     let mut acc = vec![vec![0.0f64; ds]; rows.len()];
     let mut by_row: Vec<Vec<(usize, usize, f64)>> = vec![Vec::new(); o.div_ceil(CHUNK)];
@@ -338,9 +369,14 @@ impl ClpBackend for ReferenceBackend {
         for r in &out.rejected {
             status[r.row] = r.reason.code();
         }
-        let (k, scores, indices) = match &out.selection {
-            Some(s) => (s.k, s.scores.as_slice(), s.indices.as_slice()),
-            None => (0, &[][..], &[][..]),
+        let (k, scores, indices, weights) = match &out.selection {
+            Some(s) => (
+                s.k,
+                s.scores.as_slice(),
+                s.indices.as_slice(),
+                s.weights.as_slice(),
+            ),
+            None => (0, &[][..], &[][..], &[][..]),
         };
         stats.time(stage::WRITE, || {
             sink(&TileOut {
@@ -351,6 +387,7 @@ impl ClpBackend for ReferenceBackend {
                 k,
                 scores,
                 indices,
+                weights,
             })
         })?;
         stats.tiles = (p.missing, p.overlap);

@@ -34,7 +34,8 @@ impl std::fmt::Display for TopK {
     }
 }
 
-/// How selected neighbours are weighted.
+/// How selected neighbours are weighted. Every weighting's weights are divided by their sum
+/// (so a new row has the scale of the source rows), and every one is guarded the same way.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Weighting {
     /// CLP-Transfer: w = cos, normalised by Σ cos (negative cosines kept).
@@ -42,15 +43,213 @@ pub enum Weighting {
         /// Neighbours per missing row.
         top_k: TopK,
     },
+    /// WECHSEL-style: w = exp((cos − cos_max) / T) over the top-k.
+    Softmax {
+        /// Neighbours per missing row (must be a number).
+        top_k: TopK,
+        /// Temperature T > 0.
+        temperature: f32,
+    },
+    /// FOCUS-style: sparsemax of the cosines over the top-k (exact whenever the support is
+    /// smaller than k, which the reports count).
+    Sparsemax {
+        /// Neighbours per missing row (must be a number).
+        top_k: TopK,
+    },
+    /// Orthogonal matching pursuit in the helper space (tokensurgeon-style): `atoms` overlap
+    /// tokens are chosen greedily from the [`omp_candidates`] most similar ones, and their
+    /// least-squares coefficients for the missing token's normalised helper row weight the
+    /// source rows.
+    Omp {
+        /// Atoms per missing row.
+        atoms: usize,
+    },
 }
 
 impl Weighting {
-    /// The neighbour count of this weighting.
+    /// Builds a weighting from its command-line parts: `name` (clp, softmax, sparsemax, omp),
+    /// `--top-k` (for omp: the atoms) and `--temperature` (softmax only).
+    pub fn from_parts(name: &str, top_k: TopK, temperature: f32) -> Result<Weighting, String> {
+        let w = match name {
+            "clp" => Weighting::Clp { top_k },
+            "softmax" => Weighting::Softmax { top_k, temperature },
+            "sparsemax" => Weighting::Sparsemax { top_k },
+            "omp" => match top_k {
+                TopK::K(atoms) => Weighting::Omp { atoms },
+                TopK::All => return Err("--weighting omp needs --top-k K (its atoms, ≤ 64)".into()),
+            },
+            other => {
+                return Err(format!(
+                    "--weighting `{other}`: choose clp, softmax, sparsemax or omp"
+                ))
+            }
+        };
+        w.validate()?;
+        Ok(w)
+    }
+}
+
+/// Candidates OMP chooses its atoms from: the most similar overlap tokens.
+pub fn omp_candidates(atoms: usize) -> usize {
+    (4 * atoms).clamp(atoms, 256)
+}
+
+impl Weighting {
+    /// The neighbours selected by similarity (OMP: its candidates).
     pub fn top_k(&self) -> TopK {
         match *self {
-            Weighting::Clp { top_k } => top_k,
+            Weighting::Clp { top_k }
+            | Weighting::Softmax { top_k, .. }
+            | Weighting::Sparsemax { top_k } => top_k,
+            Weighting::Omp { atoms } => TopK::K(omp_candidates(atoms)),
         }
     }
+    /// The method's name as on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Weighting::Clp { .. } => "clp",
+            Weighting::Softmax { .. } => "softmax",
+            Weighting::Sparsemax { .. } => "sparsemax",
+            Weighting::Omp { .. } => "omp",
+        }
+    }
+    /// A short label: method, k and temperature.
+    pub fn label(&self) -> String {
+        match *self {
+            Weighting::Clp { top_k } => format!("clp k={top_k}"),
+            Weighting::Softmax { top_k, temperature } => {
+                format!("softmax k={top_k} T={temperature}")
+            }
+            Weighting::Sparsemax { top_k } => format!("sparsemax k={top_k}"),
+            Weighting::Omp { atoms } => format!("omp k={atoms}"),
+        }
+    }
+    /// Code of the GPU `weights` kernel (OMP weights are computed on the host).
+    pub fn shader_mode(&self) -> u32 {
+        match self {
+            Weighting::Clp { .. } => 0,
+            Weighting::Softmax { .. } => 1,
+            Weighting::Sparsemax { .. } => 2,
+            Weighting::Omp { .. } => 3,
+        }
+    }
+    /// Checks the parameters; dense mode exists only for CLP (it is computed in low rank).
+    pub fn validate(&self) -> Result<(), String> {
+        match *self {
+            Weighting::Softmax { temperature, .. } if !(temperature > 0.0 && temperature.is_finite()) => {
+                Err(format!("--temperature {temperature}: give a number > 0, e.g. 0.1"))
+            }
+            Weighting::Softmax { top_k: TopK::All, .. } | Weighting::Sparsemax { top_k: TopK::All } => Err(format!(
+                "--weighting {} needs --top-k K (a number ≤ 256); only clp has a dense (`all`) form",
+                self.name()
+            )),
+            Weighting::Omp { atoms: 0 } => Err("--top-k for omp (its atoms) must be at least 1".into()),
+            Weighting::Omp { atoms } if atoms > 64 => Err(format!(
+                "omp with {atoms} atoms: at most 64 are supported (candidates are 4 × atoms ≤ 256)"
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Weights of one row from its selected similarities (best first), for the closed-form
+/// weightings (not OMP). f64; the GPU kernel does the same in f32.
+pub fn closed_form_weights(w: &Weighting, scores: &[f64]) -> Vec<f64> {
+    match *w {
+        Weighting::Clp { .. } | Weighting::Omp { .. } => scores.to_vec(),
+        Weighting::Softmax { temperature, .. } => {
+            let top = scores.first().copied().unwrap_or(0.0);
+            scores
+                .iter()
+                .map(|s| ((s - top) / temperature as f64).exp())
+                .collect()
+        }
+        Weighting::Sparsemax { .. } => {
+            // Scores are sorted descending: the support is the longest prefix with
+            // 1 + j·z_j > Σ_{i≤j} z_i.
+            let mut cum = 0.0;
+            let mut tau = 0.0;
+            for (j, &z) in scores.iter().enumerate() {
+                cum += z;
+                let n = (j + 1) as f64;
+                if 1.0 + n * z > cum {
+                    tau = (cum - 1.0) / n;
+                }
+            }
+            scores.iter().map(|z| (z - tau).max(0.0)).collect()
+        }
+    }
+}
+
+/// Orthogonal matching pursuit: greedily picks up to `atoms` of the `candidates` (unit rows,
+/// `n × dim`) to approximate `target` (a unit row), refitting least squares after every pick
+/// (incremental Cholesky). Returns one coefficient per candidate (zero where not picked). Ties
+/// go to the smaller candidate index; nearly dependent atoms are skipped.
+pub fn omp(target: &[f64], candidates: &[f64], dim: usize, atoms: usize) -> Vec<f64> {
+    let n = candidates.len() / dim.max(1);
+    let atom = |j: usize| &candidates[j * dim..(j + 1) * dim];
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let b: Vec<f64> = (0..n).map(|j| dot(atom(j), target)).collect();
+    let mut chosen: Vec<usize> = Vec::new();
+    let mut excluded = vec![false; n];
+    let mut gram_cols: Vec<Vec<f64>> = Vec::new(); // G[:, s] for every chosen s
+    let mut l: Vec<Vec<f64>> = Vec::new(); // Cholesky rows of G[S, S]
+    let mut x: Vec<f64> = Vec::new();
+    while chosen.len() < atoms.min(n) {
+        // Correlation of the residual with every candidate: b − G[:, S] x.
+        let mut best: Option<(usize, f64)> = None;
+        for j in 0..n {
+            if excluded[j] {
+                continue;
+            }
+            let c = b[j]
+                - gram_cols
+                    .iter()
+                    .zip(&x)
+                    .map(|(g, xi)| g[j] * xi)
+                    .sum::<f64>();
+            if best.is_none_or(|(_, bc)| c.abs() > bc) {
+                best = Some((j, c.abs()));
+            }
+        }
+        let Some((j, corr)) = best else { break };
+        if corr <= 1e-12 {
+            break;
+        }
+        excluded[j] = true;
+        let g: Vec<f64> = (0..n).map(|i| dot(atom(i), atom(j))).collect();
+        // New Cholesky row: solve L w = G[S, j]; d = sqrt(G[j, j] − |w|²).
+        let mut wv = Vec::with_capacity(chosen.len());
+        for (r, lr) in l.iter().enumerate() {
+            let acc: f64 = (0..r).map(|c| lr[c] * wv[c]).sum();
+            wv.push((g[chosen[r]] - acc) / lr[r]);
+        }
+        let d2 = g[j] - wv.iter().map(|v| v * v).sum::<f64>();
+        if d2 <= 1e-10 {
+            continue; // dependent on the atoms already chosen
+        }
+        wv.push(d2.sqrt());
+        l.push(wv);
+        chosen.push(j);
+        gram_cols.push(g);
+        // Solve L Lᵀ x = b[S].
+        let t = chosen.len();
+        let mut y = vec![0.0; t];
+        for r in 0..t {
+            let acc: f64 = (0..r).map(|c| l[r][c] * y[c]).sum();
+            y[r] = (b[chosen[r]] - acc) / l[r][r];
+        }
+        x = vec![0.0; t];
+        for r in (0..t).rev() {
+            let acc: f64 = (r + 1..t).map(|c| l[c][r] * x[c]).sum();
+            x[r] = (y[r] - acc) / l[r][r];
+        }
+    }
+    let mut out = vec![0.0; n];
+    for (&j, &xj) in chosen.iter().zip(&x) {
+        out[j] = xj;
+    }
+    out
 }
 
 /// A row whose weights would be meaningless: |Σw| ≤ this × Σ|w| (top-k) or × ‖Σ_j ĥ_j‖ (dense)
@@ -134,6 +333,8 @@ pub struct Selection {
     pub indices: Vec<u32>,
     /// `rows × k` cosine similarities, matching `indices`.
     pub scores: Vec<f32>,
+    /// `rows × k` weights before division by their sum (CLP: the cosines).
+    pub weights: Vec<f32>,
 }
 
 /// The result of a CLP computation.

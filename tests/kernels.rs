@@ -369,3 +369,41 @@ fn property_random_shapes_agree_with_reference() {
         check_topk_run(&label, &hm, &ho, &eo, k, &got);
     }
 }
+
+#[test]
+fn softmax_sparsemax_and_omp_match_reference() {
+    let mut e = engine();
+    // (m, o, dh, ds, max_m_rows, max_o_rows): one tile, and ragged tiles on both sides.
+    for (ci, &(m, o, dh, ds, mm, mo)) in [(6, 40, 12, 9, 64, 64), (23, 230, 17, 10, 8, 96)]
+        .iter()
+        .enumerate()
+    {
+        let mut rng = Rng::new(3000 + ci as u64);
+        let (hm_b, _) = encode(DType::F16, &embeddings(&mut rng, m, dh, 0.5));
+        let (ho_b, _) = encode(DType::F16, &embeddings(&mut rng, o, dh, 0.5));
+        let (eo_b, _) = encode(DType::BF16, &gaussian(&mut rng, o, ds));
+        let hm = MatrixRef::new("hm", &hm_b, DType::F16, m, dh).unwrap();
+        let ho = MatrixRef::new("ho", &ho_b, DType::F16, o, dh).unwrap();
+        let eo = MatrixRef::new("eo", &eo_b, DType::BF16, o, ds).unwrap();
+        let mut opts = e.options();
+        opts.max_m_rows = mm;
+        opts.max_o_rows = mo;
+        e.set_options(opts);
+        for w in other_weightings() {
+            let got = e.clp(&hm, &ho, &eo, &w).unwrap();
+            check_weighting_run(
+                &format!("gpu case {ci} {}", w.label()),
+                &hm,
+                &ho,
+                &eo,
+                &w,
+                &got,
+            );
+        }
+    }
+    // Dense mode exists only for CLP.
+    let (hm_b, _) = encode(DType::F32, &[1.0, 0.0]);
+    let hm = MatrixRef::new("hm", &hm_b, DType::F32, 1, 2).unwrap();
+    let bad = Weighting::Sparsemax { top_k: TopK::All };
+    assert!(e.clp(&hm, &hm, &hm, &bad).is_err());
+}

@@ -250,3 +250,30 @@ fn both_backends_stream_scattered_rows_from_files_under_tiny_budgets() {
     assert_eq!(bits(&from_files.rows), bits(&in_memory.rows));
     assert_eq!(from_files.selection, in_memory.selection);
 }
+
+#[test]
+fn cpu_softmax_sparsemax_and_omp_match_reference() {
+    for (ci, &(m, o, dh, ds, mm, mo)) in [(6, 40, 12, 9, 64, 64), (23, 230, 17, 10, 8, 96)]
+        .iter()
+        .enumerate()
+    {
+        let mut rng = Rng::new(3000 + ci as u64);
+        let (hm_b, _) = encode(DType::F16, &embeddings(&mut rng, m, dh, 0.5));
+        let (ho_b, _) = encode(DType::F16, &embeddings(&mut rng, o, dh, 0.5));
+        let (eo_b, _) = encode(DType::BF16, &gaussian(&mut rng, o, ds));
+        let hm = MatrixRef::new("hm", &hm_b, DType::F16, m, dh).unwrap();
+        let ho = MatrixRef::new("ho", &ho_b, DType::F16, o, dh).unwrap();
+        let eo = MatrixRef::new("eo", &eo_b, DType::BF16, o, ds).unwrap();
+        for w in other_weightings() {
+            let got = collect(&cpu(mm, mo), &hm, &ho, &eo, &w).unwrap();
+            check_weighting_run(
+                &format!("cpu case {ci} {}", w.label()),
+                &hm,
+                &ho,
+                &eo,
+                &w,
+                &got,
+            );
+        }
+    }
+}

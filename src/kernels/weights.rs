@@ -1,5 +1,5 @@
-//! `weights`: selected similarities → combination weights (CLP: w = cos) and the per-row guard
-//! scale Σ|w|.
+//! `weights`: selected similarities → combination weights (CLP, softmax, sparsemax; OMP weights
+//! come from the host) and the per-row guard scale Σ|w|.
 
 use super::{Access, Pipeline};
 use crate::gpu::{Gpu, ParamArena};
@@ -12,8 +12,10 @@ pub struct WeightsParams {
     pub rows: u32,
     /// Entries per row.
     pub k: u32,
-    /// Padding.
-    pub _pad: [u32; 2],
+    /// [`crate::weights::Weighting::shader_mode`].
+    pub mode: u32,
+    /// Softmax temperature (ignored by the other modes).
+    pub temperature: f32,
 }
 const _: () = assert!(std::mem::size_of::<WeightsParams>() == 16);
 

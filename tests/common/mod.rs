@@ -141,3 +141,61 @@ pub fn check_topk_run(
         assert_close(&format!("{label}: row {r}"), row, &expect, |_| 1e-4 * scale);
     }
 }
+
+/// Checks a run of any top-k weighting against the reference on inputs without near-ties: the
+/// same neighbours in the same order, weights within 1e-4 relative to the row's largest weight,
+/// and rows within 1e-4 of the row's max-abs.
+pub fn check_weighting_run(
+    label: &str,
+    hm: &MatrixRef,
+    ho: &MatrixRef,
+    eo: &MatrixRef,
+    w: &Weighting,
+    got: &clp_gpu::ClpOutput,
+) {
+    let want = reference::clp(hm, ho, eo, w);
+    let (sel, wsel) = (
+        got.selection.as_ref().expect("selection"),
+        want.selection.as_ref().expect("reference selection"),
+    );
+    assert_eq!(sel.k, wsel.k, "{label}: k");
+    assert_eq!(sel.indices, wsel.indices, "{label}: neighbours");
+    assert_eq!(got.rejected, want.rejected, "{label}: rejected rows");
+    for (r, (gw, ww)) in sel
+        .weights
+        .chunks(sel.k)
+        .zip(wsel.weights.chunks(sel.k))
+        .enumerate()
+    {
+        let scale = ww.iter().fold(1e-30f64, |a, x| a.max(x.abs() as f64));
+        let ww64: Vec<f64> = ww.iter().map(|&x| x as f64).collect();
+        assert_close(&format!("{label}: weights of row {r}"), gw, &ww64, |_| {
+            1e-4 * scale
+        });
+    }
+    let want64: Vec<f64> = want.rows.iter().map(|&x| x as f64).collect();
+    let scale = row_max_abs(&want64, want.dim);
+    assert_close(&format!("{label}: rows"), &got.rows, &want64, |i| {
+        1e-4 * scale[i / want.dim].max(1e-30)
+    });
+}
+
+/// The top-k weightings other than CLP, with awkward parameters.
+pub fn other_weightings() -> Vec<Weighting> {
+    vec![
+        Weighting::Softmax {
+            top_k: TopK::K(8),
+            temperature: 0.1,
+        },
+        Weighting::Softmax {
+            top_k: TopK::K(1),
+            temperature: 0.05,
+        },
+        Weighting::Sparsemax { top_k: TopK::K(16) },
+        Weighting::Sparsemax {
+            top_k: TopK::K(200),
+        },
+        Weighting::Omp { atoms: 1 },
+        Weighting::Omp { atoms: 5 },
+    ]
+}
