@@ -181,12 +181,17 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
             "--pad-to-multiple 0: give a whole number ≥ 1".into(),
         ));
     }
-    let source_dir = hub::resolve_model_dir(&opts.source, "--source")?;
-    let helper_dir = hub::resolve_model_dir(&opts.helper, "--helper")?;
-    let tokenizer_dir = match &opts.helper_tokenizer {
-        Some(s) => hub::resolve_model_dir(s, "--helper-tokenizer")?,
-        None => helper_dir.clone(),
-    };
+    let ModelPair {
+        source_dir,
+        helper_dir,
+        tokenizer_dir,
+        source,
+        helper,
+        source_vocab,
+        target_vocab,
+        src_t,
+        hlp_t,
+    } = read_pair(&opts.source, &opts.helper, opts.helper_tokenizer.as_deref())?;
     refuse_out_over_input(&opts.out, &[&source_dir, &helper_dir, &tokenizer_dir])?;
     if let Some(p) = &opts.provenance {
         let parent = p
@@ -201,33 +206,6 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
             )));
         }
     }
-
-    let source = ModelDir::open(&source_dir)?;
-    let helper = ModelDir::open(&helper_dir)?;
-    let source_vocab = Vocab::read(&source_dir, Some(&source.config.raw))?;
-    let target_vocab = Vocab::read(&tokenizer_dir, Some(&helper.config.raw))?;
-
-    let src_t = naming::find_vocab_tensors(
-        &source.weights,
-        source.config.model_type.as_deref(),
-        source.config.hidden_size,
-        source_vocab.len(),
-        "source",
-    )?;
-    if !source.config.tie_word_embeddings && src_t.output.is_none() {
-        return Err(Error::Model(format!(
-            "source model: {} says tie_word_embeddings = false but no output embedding (lm_head) is in {}; set tie_word_embeddings to true if the model is tied, or add the missing shard",
-            source.config.path.display(),
-            source.weights.describe()
-        )));
-    }
-    let hlp_t = naming::find_vocab_tensors(
-        &helper.weights,
-        helper.config.model_type.as_deref(),
-        helper.config.hidden_size,
-        target_vocab.len(),
-        "helper",
-    )?;
     let parts = source_parts(&source, &src_t, &source_vocab)?;
     let helper_m = helper.weights.matrix(&hlp_t.input)?;
     if helper_m.rows < target_vocab.len() {
@@ -537,6 +515,71 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
     Ok(summary)
 }
 
+/// The inputs every command that reads a source/helper pair needs.
+pub(crate) struct ModelPair {
+    pub source_dir: PathBuf,
+    pub helper_dir: PathBuf,
+    pub tokenizer_dir: PathBuf,
+    pub source: ModelDir,
+    pub helper: ModelDir,
+    pub source_vocab: Vocab,
+    pub target_vocab: Vocab,
+    pub src_t: VocabTensors,
+    pub hlp_t: VocabTensors,
+}
+
+/// Resolves (offline), opens and checks a source/helper pair: configs, tokenizers, weight
+/// headers and the vocabulary-sized tensors. No tensor data is read.
+pub(crate) fn read_pair(
+    source: &str,
+    helper: &str,
+    helper_tokenizer: Option<&str>,
+) -> Result<ModelPair> {
+    let source_dir = hub::resolve_model_dir(source, "--source")?;
+    let helper_dir = hub::resolve_model_dir(helper, "--helper")?;
+    let tokenizer_dir = match helper_tokenizer {
+        Some(s) => hub::resolve_model_dir(s, "--helper-tokenizer")?,
+        None => helper_dir.clone(),
+    };
+    let source = ModelDir::open(&source_dir)?;
+    let helper = ModelDir::open(&helper_dir)?;
+    let source_vocab = Vocab::read(&source_dir, Some(&source.config.raw))?;
+    let target_vocab = Vocab::read(&tokenizer_dir, Some(&helper.config.raw))?;
+
+    let src_t = naming::find_vocab_tensors(
+        &source.weights,
+        source.config.model_type.as_deref(),
+        source.config.hidden_size,
+        source_vocab.len(),
+        "source",
+    )?;
+    if !source.config.tie_word_embeddings && src_t.output.is_none() {
+        return Err(Error::Model(format!(
+            "source model: {} says tie_word_embeddings = false but no output embedding (lm_head) is in {}; set tie_word_embeddings to true if the model is tied, or add the missing shard",
+            source.config.path.display(),
+            source.weights.describe()
+        )));
+    }
+    let hlp_t = naming::find_vocab_tensors(
+        &helper.weights,
+        helper.config.model_type.as_deref(),
+        helper.config.hidden_size,
+        target_vocab.len(),
+        "helper",
+    )?;
+    Ok(ModelPair {
+        source_dir,
+        helper_dir,
+        tokenizer_dir,
+        source,
+        helper,
+        source_vocab,
+        target_vocab,
+        src_t,
+        hlp_t,
+    })
+}
+
 /// OUT must not be one of the input directories (with --force that would delete an input).
 fn refuse_out_over_input(out: &Path, inputs: &[&Path]) -> Result<()> {
     let Ok(out_c) = out.canonicalize() else {
@@ -605,7 +648,7 @@ fn source_parts<'a>(
 }
 
 /// Every weight file of a model, opened for positioned reads.
-fn open_files(w: &Weights) -> Result<Vec<File>> {
+pub(crate) fn open_files(w: &Weights) -> Result<Vec<File>> {
     w.files
         .iter()
         .map(|f| {
@@ -617,7 +660,7 @@ fn open_files(w: &Weights) -> Result<Vec<File>> {
 }
 
 /// Tensor `name` (already checked as `m`) as stored matrix read from its file.
-fn file_stored<'a>(
+pub(crate) fn file_stored<'a>(
     w: &'a Weights,
     files: &'a [File],
     name: &str,
@@ -697,7 +740,7 @@ fn rows_bar(enabled: bool, total: u64, backend: &str) -> ProgressBar {
 }
 
 /// Column means of the overlap source rows (the fallback row), streamed, accumulated in f64.
-fn mean_rows(set: &RowSet) -> Result<Vec<f32>> {
+pub(crate) fn mean_rows(set: &RowSet) -> Result<Vec<f32>> {
     const CHUNK: usize = 4096;
     let mut acc = vec![0.0f64; set.cols()];
     let mut bytes = Vec::new();

@@ -14,6 +14,7 @@ pub mod bench;
 pub mod cpu;
 pub mod engine;
 pub mod error;
+pub mod evaluate;
 pub mod gpu;
 pub mod inspect;
 pub mod kernels;

@@ -1,0 +1,128 @@
+//! The `evaluate` subcommand: clap arguments, the grid of configurations, and the table; the
+//! work is [`clp_gpu::evaluate`].
+
+use crate::apply_cli::BackendArg;
+use clp_gpu::apply::Backend;
+use clp_gpu::evaluate::{evaluate, EvaluateOptions};
+use clp_gpu::vocab::MatchMode;
+use clp_gpu::{TopK, Weighting};
+
+/// Score weightings on a held-out share of the overlap before writing a model.
+#[derive(Debug, clap::Args)]
+pub struct EvaluateArgs {
+    /// Source model: a directory, or an `org/name` id in the local HF cache.
+    #[arg(long, value_name = "DIR|ID")]
+    pub source: String,
+    /// Helper model: a directory, or an `org/name` id in the local HF cache.
+    #[arg(long, value_name = "DIR|ID")]
+    pub helper: String,
+    /// Take the target tokenizer from here instead of the helper directory.
+    #[arg(long, value_name = "DIR|ID")]
+    pub helper_tokenizer: Option<String>,
+    /// How tokens are matched (see `apply --help`).
+    #[arg(
+        long = "match",
+        value_name = "exact|canonical",
+        default_value = "exact"
+    )]
+    pub match_mode: MatchMode,
+    /// Weightings to score, comma separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "clp,softmax,sparsemax,omp"
+    )]
+    pub weighting: Vec<String>,
+    /// k values, comma separated (`all` only applies to clp; omp uses k ≤ 64 as its atoms).
+    #[arg(long, value_delimiter = ',', default_value = "all,10,64")]
+    pub top_k: Vec<TopK>,
+    /// Softmax temperatures, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "0.05,0.1,0.2")]
+    pub temperature: Vec<f32>,
+    /// Share of the overlapping tokens hidden and scored.
+    #[arg(long, default_value_t = 0.1)]
+    pub holdout: f64,
+    /// Seed of the hidden sample and of the random baseline.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Which implementation computes the rows.
+    #[arg(long, value_enum, default_value_t = BackendArg::Gpu)]
+    pub backend: BackendArg,
+    /// Memory budget of the tile buffers, e.g. 512MiB.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = clp_gpu::plan::parse_bytes)]
+    pub gpu_memory: u64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `evaluate` and prints the table.
+pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
+    // Every valid (weighting, k, T) combination; combinations a method does not have are skipped.
+    let mut grid = Vec::new();
+    let mut skipped = Vec::new();
+    for name in &args.weighting {
+        for &k in &args.top_k {
+            let temps: &[f32] = if name == "softmax" {
+                &args.temperature
+            } else {
+                &[1.0]
+            };
+            for &t in temps {
+                match Weighting::from_parts(name, k, t) {
+                    Ok(w) => grid.push(w),
+                    Err(_) if ["clp", "softmax", "sparsemax", "omp"].contains(&name.as_str()) => {
+                        skipped.push(format!("{name} k={k}"));
+                    }
+                    Err(e) => anyhow::bail!(e),
+                }
+            }
+        }
+    }
+    anyhow::ensure!(
+        !grid.is_empty(),
+        "no valid --weighting/--top-k combination to evaluate"
+    );
+    let opts = EvaluateOptions {
+        source: args.source,
+        helper: args.helper,
+        helper_tokenizer: args.helper_tokenizer,
+        match_mode: args.match_mode,
+        holdout: args.holdout,
+        seed: args.seed,
+        weightings: grid,
+        backend: match args.backend {
+            BackendArg::Gpu => Backend::Gpu,
+            BackendArg::Cpu => Backend::Cpu,
+            BackendArg::CpuReference => Backend::CpuReference,
+        },
+        memory_bytes: args.gpu_memory,
+    };
+    let r = evaluate(&opts)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!(
+        "{} overlapping tokens: {} hidden and scored, {} anchors; {}",
+        r.overlap, r.held_out, r.anchors, r.backend
+    );
+    println!(
+        "{:<40} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8}",
+        "method", "mean cos", "p10", "median", "p90", "rejected", "seconds"
+    );
+    for s in &r.scores {
+        println!(
+            "{:<40} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>9} {:>8.2}",
+            s.method, s.mean, s.p10, s.p50, s.p90, s.rejected, s.seconds
+        );
+    }
+    if !skipped.is_empty() {
+        skipped.dedup();
+        println!(
+            "not applicable (only clp has a dense form; omp takes k ≤ 64 atoms): {}",
+            skipped.join(", ")
+        );
+    }
+    Ok(())
+}
