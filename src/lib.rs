@@ -18,8 +18,10 @@ pub mod kernels;
 pub mod model;
 pub mod plan;
 pub mod reference;
+pub mod shrink;
 pub mod synthetic;
 pub mod tensor;
+pub mod trim;
 pub mod vocab;
 pub mod weights;
 

@@ -1,6 +1,8 @@
 //! The `clp-gpu` command line: parse, build, run, print. All logic lives in the library.
 
 mod apply_cli;
+mod shrink_cli;
+mod trim_cli;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -22,6 +24,10 @@ enum Command {
     Bench(BenchArgs),
     /// Build a target model: source weights + the helper's tokenizer (CLP-Transfer).
     Apply(apply_cli::ApplyArgs),
+    /// Cut a model's vocabulary down to the tokens its corpora use.
+    Trim(trim_cli::TrimArgs),
+    /// Make a student skeleton: fewer layers, optionally a narrower embedding.
+    Shrink(shrink_cli::ShrinkArgs),
     /// List every GPU adapter wgpu can use, with the limits that matter to clp-gpu.
     Devices {
         /// Print JSON instead of text.
@@ -41,6 +47,8 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Apply(args) => apply_cli::run(args),
+        Command::Trim(args) => trim_cli::run(args),
+        Command::Shrink(args) => shrink_cli::run(args),
         Command::Devices { json } => devices(json),
         Command::Bench(args) => bench(args),
     }
