@@ -398,7 +398,7 @@ pub fn trim(opts: &TrimOptions) -> Result<TrimReport> {
     let (root, edit) = tj.trimmed(&new_ids)?;
     let tokenizer_text = tokenizer_json::to_pretty(&tj.path, &root)?;
     let written_path = out_dir.join("tokenizer.json");
-    let loaded: tokenizers::Tokenizer = tokenizer_text.parse().map_err(|e| {
+    let loaded = tokenizer_text.parse::<tokenizers::Tokenizer>().map_err(|e| {
         Error::Model(format!(
             "the trimmed tokenizer does not load ({}); (a bug in clp-gpu; please report it with {})",
             one_line(&e.to_string()),

@@ -166,6 +166,10 @@ impl TokenizerJson {
                 merges.push(pair);
             }
         }
+        let max_chars_per_word = model
+            .get("max_input_chars_per_word")
+            .and_then(Value::as_u64)
+            .map_or(100, |n| n as usize);
         let mut tj = TokenizerJson {
             path: path.to_path_buf(),
             root,
@@ -175,10 +179,7 @@ impl TokenizerJson {
             merges_as_strings,
             produced_by: HashMap::new(),
             prefix,
-            max_chars_per_word: model
-                .get("max_input_chars_per_word")
-                .and_then(Value::as_u64)
-                .map_or(100, |n| n as usize),
+            max_chars_per_word,
         };
         for (i, (a, b)) in tj.merges.iter().enumerate() {
             let result = tj.merge_result(a, b);
@@ -772,7 +773,7 @@ pub fn remap_tokenizer_config(
             }
             continue;
         }
-        entries.push((k, OrderedValue::Plain(v)));
+        entries.push((k.as_str(), OrderedValue::Plain(v)));
     }
     let keys: Vec<String> = decoder.iter().map(|(id, _)| id.to_string()).collect();
     if config.contains_key("added_tokens_decoder") {
@@ -804,7 +805,8 @@ mod tests {
     #[test]
     fn bpe_closure_and_string_merges() {
         let t = tj(json!({
-            "added_tokens": [{"id": 7, "content": "<s>", "special": true}],
+            "added_tokens": [{"id": 7, "content": "<s>", "single_word": false, "lstrip": false,
+                              "rstrip": false, "normalized": false, "special": true}],
             "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "c": 2, "ab": 3, "abc": 4, "bc": 5, "x": 6, "<s>": 7},
                       "merges": ["a b", "ab c", "b c"]},
         }));
@@ -833,7 +835,9 @@ mod tests {
         assert_eq!(root["model"]["merges"], json!(["a b", "ab c"]));
         assert_eq!(root["added_tokens"][0]["id"], json!(5));
         let text = to_pretty(Path::new("t"), &root).unwrap();
-        assert!(text.find("\"abc\"").unwrap() < text.find("\"<s>\"").unwrap());
+        // The vocabulary is written in id order ("abc" = 4 before "<s>" = 5), not sorted.
+        let vocab = &text[text.find("\"vocab\"").unwrap()..];
+        assert!(vocab.find("\"abc\"").unwrap() < vocab.find("\"<s>\"").unwrap());
         load(Path::new("t"), &Value::Object(root)).unwrap();
     }
 
