@@ -112,6 +112,10 @@ fn check_trimmed(model: &Model, out: &Path, texts: &[String]) -> HashMap<String,
     assert_eq!(got.len(), model.tensors.len());
     let cfg = read_json(&out.join("config.json"));
     assert_eq!(cfg["vocab_size"], json!(k));
+    if !model.dir.join("tokenizer_config.json").exists() {
+        assert!(!out.join("tokenizer_config.json").exists());
+        return new;
+    }
     let tc_in = read_json(&model.dir.join("tokenizer_config.json"));
     let tc = read_json(&out.join("tokenizer_config.json"));
     if let Some(dec) = tc["added_tokens_decoder"].as_object() {
@@ -135,7 +139,7 @@ fn check_trimmed(model: &Model, out: &Path, texts: &[String]) -> HashMap<String,
 fn byte_level_bpe_gpt2_keeps_tokenization_and_rows() {
     let f = fixture();
     let dir = f.root.join("gpt2");
-    write_bpe_tokenizer(&dir, 1500);
+    write_bpe_tokenizer(&dir, 520);
     let n = token_count(&dir);
     let pad = vocab_of(&dir)["<pad>"];
     let model = write_model(
@@ -250,7 +254,7 @@ fn byte_level_bpe_gpt2_keeps_tokenization_and_rows() {
 fn wordpiece_bert_keeps_tokenization_rows_and_post_processor() {
     let f = fixture();
     let dir = f.root.join("bert");
-    write_wordpiece_tokenizer(&dir, 900);
+    write_wordpiece_tokenizer(&dir, 330);
     let n = token_count(&dir);
     let model = write_model(
         &dir,
@@ -323,7 +327,7 @@ fn enc_tokens(tok: &tokenizers::Tokenizer, text: &str) -> Vec<String> {
 fn untied_sharded_llama_min_freq_and_keep_file() {
     let f = fixture();
     let dir = f.root.join("llama");
-    write_bpe_tokenizer(&dir, 1200);
+    write_bpe_tokenizer(&dir, 700);
     let n = token_count(&dir);
     let model = write_model(
         &dir,
@@ -576,4 +580,51 @@ fn bad_inputs_fail_with_one_line_and_nothing_at_out() {
     );
     assert!(!r.status.success());
     assert!(dir.join("model.safetensors").exists());
+}
+
+/// A WordPiece vocabulary where greedy matching fails on a word although a shorter first piece
+/// would succeed: "abc" takes "ab", then finds no "##c" and becomes [UNK]. If "ab" were dropped
+/// (it is never output), the trimmed tokenizer would split "abc" into "a" "##bc" instead.
+#[test]
+fn wordpiece_keeps_the_greedy_path_of_unknown_words() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    std::fs::create_dir(&dir).unwrap();
+    let vocab = json!({"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "ab": 4, "a": 5, "##bc": 6, "x": 7, "zz": 8, "##b": 9});
+    let added: Vec<Value> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
+        .collect();
+    apply_common::write_json(
+        &dir.join("tokenizer.json"),
+        &json!({"version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+                "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true},
+                "pre_tokenizer": {"type": "BertPreTokenizer"}, "post_processor": null, "decoder": null,
+                "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                          "max_input_chars_per_word": 100, "vocab": vocab}}),
+    );
+    let model = write_model(&dir, Arch::Bert, 10, 4, 1, DType::F32, 1, json!({}));
+    let corpus = tmp.path().join("c.txt");
+    std::fs::write(&corpus, "abc a xbc\n").unwrap();
+    let before = tokenizer(&dir);
+    assert_eq!(
+        tokens(&before, "abc a xbc"),
+        vec!["[UNK]", "a", "x", "##bc"]
+    );
+    let out = tmp.path().join("out");
+    let report = clp_gpu::trim::trim(&clp_gpu::trim::TrimOptions {
+        model: s(&dir).to_string(),
+        corpora: vec![corpus],
+        min_freq: 1e-6,
+        keep: None,
+        out: out.clone(),
+        force: false,
+        verify: true,
+        progress: false,
+    })
+    .unwrap();
+    assert_eq!(report.kept.unk_path, 1);
+    let new = check_trimmed(&model, &out, &["abc a xbc".to_string()]);
+    assert!(new.contains_key("ab") && !new.contains_key("zz") && !new.contains_key("##b"));
 }
