@@ -24,9 +24,8 @@ enum Command {
     Bench(BenchArgs),
     /// Build a target model: source weights + the helper's tokenizer (CLP-Transfer).
     Apply(apply_cli::ApplyArgs),
-    /// Cut a model's vocabulary down to the tokens its corpora use.
+    // trim and shrink carry their help (short and long) on their argument structs.
     Trim(trim_cli::TrimArgs),
-    /// Make a student skeleton: fewer layers, optionally a narrower embedding.
     Shrink(shrink_cli::ShrinkArgs),
     /// List every GPU adapter wgpu can use, with the limits that matter to clp-gpu.
     Devices {

@@ -3,17 +3,22 @@
 use clp_gpu::shrink::{shrink, LayerChoice, ShrinkOptions};
 use std::path::PathBuf;
 
-/// Make a student skeleton: fewer transformer layers, optionally a narrower embedding.
-///
-/// The kept layers' tensors are copied byte-for-byte and renumbered 0, 1, ... (e.g.
-/// model.layers.4. becomes model.layers.2.); config.json's layer count follows. With
-/// --hidden-size D the input embedding E (and an untied lm_head of the same shape) is replaced
-/// by its truncated-SVD coordinates E V_D = U_D Σ_D (top-D left singular vectors scaled by the
-/// singular values), and V_Dᵀ is written to embedding_projection.safetensors (E ≈ reduced @
-/// projection). Only those tensors change width: all other tensors (attention, MLP, norms,
-/// position embeddings) keep the old hidden size, as does config.json, so the result is a
-/// skeleton to be trained (distilled) or projected before it runs.
+/// `--help` text of the subcommand.
+const LONG_ABOUT: &str =
+    "Make a student skeleton: fewer transformer layers, optionally a narrower embedding.\n\
+\n\
+The kept layers' tensors are copied byte-for-byte and renumbered 0, 1, ... (e.g.\n\
+model.layers.4. becomes model.layers.2.); config.json's layer count follows. With\n\
+--hidden-size D the input embedding E (and an untied lm_head of the same shape) is replaced\n\
+by its truncated-SVD coordinates E V_D = U_D Σ_D (top-D left singular vectors scaled by the\n\
+singular values), and V_Dᵀ is written to embedding_projection.safetensors (E ≈ reduced @\n\
+projection). Only those tensors change width: all other tensors (attention, MLP, norms,\n\
+position embeddings) keep the old hidden size, as does config.json, so the result is a\n\
+skeleton to be trained (distilled) or projected before it runs.";
+
+/// Arguments of `clp-gpu shrink`.
 #[derive(Debug, clap::Args)]
+#[command(about = "Make a student skeleton: fewer transformer layers, optionally a narrower embedding", long_about = LONG_ABOUT)]
 pub struct ShrinkArgs {
     /// The model: a Hugging Face model directory, or an `org/name` id in the local HF cache.
     #[arg(long, value_name = "DIR|ID")]

@@ -4,17 +4,21 @@ use clp_gpu::trim::{trim, TrimOptions, TrimReport};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-/// Cut a model's vocabulary down to the tokens its corpora use.
-///
-/// Each corpus is tokenized line by line with the model's own tokenizer. A token is kept when
-/// its relative frequency in at least one corpus reaches --min-freq, or it is a special or
-/// added token, or it is listed in --keep; the tokenizer also keeps what it needs to stay
-/// consistent (BPE merge closure, the byte alphabet of byte-level BPE). The kept tokens get
-/// ids 0.. in their old order; the input embedding, an untied lm_head and output biases keep
-/// those rows (bytes copied); every other tensor is copied unchanged. A line of a corpus
-/// whose tokens were all kept tokenizes to the same tokens as before (checked unless
-/// --no-verify).
+/// `--help` text of the subcommand.
+const LONG_ABOUT: &str = "Cut a model's vocabulary down to the tokens its corpora use.\n\
+\n\
+Each corpus is tokenized line by line with the model's own tokenizer. A token is kept when\n\
+its relative frequency in at least one corpus reaches --min-freq, or it is a special or\n\
+added token, or it is listed in --keep; the tokenizer also keeps what it needs to stay\n\
+consistent (BPE merge closure, the byte alphabet of byte-level BPE). The kept tokens get\n\
+ids 0.. in their old order; the input embedding, an untied lm_head and output biases keep\n\
+those rows (bytes copied); every other tensor is copied unchanged. A line of a corpus\n\
+whose tokens were all kept tokenizes to the same tokens as before (checked unless\n\
+--no-verify).";
+
+/// Arguments of `clp-gpu trim`.
 #[derive(Debug, clap::Args)]
+#[command(about = "Cut a model's vocabulary down to the tokens its corpora use", long_about = LONG_ABOUT)]
 pub struct TrimArgs {
     /// The model: a Hugging Face model directory, or an `org/name` id in the local HF cache.
     #[arg(long, value_name = "DIR|ID")]

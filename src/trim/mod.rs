@@ -316,16 +316,14 @@ pub fn trim(opts: &TrimOptions) -> Result<TrimReport> {
     for c in &counts {
         let mut distinct = 0;
         let mut frequent = 0;
-        for id in 0..n {
+        for (id, slot) in reason.iter_mut().enumerate() {
             if c.counts[id] == 0 {
                 continue;
             }
             distinct += 1;
             if c.frequency(id) >= opts.min_freq {
                 frequent += 1;
-                if reason[id].is_none() {
-                    reason[id] = Some(Reason::Frequency);
-                }
+                slot.get_or_insert(Reason::Frequency);
             }
         }
         summaries.push(CorpusSummary {
