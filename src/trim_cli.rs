@@ -72,11 +72,11 @@ pub fn run(args: TrimArgs) -> anyhow::Result<()> {
 fn print_text(r: &TrimReport) {
     let k = &r.kept;
     println!(
-        "wrote {}: {} -> {} tokens ({:?}); kept: {} frequency, {} special, {} --keep, {} byte alphabet, {} alphabet, {} unknown-word path, {} merge closure",
+        "wrote {}: {} -> {} tokens ({}); kept: {} frequency, {} special, {} --keep, {} byte alphabet, {} alphabet, {} unknown-word path, {} merge closure",
         r.out.display(),
         r.tokens_before,
         r.tokens_after,
-        r.tokenizer_model,
+        r.tokenizer_model.name(),
         k.frequency,
         k.special,
         k.keep_file,

@@ -231,6 +231,24 @@ fn byte_level_bpe_gpt2_keeps_tokenization_and_rows() {
         json!(new.len())
     );
     assert!(report["merges_after"].as_u64().unwrap() < report["merges_before"].as_u64().unwrap());
+    // vocab.json and merges.txt are rewritten to match tokenizer.json.
+    let tj = read_json(&out.join("tokenizer.json"));
+    assert_eq!(read_json(&out.join("vocab.json")), tj["model"]["vocab"]);
+    let merges = std::fs::read_to_string(out.join("merges.txt")).unwrap();
+    let mut lines = merges.lines();
+    assert!(lines.next().unwrap().starts_with("#version"));
+    let as_text: Vec<String> = tj["model"]["merges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| match m {
+            Value::String(s) => s.clone(),
+            Value::Array(p) => format!("{} {}", p[0].as_str().unwrap(), p[1].as_str().unwrap()),
+            _ => panic!("merge {m}"),
+        })
+        .collect();
+    assert_eq!(lines.map(str::to_owned).collect::<Vec<_>>(), as_text);
+    assert_eq!(json!(as_text.len()), report["merges_after"]);
     // The text output.
     let out2 = f.root.join("out2");
     let text = run(

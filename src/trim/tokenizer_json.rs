@@ -34,6 +34,18 @@ pub enum ModelKind {
     Unigram,
 }
 
+impl ModelKind {
+    /// The `model.type` string of tokenizer.json.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Bpe => "BPE",
+            ModelKind::WordPiece => "WordPiece",
+            ModelKind::WordLevel => "WordLevel",
+            ModelKind::Unigram => "Unigram",
+        }
+    }
+}
+
 /// A parsed tokenizer.json with the facts trimming needs.
 #[derive(Debug, Clone)]
 pub struct TokenizerJson {

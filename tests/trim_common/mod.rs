@@ -271,6 +271,8 @@ pub fn write_bpe_tokenizer(dir: &Path, vocab_size: usize) {
     tok.add_special_tokens(&[AddedToken::from("<pad>", true)]);
     std::fs::create_dir_all(dir).unwrap();
     tok.save(dir.join("tokenizer.json"), true).unwrap();
+    // The slow-tokenizer vocab.json and merges.txt, as GPT-2 checkpoints ship them.
+    tokenizers::Model::save(tok.get_model(), dir, None).unwrap();
     let vocab = vocab_of(dir);
     let pad = vocab["<pad>"];
     write_json(
