@@ -581,7 +581,7 @@ pub(crate) fn read_pair(
 }
 
 /// OUT must not be one of the input directories (with --force that would delete an input).
-fn refuse_out_over_input(out: &Path, inputs: &[&Path]) -> Result<()> {
+pub(crate) fn refuse_out_over_input(out: &Path, inputs: &[&Path]) -> Result<()> {
     let Ok(out_c) = out.canonicalize() else {
         return Ok(());
     };

@@ -23,8 +23,10 @@ pub mod pipeline;
 pub mod plan;
 pub mod reference;
 pub mod rows;
+pub mod shrink;
 pub mod synthetic;
 pub mod tensor;
+pub mod trim;
 pub mod vocab;
 pub mod weights;
 

@@ -3,6 +3,8 @@
 mod apply_cli;
 mod evaluate_cli;
 mod inspect_cli;
+mod shrink_cli;
+mod trim_cli;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -31,6 +33,9 @@ enum Command {
     /// Score weightings (clp, softmax, sparsemax, omp; k and T) on a held-out share of the
     /// overlap: cosine between predicted and true source rows, next to two baselines.
     Evaluate(evaluate_cli::EvaluateArgs),
+    // trim and shrink carry their help (short and long) on their argument structs.
+    Trim(trim_cli::TrimArgs),
+    Shrink(shrink_cli::ShrinkArgs),
     /// List every GPU adapter wgpu can use, with the limits that matter to clp-gpu.
     Devices {
         /// Print JSON instead of text.
@@ -57,6 +62,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Apply(args) => apply_cli::run(args),
         Command::Inspect(args) => inspect_cli::run(args),
         Command::Evaluate(args) => evaluate_cli::run(args),
+        Command::Trim(args) => trim_cli::run(args),
+        Command::Shrink(args) => shrink_cli::run(args),
         Command::Devices { json } => devices(json),
         Command::Bench(args) => bench(args),
     }

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod hub;
 pub mod naming;
+pub mod rewrite;
 pub mod safetensors;
 pub mod writer;
 

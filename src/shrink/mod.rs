@@ -1,0 +1,370 @@
+//! `clp-gpu shrink`: a student skeleton from a teacher model: fewer transformer layers, and
+//! optionally a narrower input embedding.
+//!
+//! Layers: the layer stack is found from the tensor names ([`layers`]); the kept layers' tensors
+//! are copied byte-for-byte and renumbered 0, 1, ... in their old order, the other layers'
+//! tensors are dropped, every tensor outside the stack is copied as it is, and config.json's
+//! layer count (`num_hidden_layers` / `n_layer` / `num_layers` / `n_layers`, each one present)
+//! and a per-layer `layer_types` list follow. `--keep-every r` keeps layers 0, r, 2r, ... and
+//! always the last layer (the one whose output the final norm and head were trained on).
+//!
+//! Width (`--hidden-size D`): the input embedding E becomes E V_D = U_D Σ_D (rows × D), V_D the
+//! top-D right singular vectors ([`svd`]); an untied lm_head of the same shape becomes W V_D, so
+//! both live in the same reduced coordinates. V_Dᵀ (D × d, f32) is written to
+//! `embedding_projection.safetensors` (tensor `projection`): E ≈ reduced @ projection. Every
+//! other tensor keeps the old width d and config.json keeps `hidden_size`, so the result does
+//! not run as it is: it is a starting point for distillation, where training (or a learned
+//! projection) adapts the layers to the narrower embedding.
+
+pub mod layers;
+pub mod svd;
+
+use crate::error::{Error, Result};
+use crate::model::rewrite::{self, TensorAction};
+use crate::model::safetensors::engine_dtype;
+use crate::model::writer::{self, OutShard, OutTensor, Staging, TensorData};
+use crate::model::{hub, naming, ModelDir, TOKENIZER_FILES};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// File (in OUT) holding V_Dᵀ after a width reduction.
+pub const PROJECTION_FILE: &str = "embedding_projection.safetensors";
+/// Tensor name of V_Dᵀ in [`PROJECTION_FILE`].
+pub const PROJECTION_TENSOR: &str = "projection";
+
+/// Which layers to keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerChoice {
+    /// Every layer.
+    All,
+    /// Layers 0, r, 2r, ... and the last one.
+    KeepEvery(usize),
+    /// These layers (strictly increasing).
+    List(Vec<usize>),
+}
+
+/// What `shrink` needs to know.
+#[derive(Debug, Clone)]
+pub struct ShrinkOptions {
+    /// Model directory or hub id.
+    pub model: String,
+    /// Layers to keep.
+    pub layers: LayerChoice,
+    /// Reduce the input embedding to this width.
+    pub hidden_size: Option<usize>,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Replace an existing OUT.
+    pub force: bool,
+}
+
+/// The width reduction in the report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HiddenReport {
+    /// How the reduced embedding is made.
+    pub method: String,
+    /// The input embedding.
+    pub embedding: String,
+    /// The untied lm_head reduced with the same basis, if any.
+    pub lm_head: Option<String>,
+    /// Width before.
+    pub width_before: usize,
+    /// Width after.
+    pub width_after: usize,
+    /// Σ_{i<D} σ_i² / Σ σ_i² of the input embedding.
+    pub spectrum_kept: f64,
+    /// The top-D singular values.
+    pub singular_values: Vec<f64>,
+    /// ‖W V_D‖² / ‖W‖² of the lm_head.
+    pub lm_head_energy_kept: Option<f64>,
+    /// File and tensor holding V_Dᵀ.
+    pub projection: String,
+    /// What is left for training.
+    pub note: String,
+}
+
+/// What `shrink` did (printed by the CLI; also `shrink_report.json` in OUT).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ShrinkReport {
+    /// The output directory.
+    pub out: PathBuf,
+    /// The resolved model directory.
+    pub model: PathBuf,
+    /// Name prefix of the layer tensors.
+    pub layer_prefix: String,
+    /// Layers before.
+    pub layers_before: usize,
+    /// The old indices of the kept layers, in their new order.
+    pub layers_kept: Vec<usize>,
+    /// config.json keys set to the new layer count.
+    pub config_keys_updated: Vec<String>,
+    /// Elements of all tensors before.
+    pub params_before: u64,
+    /// Elements of all tensors after (the projection file not included).
+    pub params_after: u64,
+    /// Tensor bytes before.
+    pub bytes_before: u64,
+    /// Tensor bytes after (the projection file not included).
+    pub bytes_after: u64,
+    /// The width reduction, if asked for.
+    pub hidden: Option<HiddenReport>,
+    /// Seconds for the whole run.
+    pub seconds: f64,
+}
+
+/// The old layer indices to keep, checked against the model's `layers`.
+pub fn select_layers(choice: &LayerChoice, layers: usize) -> Result<Vec<usize>> {
+    match choice {
+        LayerChoice::All => Ok((0..layers).collect()),
+        LayerChoice::KeepEvery(0) => Err(Error::Argument(
+            "--keep-every 0: give a whole number ≥ 1 (2 keeps every other layer)".into(),
+        )),
+        LayerChoice::KeepEvery(r) => {
+            let mut kept: Vec<usize> = (0..layers).step_by(*r).collect();
+            if layers > 0 && kept.last() != Some(&(layers - 1)) {
+                kept.push(layers - 1);
+            }
+            Ok(kept)
+        }
+        LayerChoice::List(list) => {
+            let shown = list
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            if list.is_empty() {
+                return Err(Error::Argument(
+                    "--layers: give at least one layer index, e.g. --layers 0,2,5".into(),
+                ));
+            }
+            if let Some(&bad) = list.iter().find(|&&l| l >= layers) {
+                return Err(Error::Argument(format!(
+                    "--layers {shown}: layer {bad} does not exist; the model has layers 0..{}",
+                    layers.saturating_sub(1)
+                )));
+            }
+            if list.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(Error::Argument(format!(
+                    "--layers {shown}: list each layer once, in increasing order"
+                )));
+            }
+            Ok(list.clone())
+        }
+    }
+}
+
+/// Runs the whole shrink; see the module docs. Nothing exists at `opts.out` unless this
+/// returns `Ok`.
+pub fn shrink(opts: &ShrinkOptions) -> Result<ShrinkReport> {
+    let started = Instant::now();
+    writer::check_out(&opts.out, opts.force)?;
+    if opts.layers == LayerChoice::All && opts.hidden_size.is_none() {
+        return Err(Error::Argument(
+            "nothing to do: pass --keep-every R, --layers LIST and/or --hidden-size D".into(),
+        ));
+    }
+    let model_dir = hub::resolve_model_dir(&opts.model, "--model")?;
+    crate::apply::refuse_out_over_input(&opts.out, &[&model_dir])?;
+    let model = ModelDir::open(&model_dir)?;
+    let w = &model.weights;
+    let config_layers = layers::LAYER_COUNT_KEYS
+        .iter()
+        .find_map(|k| model.config.raw.get(*k).and_then(Value::as_u64))
+        .map(|n| n as usize);
+    let stack = layers::find_stack(w.tensor_names(), config_layers, &w.describe())?;
+    let kept = select_layers(&opts.layers, stack.layers)?;
+
+    let mut actions: BTreeMap<String, TensorAction> = BTreeMap::new();
+    for name in w.tensor_names() {
+        match stack.rename(name, &kept) {
+            None => {}
+            Some(None) => {
+                actions.insert(name.to_string(), TensorAction::Drop);
+            }
+            Some(Some(new)) => {
+                actions.insert(name.to_string(), TensorAction::Copy(new));
+            }
+        }
+    }
+
+    let mut hidden = None;
+    let mut projection: Option<Vec<u8>> = None;
+    if let Some(dim) = opts.hidden_size {
+        let tokens = model
+            .config
+            .raw
+            .get("vocab_size")
+            .and_then(Value::as_u64)
+            .unwrap_or(0) as usize;
+        let vt = naming::find_vocab_tensors(
+            w,
+            model.config.model_type.as_deref(),
+            model.config.hidden_size,
+            tokens,
+            "model",
+        )?;
+        let e = w.matrix(&vt.input)?;
+        if w.info(&vt.input).map(|t| t.shape.len()) != Some(2) {
+            return Err(Error::Model(format!(
+                "`{}` is not a matrix; --hidden-size needs a 2-D input embedding",
+                vt.input
+            )));
+        }
+        let red = svd::reduce(&e, dim, &vt.input)?;
+        let mut reduce_tensor = |name: &str| -> Result<f64> {
+            let m = w.matrix(name)?;
+            let info = w
+                .info(name)
+                .ok_or_else(|| Error::Model(format!("tensor `{name}` vanished")))?;
+            let dtype = engine_dtype(info.dtype).ok_or_else(|| {
+                Error::Model(format!(
+                    "tensor `{name}` has dtype {:?}; --hidden-size supports F32, F16 and BF16",
+                    info.dtype
+                ))
+            })?;
+            let (values, energy) = svd::project(&m, &red.basis);
+            let new_name = match actions.get(name) {
+                Some(TensorAction::Copy(n)) => n.clone(),
+                _ => name.to_string(),
+            };
+            actions.insert(
+                name.to_string(),
+                TensorAction::Replace {
+                    name: new_name,
+                    dtype: info.dtype,
+                    shape: vec![m.rows, dim],
+                    bytes: dtype.encode(&values),
+                },
+            );
+            Ok(energy)
+        };
+        reduce_tensor(&vt.input)?;
+        let lm_head = vt
+            .output
+            .filter(|o| w.info(o).map(|t| &t.shape) == w.info(&vt.input).map(|t| &t.shape));
+        let lm_head_energy_kept = match &lm_head {
+            Some(o) => Some(reduce_tensor(o)?),
+            None => None,
+        };
+        let d = e.cols;
+        let mut p = Vec::with_capacity(dim * d);
+        for k in 0..dim {
+            for c in 0..d {
+                p.push(red.basis[(c, k)] as f32);
+            }
+        }
+        projection = Some(crate::tensor::DType::F32.encode(&p));
+        hidden = Some(HiddenReport {
+            method: "truncated SVD E = U Σ Vᵀ (f64, via the eigen-decomposition of EᵀE): reduced embedding = E V_D = U_D Σ_D (top-D left singular vectors scaled by their singular values)".into(),
+            embedding: vt.input.clone(),
+            lm_head: lm_head.clone(),
+            width_before: d,
+            width_after: dim,
+            spectrum_kept: red.spectrum_kept,
+            singular_values: red.singular_values.clone(),
+            lm_head_energy_kept,
+            projection: format!("{PROJECTION_FILE}: `{PROJECTION_TENSOR}` = V_Dᵀ ({dim} x {d}, F32); embedding ≈ reduced @ projection"),
+            note: format!(
+                "only {} changed width; every other tensor is still {d} wide and config.json keeps the old hidden size, so the model needs training (or a learned projection) before it runs",
+                match &lm_head { Some(o) => format!("`{}` and `{o}`", vt.input), None => format!("`{}`", vt.input) }
+            ),
+        });
+    }
+
+    let staging = Staging::create(&opts.out, opts.force)?;
+    let out_dir = staging.path().to_path_buf();
+    let written = rewrite::write_weights(w, &out_dir, &actions)?;
+    drop(actions);
+    if let (Some(bytes), Some(h)) = (&projection, &hidden) {
+        let shard = OutShard {
+            file_name: PROJECTION_FILE.to_string(),
+            metadata: BTreeMap::from([
+                ("embedding".to_string(), h.embedding.clone()),
+                (
+                    "meaning".to_string(),
+                    "embedding ≈ reduced_embedding @ projection (V_D transposed)".to_string(),
+                ),
+            ]),
+            tensors: vec![OutTensor {
+                name: PROJECTION_TENSOR.to_string(),
+                dtype: safetensors::Dtype::F32,
+                shape: vec![h.width_after, h.width_before],
+                data: TensorData::Owned(bytes),
+            }],
+        };
+        writer::write_shard(&out_dir, &shard, &mut |_| {})?;
+    }
+
+    let mut config = model.config.raw.clone();
+    let mut keys_updated = Vec::new();
+    for key in layers::LAYER_COUNT_KEYS {
+        if config.get(*key).is_some_and(Value::is_u64) {
+            config.insert(key.to_string(), Value::from(kept.len()));
+            keys_updated.push(key.to_string());
+        }
+    }
+    if let Some(Value::Array(types)) = config.get("layer_types") {
+        if types.len() == stack.layers {
+            let subset: Vec<Value> = kept.iter().map(|&i| types[i].clone()).collect();
+            config.insert("layer_types".into(), Value::Array(subset));
+            keys_updated.push("layer_types".into());
+        }
+    }
+    crate::model::config::write_json(&out_dir.join("config.json"), &Value::Object(config))?;
+    rewrite::copy_files(&model_dir, &out_dir, &["generation_config.json"])?;
+    rewrite::copy_files(&model_dir, &out_dir, TOKENIZER_FILES)?;
+
+    let report = ShrinkReport {
+        out: opts.out.clone(),
+        model: model_dir.clone(),
+        layer_prefix: stack.prefix.clone(),
+        layers_before: stack.layers,
+        layers_kept: kept,
+        config_keys_updated: keys_updated,
+        params_before: rewrite::total_params(w),
+        params_after: written.params,
+        bytes_before: w.total_bytes(),
+        bytes_after: written.bytes,
+        hidden,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let value = serde_json::to_value(&report)
+        .map_err(|e| Error::Model(format!("cannot serialise the report: {e}")))?;
+    crate::model::config::write_json(&out_dir.join("shrink_report.json"), &value)?;
+    staging.commit()?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_every_always_keeps_the_last_layer() {
+        assert_eq!(
+            select_layers(&LayerChoice::KeepEvery(2), 6).unwrap(),
+            vec![0, 2, 4, 5]
+        );
+        assert_eq!(
+            select_layers(&LayerChoice::KeepEvery(2), 5).unwrap(),
+            vec![0, 2, 4]
+        );
+        assert_eq!(
+            select_layers(&LayerChoice::KeepEvery(1), 3).unwrap(),
+            vec![0, 1, 2]
+        );
+        assert_eq!(
+            select_layers(&LayerChoice::KeepEvery(10), 3).unwrap(),
+            vec![0, 2]
+        );
+        assert!(select_layers(&LayerChoice::KeepEvery(0), 3).is_err());
+        assert!(select_layers(&LayerChoice::List(vec![1, 1]), 3).is_err());
+        assert!(select_layers(&LayerChoice::List(vec![3]), 3).is_err());
+        assert_eq!(
+            select_layers(&LayerChoice::List(vec![0, 2]), 3).unwrap(),
+            vec![0, 2]
+        );
+    }
+}

@@ -1,0 +1,96 @@
+//! The `shrink` subcommand: clap arguments and printing; the work is [`clp_gpu::shrink`].
+
+use clp_gpu::shrink::{shrink, LayerChoice, ShrinkOptions};
+use std::path::PathBuf;
+
+/// `--help` text of the subcommand.
+const LONG_ABOUT: &str =
+    "Make a student skeleton: fewer transformer layers, optionally a narrower embedding.\n\
+\n\
+The kept layers' tensors are copied byte-for-byte and renumbered 0, 1, ... (e.g.\n\
+model.layers.4. becomes model.layers.2.); config.json's layer count follows. With\n\
+--hidden-size D the input embedding E (and an untied lm_head of the same shape) is replaced\n\
+by its truncated-SVD coordinates E V_D = U_D Σ_D (top-D left singular vectors scaled by the\n\
+singular values), and V_Dᵀ is written to embedding_projection.safetensors (E ≈ reduced @\n\
+projection). Only those tensors change width: all other tensors (attention, MLP, norms,\n\
+position embeddings) keep the old hidden size, as does config.json, so the result is a\n\
+skeleton to be trained (distilled) or projected before it runs.";
+
+/// Arguments of `clp-gpu shrink`.
+#[derive(Debug, clap::Args)]
+#[command(about = "Make a student skeleton: fewer transformer layers, optionally a narrower embedding", long_about = LONG_ABOUT)]
+pub struct ShrinkArgs {
+    /// The model: a Hugging Face model directory, or an `org/name` id in the local HF cache.
+    #[arg(long, value_name = "DIR|ID")]
+    pub model: String,
+    /// Keep layers 0, R, 2R, ... and always the last layer.
+    #[arg(long, value_name = "R", conflicts_with = "layers", value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_every: Option<u64>,
+    /// Keep exactly these layers (0-based, increasing), e.g. 1,3,5.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub layers: Option<Vec<usize>>,
+    /// Reduce the input embedding (and an untied lm_head of the same shape) to width D.
+    #[arg(long, value_name = "D", value_parser = clap::value_parser!(u64).range(1..))]
+    pub hidden_size: Option<u64>,
+    /// Output model directory (must not exist unless --force).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Replace OUT if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `shrink` and prints its report.
+pub fn run(args: ShrinkArgs) -> anyhow::Result<()> {
+    let layers = match (args.keep_every, args.layers) {
+        (Some(r), _) => LayerChoice::KeepEvery(r as usize),
+        (None, Some(list)) => LayerChoice::List(list),
+        (None, None) => LayerChoice::All,
+    };
+    let opts = ShrinkOptions {
+        model: args.model,
+        layers,
+        hidden_size: args.hidden_size.map(|d| d as usize),
+        out: args.out,
+        force: args.force,
+    };
+    let r = shrink(&opts)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!(
+        "wrote {}: {} -> {} layers of {} (kept {:?}); parameters {} -> {}; {} -> {} bytes",
+        r.out.display(),
+        r.layers_before,
+        r.layers_kept.len(),
+        r.layer_prefix,
+        r.layers_kept,
+        r.params_before,
+        r.params_after,
+        r.bytes_before,
+        r.bytes_after
+    );
+    if let Some(h) = &r.hidden {
+        println!(
+            "  {} reduced from width {} to {} keeping {:.2}% of the spectrum{}; projection in {}",
+            h.embedding,
+            h.width_before,
+            h.width_after,
+            100.0 * h.spectrum_kept,
+            h.lm_head_energy_kept
+                .map(|e| format!(
+                    " ({} keeps {:.2}% of its energy)",
+                    h.lm_head.as_deref().unwrap_or("lm_head"),
+                    100.0 * e
+                ))
+                .unwrap_or_default(),
+            clp_gpu::shrink::PROJECTION_FILE
+        );
+        println!("  note: {}", h.note);
+    }
+    Ok(())
+}
