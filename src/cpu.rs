@@ -85,34 +85,23 @@ fn normalize(x: &mut [f32], cols: usize, status: &mut Vec<u32>) {
         });
 }
 
-/// C (m × n) = A (m × k) · Bᵀ where B is n × k, all row-major.
-fn gemm_abt(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usize) {
-    assert!(a.len() >= m * k && b.len() >= n * k && c.len() >= m * n);
-    // SAFETY: the asserts above bound every access the strides describe.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            k as isize,
-            1,
-            b.as_ptr(),
-            1,
-            k as isize,
-            0.0,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
+/// C (m × n) = A · B + beta · C, with A (m × k) and B (k × n) given by row and column strides
+/// (so transposes are free) and C row-major.
+fn gemm(
+    (m, n, k): (usize, usize, usize),
+    a: &[f32],
+    (rsa, csa): (usize, usize),
+    b: &[f32],
+    (rsb, csb): (usize, usize),
+    beta: f32,
+    c: &mut [f32],
+) {
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
+    if m == 0 || n == 0 || k == 0 {
+        return;
     }
-}
-
-/// C (m × n) += Aᵀ · B where A is k × m and B is k × n, row-major.
-fn gemm_atb_acc(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usize) {
-    assert!(a.len() >= k * m && b.len() >= k * n && c.len() >= m * n);
-    // SAFETY: as above.
+    assert!(last(m, k, rsa, csa) < a.len() && last(k, n, rsb, csb) < b.len() && c.len() >= m * n);
+    // SAFETY: the assert bounds every element the strides reach.
     unsafe {
         matrixmultiply::sgemm(
             m,
@@ -120,36 +109,12 @@ fn gemm_atb_acc(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usiz
             n,
             1.0,
             a.as_ptr(),
-            1,
-            m as isize,
+            rsa as isize,
+            csa as isize,
             b.as_ptr(),
-            n as isize,
-            1,
-            1.0,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-    }
-}
-
-/// C (m × n) = A (m × k) · B (k × n), row-major.
-fn gemm_ab(a: &[f32], b: &[f32], c: &mut [f32], m: usize, n: usize, k: usize) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
-    // SAFETY: as above.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            k as isize,
-            1,
-            b.as_ptr(),
-            n as isize,
-            1,
-            0.0,
+            rsb as isize,
+            csb as isize,
+            beta,
             c.as_mut_ptr(),
             n as isize,
             1,
@@ -297,7 +262,16 @@ impl ClpBackend for CpuBackend {
                             dst[..ds].copy_from_slice(src);
                             dst[ds] = 1.0;
                         });
-                    gemm_atb_acc(&w.ho, &e1, &mut gram, dh, ds + 1, ot);
+                    // G += Ĥ_Oᵀ [E_O | 1]: A = Ĥ_Oᵀ (dh × ot) read transposed.
+                    gemm(
+                        (dh, ds + 1, ot),
+                        &w.ho,
+                        (1, dh),
+                        &e1,
+                        (ds + 1, 1),
+                        1.0,
+                        &mut gram,
+                    );
                 });
             }
             let s: Vec<f64> = (0..dh).map(|i| gram[i * (ds + 1) + ds] as f64).collect();
@@ -322,7 +296,15 @@ impl ClpBackend for CpuBackend {
                 None => {
                     let t = Instant::now();
                     w.numer.resize(mt * (ds + 1), 0.0);
-                    gemm_ab(&w.hm, &gram, &mut w.numer, mt, ds + 1, dh);
+                    gemm(
+                        (mt, ds + 1, dh),
+                        &w.hm,
+                        (dh, 1),
+                        &gram,
+                        (ds + 1, 1),
+                        0.0,
+                        &mut w.numer,
+                    );
                     w.out
                         .par_chunks_mut(ds)
                         .zip(w.status.par_iter_mut())
@@ -342,7 +324,16 @@ impl ClpBackend for CpuBackend {
                         });
                         stats.time(stage::SIMILARITY, || {
                             w.scores.resize(mt * ot, 0.0);
-                            gemm_abt(&w.hm, &w.ho, &mut w.scores, mt, ot, dh);
+                            // S = Ĥ_M Ĥ_Oᵀ: B = Ĥ_Oᵀ (dh × ot) read transposed.
+                            gemm(
+                                (mt, ot, dh),
+                                &w.hm,
+                                (dh, 1),
+                                &w.ho,
+                                (1, dh),
+                                0.0,
+                                &mut w.scores,
+                            );
                             best.par_iter_mut()
                                 .zip(w.scores.par_chunks(ot))
                                 .for_each(|(b, s)| merge_row(b, s, o0 as u32, k));

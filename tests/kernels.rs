@@ -178,16 +178,7 @@ fn topk_is_exact_with_ties_across_tiles() {
 fn clp_top_k_matches_reference_on_awkward_shapes() {
     let mut e = engine();
     // (m, o, dh, ds, k, max_m_rows, max_o_rows)
-    let cases = [
-        (1, 1, 1, 1, 1, 64, 64),
-        (3, 1, 5, 7, 1, 64, 64),
-        (5, 3, 8, 9, 5, 64, 64),      // k > O
-        (4, 20, 16, 12, 20, 64, 64),  // k = O
-        (37, 150, 24, 33, 8, 16, 64), // ragged tiles on both sides
-        (9, 130, 1757, 5, 3, 4, 65),  // odd dimension; tile ± 1
-        (20, 300, 32, 40, 128, 8, 128),
-    ];
-    for (ci, &(m, o, dh, ds, k, mm, mo)) in cases.iter().enumerate() {
+    for (ci, &(m, o, dh, ds, k, mm, mo)) in TOP_K_CASES.iter().enumerate() {
         for (hd, sd) in [
             (DType::F32, DType::F32),
             (DType::F16, DType::BF16),
@@ -216,13 +207,7 @@ fn clp_top_k_matches_reference_on_awkward_shapes() {
 fn clp_dense_matches_direct_formula() {
     let mut e = engine();
     // (m, o, dh, ds, max_m_rows, max_o_rows)
-    let cases = [
-        (1, 1, 1, 1, 64, 64),
-        (7, 50, 16, 24, 64, 64),
-        (40, 333, 48, 65, 16, 100),
-        (3, 70, 1757, 9, 2, 64),
-    ];
-    for (ci, &(m, o, dh, ds, mm, mo)) in cases.iter().enumerate() {
+    for (ci, &(m, o, dh, ds, mm, mo)) in DENSE_CASES.iter().enumerate() {
         for dtype in DTYPES {
             let mut rng = Rng::new(2000 + ci as u64);
             // Well-conditioned: a strong shared direction keeps Σ cos far from zero.

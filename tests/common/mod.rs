@@ -199,3 +199,23 @@ pub fn other_weightings() -> Vec<Weighting> {
         Weighting::Omp { atoms: 5 },
     ]
 }
+
+/// Awkward top-k shapes shared by the GPU and CPU tests: (m, o, dh, ds, k, max_m_rows,
+/// max_o_rows).
+pub const TOP_K_CASES: [(usize, usize, usize, usize, usize, usize, usize); 7] = [
+    (1, 1, 1, 1, 1, 64, 64),
+    (3, 1, 5, 7, 1, 64, 64),
+    (5, 3, 8, 9, 5, 64, 64),      // k > O
+    (4, 20, 16, 12, 20, 64, 64),  // k = O
+    (37, 150, 24, 33, 8, 16, 64), // ragged tiles on both sides
+    (9, 130, 1757, 5, 3, 4, 65),  // odd dimension; tile ± 1
+    (20, 300, 32, 40, 128, 8, 128),
+];
+
+/// Dense-mode shapes shared by the GPU and CPU tests: (m, o, dh, ds, max_m_rows, max_o_rows).
+pub const DENSE_CASES: [(usize, usize, usize, usize, usize, usize); 4] = [
+    (1, 1, 1, 1, 64, 64),
+    (7, 50, 16, 24, 64, 64),
+    (40, 333, 48, 65, 16, 100),
+    (3, 70, 1757, 9, 2, 64),
+];
