@@ -17,7 +17,6 @@ use std::process::{Command, Output};
 use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::normalizers::NormalizerWrapper;
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
 use tokenizers::processors::PostProcessorWrapper;
 use tokenizers::{AddedToken, TokenizerBuilder};
@@ -64,24 +63,7 @@ fn gpt2_char(b: u8) -> char {
 
 /// Byte-level BPE (GPT-2 style), `<|endoftext|>` as bos/eos/unk.
 fn byte_level_tokenizer(dir: &Path, vocab_size: usize) {
-    let mut trainer = BpeTrainerBuilder::new()
-        .show_progress(false)
-        .vocab_size(vocab_size)
-        .min_frequency(0)
-        .special_tokens(vec![AddedToken::from("<|endoftext|>", true)])
-        .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
-        .build();
-    let mut tok =
-        TokenizerBuilder::<BPE, NormalizerWrapper, ByteLevel, ByteLevel, ByteLevel>::new()
-            .with_model(BPE::default())
-            .with_normalizer(None)
-            .with_pre_tokenizer(Some(ByteLevel::default()))
-            .with_post_processor(Some(ByteLevel::default()))
-            .with_decoder(Some(ByteLevel::default()))
-            .build()
-            .unwrap();
-    tok.train(&mut trainer, corpus(SOURCE_TEXT).into_iter())
-        .unwrap();
+    let tok = train_byte_level_bpe(corpus(SOURCE_TEXT), vocab_size, &["<|endoftext|>"]);
     std::fs::create_dir_all(dir).unwrap();
     tok.save(dir.join("tokenizer.json"), true).unwrap();
     write_json(

@@ -90,13 +90,18 @@ pub enum Lang {
     German,
 }
 
-/// Trains a byte-level BPE tokenizer and writes tokenizer.json + tokenizer_config.json +
-/// special_tokens_map.json into `dir`. Returns the vocabulary size (largest id + 1).
-pub fn write_tokenizer(dir: &Path, lang: Lang, vocab_size: usize) -> usize {
-    let (lines, specials) = match lang {
-        Lang::English => (EN, vec!["<|endoftext|>"]),
-        Lang::German => (DE, vec!["<s>", "</s>", "<unk>", "<pad>"]),
-    };
+/// A GPT-2-style tokenizer: byte-level BPE with ByteLevel pre-tokenizer, post-processor and
+/// decoder, no normaliser.
+pub type ByteLevelBpe =
+    tokenizers::TokenizerImpl<BPE, NormalizerWrapper, ByteLevel, ByteLevel, ByteLevel>;
+
+/// Trains a byte-level BPE tokenizer of about `vocab_size` tokens on `lines`, with `specials`
+/// first (ids 0..) and the full byte alphabet.
+pub fn train_byte_level_bpe<'a>(
+    lines: impl IntoIterator<Item = &'a str, IntoIter: Send>,
+    vocab_size: usize,
+    specials: &[&str],
+) -> ByteLevelBpe {
     let mut trainer = BpeTrainerBuilder::new()
         .show_progress(false)
         .vocab_size(vocab_size)
@@ -118,10 +123,21 @@ pub fn write_tokenizer(dir: &Path, lang: Lang, vocab_size: usize) -> usize {
             .with_decoder(Some(ByteLevel::default()))
             .build()
             .expect("tokenizer builder");
+    tok.train(&mut trainer, lines.into_iter())
+        .expect("train tokenizer");
+    tok
+}
+
+/// Trains a byte-level BPE tokenizer and writes tokenizer.json + tokenizer_config.json +
+/// special_tokens_map.json into `dir`. Returns the vocabulary size (largest id + 1).
+pub fn write_tokenizer(dir: &Path, lang: Lang, vocab_size: usize) -> usize {
+    let (lines, specials) = match lang {
+        Lang::English => (EN, vec!["<|endoftext|>"]),
+        Lang::German => (DE, vec!["<s>", "</s>", "<unk>", "<pad>"]),
+    };
     // Repeat the corpus so merges have counts.
     let corpus: Vec<&str> = (0..4).flat_map(|_| lines.iter().copied()).collect();
-    tok.train(&mut trainer, corpus.into_iter())
-        .expect("train tokenizer");
+    let tok = train_byte_level_bpe(corpus, vocab_size, &specials);
     std::fs::create_dir_all(dir).unwrap();
     tok.save(dir.join("tokenizer.json"), true)
         .expect("save tokenizer");

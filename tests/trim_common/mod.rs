@@ -6,18 +6,15 @@
 
 #![allow(dead_code)]
 
-use crate::apply_common::{random, write_json, write_weights, Rng, Tensor};
+use crate::apply_common::{random, train_byte_level_bpe, write_json, write_weights, Rng, Tensor};
 use clp_gpu::tensor::DType;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainerBuilder};
 use tokenizers::normalizers::bert::BertNormalizer;
-use tokenizers::normalizers::NormalizerWrapper;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, TokenizerBuilder};
 
@@ -250,24 +247,12 @@ fn training_text() -> Vec<String> {
 /// Trains a byte-level BPE tokenizer (GPT-2-like: `<|endoftext|>` at id 0 as bos/eos/unk,
 /// plus an added `<pad>` after the vocabulary) into `dir`.
 pub fn write_bpe_tokenizer(dir: &Path, vocab_size: usize) {
-    let mut trainer = BpeTrainerBuilder::new()
-        .show_progress(false)
-        .vocab_size(vocab_size)
-        .min_frequency(0)
-        .special_tokens(vec![AddedToken::from("<|endoftext|>", true)])
-        .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
-        .build();
-    let mut tok =
-        TokenizerBuilder::<BPE, NormalizerWrapper, ByteLevel, ByteLevel, ByteLevel>::new()
-            .with_model(BPE::default())
-            .with_normalizer(None)
-            .with_pre_tokenizer(Some(ByteLevel::default()))
-            .with_post_processor(Some(ByteLevel::default()))
-            .with_decoder(Some(ByteLevel::default()))
-            .build()
-            .unwrap();
-    tok.train(&mut trainer, training_text().into_iter())
-        .unwrap();
+    let text = training_text();
+    let mut tok = train_byte_level_bpe(
+        text.iter().map(String::as_str),
+        vocab_size,
+        &["<|endoftext|>"],
+    );
     tok.add_special_tokens(&[AddedToken::from("<pad>", true)]);
     std::fs::create_dir_all(dir).unwrap();
     tok.save(dir.join("tokenizer.json"), true).unwrap();
