@@ -34,7 +34,10 @@ fn bench(c: &mut Criterion) {
         ("similarity+topk64+combine", TopK::K(64)),
         ("dense", TopK::All),
     ] {
-        let flops = clp_gpu::bench::flops(&clp_gpu::bench::BenchShape::custom(m, o, dh, ds), top_k);
+        let flops = clp_gpu::commands::bench::flops(
+            &clp_gpu::commands::bench::BenchShape::custom(m, o, dh, ds),
+            top_k,
+        );
         group.throughput(Throughput::Elements(flops as u64));
         let w = Weighting::Clp { top_k };
         group.bench_function(name, |b| {

@@ -12,9 +12,10 @@
 mod apply_common;
 
 use apply_common::{build_model, Arch, Lang};
-use clp_gpu::apply::{apply, ApplyOptions, Backend};
-use clp_gpu::cpu::CpuBackend;
-use clp_gpu::pipeline::{ClpBackend, TileOut};
+use clp_gpu::backend::cpu::CpuBackend;
+use clp_gpu::backend::Backend;
+use clp_gpu::backend::{ClpBackend, TileOut};
+use clp_gpu::commands::apply::{apply, ApplyOptions};
 use clp_gpu::rows::{RowSet, Storage, Stored};
 use clp_gpu::synthetic::{sample_ids, write_embedding_file, Rng};
 use clp_gpu::{DType, Engine, Gpu, TopK, Weighting};
@@ -77,12 +78,12 @@ fn bench(c: &mut Criterion) {
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(5));
-    let shape = clp_gpu::bench::BenchShape::custom(m, o, dh, ds);
+    let shape = clp_gpu::commands::bench::BenchShape::custom(m, o, dh, ds);
     let backends: [(&str, &dyn ClpBackend); 2] = [("gpu", &engine), ("cpu", &cpu)];
     for (name, backend) in backends {
         for (mode, top_k) in [("top64", TopK::K(64)), ("dense", TopK::All)] {
             group.throughput(Throughput::Elements(
-                clp_gpu::bench::flops(&shape, top_k) as u64
+                clp_gpu::commands::bench::flops(&shape, top_k) as u64,
             ));
             let w = Weighting::Clp { top_k };
             group.bench_function(format!("{name}/{mode}"), |b| {

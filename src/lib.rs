@@ -5,33 +5,25 @@
 //! source; each missing token becomes a similarity-weighted combination of source rows, the
 //! similarities measured in the helper's embedding space.
 //!
-//! Data flows one way: read ([`model`]) → match ([`vocab`]) → plan ([`plan`]) → kernels
-//! ([`kernels`], WGSL in `shaders/`) → combine ([`engine`]) → write ([`model`]).
-//! [`reference`] is the plain-Rust f64 oracle of every kernel.
+//! Data flows one way: read ([`model`]) → match ([`vocab`]) → plan ([`plan`]) → compute
+//! ([`backend`]: the GPU engine with its [`kernels`] and WGSL in `shaders/`, the CPU path, the
+//! f64 reference) → write ([`model::writer`]). [`commands`] strings these stages together per
+//! subcommand; [`cli`] is the command line over them. `ARCHITECTURE.md` walks the whole tree.
 
-pub mod apply;
-pub mod bench;
-pub mod cpu;
-pub mod engine;
+pub mod backend;
+pub mod cli;
+pub mod commands;
 pub mod error;
-pub mod evaluate;
-pub mod gpu;
-pub mod inspect;
 pub mod kernels;
 pub mod model;
-pub mod pipeline;
 pub mod plan;
-pub mod reference;
 pub mod rows;
-pub mod shrink;
 pub mod synthetic;
 pub mod tensor;
-pub mod trim;
 pub mod vocab;
 pub mod weights;
 
-pub use engine::Engine;
+pub use backend::gpu::{Engine, Gpu};
 pub use error::{Error, Result};
-pub use gpu::Gpu;
 pub use tensor::{DType, MatrixRef};
 pub use weights::{ClpOutput, RejectReason, RejectedRow, Selection, TopK, Weighting};

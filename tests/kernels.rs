@@ -4,8 +4,8 @@
 
 mod common;
 
+use clp_gpu::backend::reference;
 use clp_gpu::kernels::MatmulParams;
-use clp_gpu::reference;
 use clp_gpu::synthetic::{embeddings, gaussian, Rng};
 use clp_gpu::weights::RowStatus;
 use clp_gpu::{DType, MatrixRef, RejectReason, TopK, Weighting};

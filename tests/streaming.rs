@@ -4,9 +4,9 @@
 
 mod common;
 
-use clp_gpu::cpu::CpuBackend;
-use clp_gpu::pipeline::{collect, collect_sets, ClpBackend};
-use clp_gpu::reference;
+use clp_gpu::backend::cpu::CpuBackend;
+use clp_gpu::backend::reference;
+use clp_gpu::backend::{collect, collect_sets, ClpBackend};
 use clp_gpu::rows::{RowSet, Storage, Stored};
 use clp_gpu::synthetic::{embeddings, gaussian, sample_ids, write_embedding_file, Rng};
 use clp_gpu::{DType, MatrixRef, RejectReason, TopK, Weighting};
@@ -195,7 +195,7 @@ fn both_backends_stream_scattered_rows_from_files_under_tiny_budgets() {
         let cpu = CpuBackend::new(budget);
         let plan_tiles = {
             let w = Weighting::Clp { top_k: TopK::K(16) };
-            let p = clp_gpu::pipeline::problem(&hm, &ho, &eo, &w).unwrap();
+            let p = clp_gpu::backend::problem(&hm, &ho, &eo, &w).unwrap();
             ClpBackend::plan(&*gpu, &p).unwrap()
         };
         if budget < 1 << 20 {

@@ -626,7 +626,7 @@ fn wordpiece_keeps_the_greedy_path_of_unknown_words() {
         vec!["[UNK]", "a", "x", "##bc"]
     );
     let out = tmp.path().join("out");
-    let report = clp_gpu::trim::trim(&clp_gpu::trim::TrimOptions {
+    let report = clp_gpu::commands::trim::trim(&clp_gpu::commands::trim::TrimOptions {
         model: s(&dir).to_string(),
         corpora: vec![corpus],
         min_freq: 1e-6,

@@ -2,7 +2,7 @@
 //! rows that fall in one overlap tile.
 
 use super::{Access, Pipeline};
-use crate::gpu::{Gpu, ParamArena};
+use crate::backend::gpu::{Gpu, ParamArena};
 
 /// Mirrors `Params` in `shaders/combine.wgsl`.
 #[repr(C)]

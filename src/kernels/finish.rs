@@ -2,7 +2,7 @@
 //! [`crate::weights::RejectReason::from_code`]).
 
 use super::{Access, Pipeline};
-use crate::gpu::{grid_2d, Gpu, ParamArena};
+use crate::backend::gpu::{grid_2d, Gpu, ParamArena};
 
 /// Mirrors `Params` in `shaders/finish.wgsl`.
 #[repr(C)]

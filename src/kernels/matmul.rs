@@ -3,7 +3,7 @@
 //! (see `shaders/matmul.wgsl` for the layouts).
 
 use super::{Access, Pipeline};
-use crate::gpu::{Gpu, ParamArena};
+use crate::backend::gpu::{Gpu, ParamArena};
 
 /// Output tile side of one workgroup (matches `TILE` in the shader).
 pub const MATMUL_TILE: u32 = 64;

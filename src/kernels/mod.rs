@@ -19,7 +19,7 @@ pub use normalize::{NormalizeKernel, NormalizeParams};
 pub use topk::{TopKKernel, TopKParams, MAX_TOP_K};
 pub use weights::{WeightsKernel, WeightsParams};
 
-use crate::gpu::{Gpu, ParamArena};
+use crate::backend::gpu::{Gpu, ParamArena};
 
 /// WGSL source of every kernel, by name (also walked by the naga validation test).
 pub const SHADERS: &[(&str, &str)] = &[

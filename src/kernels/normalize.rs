@@ -2,7 +2,7 @@
 //! (0 ok, 1 zero, 2 non-finite; see [`crate::weights::RowStatus`]).
 
 use super::{Access, Pipeline};
-use crate::gpu::{grid_2d, Gpu, ParamArena};
+use crate::backend::gpu::{grid_2d, Gpu, ParamArena};
 
 /// Mirrors `Params` in `shaders/normalize.wgsl`.
 #[repr(C)]

@@ -2,7 +2,7 @@
 //! select plus bitonic sort; order: score descending, index ascending).
 
 use super::{Access, Pipeline};
-use crate::gpu::{grid_2d, Gpu, ParamArena};
+use crate::backend::gpu::{grid_2d, Gpu, ParamArena};
 
 /// Largest k the kernel supports (one workgroup of 256 holds the list).
 pub const MAX_TOP_K: usize = 256;

@@ -2,7 +2,7 @@
 //! come from the host) and the per-row guard scale Σ|w|.
 
 use super::{Access, Pipeline};
-use crate::gpu::{Gpu, ParamArena};
+use crate::backend::gpu::{Gpu, ParamArena};
 
 /// Mirrors `Params` in `shaders/weights.wgsl`.
 #[repr(C)]

@@ -613,7 +613,7 @@ pub fn check_output(
         hrow(&overlap.iter().map(|p| p.0).collect::<Vec<_>>()),
         hrow(&missing),
     );
-    let reference = clp_gpu::reference::clp(
+    let reference = clp_gpu::backend::reference::clp(
         &MatrixRef::from_f32(&hm, missing.len(), helper.dim).unwrap(),
         &MatrixRef::from_f32(&ho, overlap.len(), helper.dim).unwrap(),
         &MatrixRef::from_f32(&e, overlap.len(), cols).unwrap(),

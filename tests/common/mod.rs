@@ -2,8 +2,8 @@
 //! seeded inputs, tolerant comparisons that report the worst element.
 #![allow(dead_code)]
 
-use clp_gpu::engine::{Engine, EngineOptions};
-use clp_gpu::reference;
+use clp_gpu::backend::gpu::{Engine, EngineOptions};
+use clp_gpu::backend::reference;
 use clp_gpu::{DType, Gpu, MatrixRef, TopK, Weighting};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 

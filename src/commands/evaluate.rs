@@ -8,9 +8,10 @@
 //! Rows the guards reject get the same fallback as in `apply` (the overlap mean) and are
 //! counted. Everything runs on the chosen backend through the same streaming pipeline.
 
-use crate::apply::{file_stored, mean_rows, open_files, read_pair, Backend};
+use crate::backend::Backend;
+use crate::backend::TileOut;
+use crate::commands::apply::{file_stored, mean_rows, open_files, read_pair};
 use crate::error::{Error, Result};
-use crate::pipeline::{ClpBackend, TileOut};
 use crate::rows::RowSet;
 use crate::synthetic::Rng;
 use crate::tensor::MatrixRef;
@@ -222,17 +223,7 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateReport> {
         t.elapsed().as_secs_f64(),
     ));
 
-    let backend: Box<dyn ClpBackend> = match opts.backend {
-        Backend::Gpu => Box::new(crate::Engine::with_options(
-            crate::Gpu::new()?,
-            crate::engine::EngineOptions {
-                gpu_memory_bytes: opts.memory_bytes,
-                ..Default::default()
-            },
-        )?),
-        Backend::Cpu => Box::new(crate::cpu::CpuBackend::new(opts.memory_bytes)),
-        Backend::CpuReference => Box::new(crate::reference::ReferenceBackend),
-    };
+    let backend = opts.backend.create(opts.memory_bytes)?;
     for w in &opts.weightings {
         let t = Instant::now();
         let mut cos = Vec::with_capacity(n_hold);

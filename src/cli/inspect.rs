@@ -1,7 +1,7 @@
-//! The `inspect` subcommand: clap arguments and printing; the work is [`clp_gpu::inspect`].
+//! The `inspect` subcommand: clap arguments and printing; the work is [`crate::commands::inspect`].
 
-use clp_gpu::inspect::{inspect, InspectOptions, InspectReport};
-use clp_gpu::vocab::{MatchMode, PairExample};
+use crate::commands::inspect::{inspect, InspectOptions, InspectReport};
+use crate::vocab::{MatchMode, PairExample};
 
 /// Show how the helper's tokenizer overlaps the source's (tokenizer files only: no weights, no GPU).
 #[derive(Debug, clap::Args)]

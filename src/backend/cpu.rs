@@ -3,11 +3,11 @@
 //! micro-kernels, threaded) and the per-row stages spread over cores with `rayon`.
 //!
 //! It makes the tool useful without a GPU and puts GPU and CPU one flag apart in `bench`. It is
-//! not the oracle: accumulation is f32 like the GPU's; [`crate::reference`] (f64) stays the
+//! not the oracle: accumulation is f32 like the GPU's; [`crate::backend::reference`] (f64) stays the
 //! oracle for both.
 
+use crate::backend::{self, stage, ClpBackend, Stats, TileOut};
 use crate::error::Result;
-use crate::pipeline::{self, stage, ClpBackend, Stats, TileOut};
 use crate::plan::{plan, PlanLimits, Problem, TilePlan};
 use crate::rows::RowSet;
 use crate::tensor::DType;
@@ -229,7 +229,7 @@ impl ClpBackend for CpuBackend {
         weighting: &Weighting,
         sink: &mut dyn FnMut(&TileOut) -> Result<()>,
     ) -> Result<Stats> {
-        let p = pipeline::problem(hm, ho, eo, weighting)?;
+        let p = backend::problem(hm, ho, eo, weighting)?;
         let mut stats = Stats::default();
         if p.missing == 0 {
             return Ok(stats);
@@ -238,7 +238,7 @@ impl ClpBackend for CpuBackend {
         stats.tiles = (tp.m_rows, tp.o_rows);
         stats.buffer_bytes = tp.gpu_bytes;
         let (dh, ds) = (p.helper_dim, p.source_dim);
-        let o_tiles = pipeline::tiles(p.overlap, tp.o_rows);
+        let o_tiles = backend::tiles(p.overlap, tp.o_rows);
         let mut w = Work::default();
 
         // Dense mode: G = Ĥ_Oᵀ [E_O | 1] (dh × (ds + 1)) and the guard scale ‖Σ_j ĥ_j‖.
@@ -281,7 +281,7 @@ impl ClpBackend for CpuBackend {
             }
         }
 
-        for (m0, m1) in pipeline::tiles(p.missing, tp.m_rows) {
+        for (m0, m1) in backend::tiles(p.missing, tp.m_rows) {
             let mt = m1 - m0;
             Work::load(&mut w.raw, &mut stats, hm, m0, m1, &mut w.hm)?;
             stats.time(stage::NORMALISE, || {
@@ -348,7 +348,7 @@ impl ClpBackend for CpuBackend {
                     let kk = best.first().map_or(0, Vec::len);
                     let weights: Vec<f32> = match *weighting {
                         Weighting::Omp { atoms } => {
-                            pipeline::omp_tile_weights(hm, ho, m0, m1, &sel_indices, kk, atoms)?
+                            backend::omp_tile_weights(hm, ho, m0, m1, &sel_indices, kk, atoms)?
                         }
                         _ => best
                             .par_iter()

@@ -1,8 +1,9 @@
-//! The `apply` subcommand: clap arguments and printing; the work is [`clp_gpu::apply`].
+//! The `apply` subcommand: clap arguments and printing; the work is [`crate::commands::apply`].
 
-use clp_gpu::apply::{apply, ApplyOptions, Backend};
-use clp_gpu::vocab::MatchMode;
-use clp_gpu::TopK;
+use crate::backend::Backend;
+use crate::commands::apply::{apply, ApplyOptions};
+use crate::vocab::MatchMode;
+use crate::TopK;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -57,7 +58,7 @@ pub struct ApplyArgs {
     pub backend: BackendArg,
     /// Memory budget of the tile buffers, e.g. 512MiB or 2GiB (GPU memory on the GPU, the
     /// working set on the CPU). Host memory stays near this plus a few MiB whatever the model size.
-    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = clp_gpu::plan::parse_bytes)]
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = crate::plan::parse_bytes)]
     pub gpu_memory: u64,
     /// Replace OUT if it exists.
     #[arg(long)]
@@ -77,7 +78,7 @@ pub struct ApplyArgs {
 }
 
 /// Runs `apply` and prints its summary.
-pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
+pub fn run(args: ApplyArgs, arguments: Vec<String>) -> anyhow::Result<()> {
     let opts = ApplyOptions {
         source: args.source,
         helper: args.helper,
@@ -97,7 +98,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
         provenance: args.provenance,
         pad_to_multiple: args.pad_to_multiple.map(|n| n as usize),
         progress: !args.quiet && std::io::stderr().is_terminal(),
-        arguments: std::env::args().collect(),
+        arguments,
     };
     let s = apply(&opts)?;
     if args.json {

@@ -1,6 +1,6 @@
-//! The `trim` subcommand: clap arguments and printing; the work is [`clp_gpu::trim`].
+//! The `trim` subcommand: clap arguments and printing; the work is [`crate::commands::trim`].
 
-use clp_gpu::trim::{trim, TrimOptions, TrimReport};
+use crate::commands::trim::{trim, TrimOptions, TrimReport};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 

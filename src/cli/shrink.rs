@@ -1,6 +1,6 @@
-//! The `shrink` subcommand: clap arguments and printing; the work is [`clp_gpu::shrink`].
+//! The `shrink` subcommand: clap arguments and printing; the work is [`crate::commands::shrink`].
 
-use clp_gpu::shrink::{shrink, LayerChoice, ShrinkOptions};
+use crate::commands::shrink::{shrink, LayerChoice, ShrinkOptions};
 use std::path::PathBuf;
 
 /// `--help` text of the subcommand.
@@ -88,7 +88,7 @@ pub fn run(args: ShrinkArgs) -> anyhow::Result<()> {
                     100.0 * e
                 ))
                 .unwrap_or_default(),
-            clp_gpu::shrink::PROJECTION_FILE
+            crate::commands::shrink::PROJECTION_FILE
         );
         println!("  note: {}", h.note);
     }

@@ -1,10 +1,14 @@
 //! What every compute backend shares: the checked problem, the tiles it hands out, the stage
 //! timings it reports, and the [`ClpBackend`] trait the GPU engine ([`crate::Engine`]) and the
-//! multi-threaded CPU path ([`crate::cpu::CpuBackend`]) implement.
+//! multi-threaded CPU path ([`crate::backend::cpu::CpuBackend`]) implement.
 //!
 //! A run streams: inputs come as [`RowSet`]s gathered tile by tile, and results leave as
 //! [`TileOut`]s handed to a sink as soon as each missing tile is done, so neither side ever holds
 //! a whole vocabulary. [`collect`] is the sink that keeps everything (tests, small problems).
+
+pub mod cpu;
+pub mod gpu;
+pub mod reference;
 
 use crate::error::{Error, Result};
 use crate::plan::{Problem, TilePlan};
@@ -94,6 +98,44 @@ pub mod stage {
     pub const ALL: [&str; 9] = [
         GATHER, UPLOAD, NORMALISE, SIMILARITY, GRAM, COMBINE, GPU, READBACK, WRITE,
     ];
+}
+
+/// Which implementation computes the missing rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The WGSL engine on the chosen GPU adapter.
+    Gpu,
+    /// The multi-threaded CPU path (same tiles, f32, SIMD GEMM).
+    Cpu,
+    /// The plain-Rust f64 reference (slow, holds the rows in memory; for tests and checking).
+    CpuReference,
+}
+
+impl Backend {
+    /// Name as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Gpu => "gpu",
+            Backend::Cpu => "cpu",
+            Backend::CpuReference => "cpu-reference",
+        }
+    }
+
+    /// Opens the backend with a memory budget for its tile buffers (GPU: device memory, also
+    /// the place where a missing adapter fails; CPU: the working set).
+    pub fn create(self, memory_bytes: u64) -> Result<Box<dyn ClpBackend>> {
+        Ok(match self {
+            Backend::Gpu => Box::new(gpu::Engine::with_options(
+                gpu::Gpu::new()?,
+                gpu::EngineOptions {
+                    gpu_memory_bytes: memory_bytes,
+                    ..Default::default()
+                },
+            )?),
+            Backend::Cpu => Box::new(cpu::CpuBackend::new(memory_bytes)),
+            Backend::CpuReference => Box::new(reference::ReferenceBackend),
+        })
+    }
 }
 
 /// A CLP implementation that streams tiles.
@@ -247,7 +289,7 @@ pub fn omp_tile_weights(
     let dh = h_overlap.cols();
     let unit = |set: &RowSet, bytes: &[u8], rows: usize| -> Result<Vec<f64>> {
         let m = MatrixRef::new(set.name(), bytes, set.dtype(), rows, dh)?;
-        Ok(crate::reference::normalize(&m).0)
+        Ok(crate::backend::reference::normalize(&m).0)
     };
     let mut bytes = Vec::new();
     h_missing.gather(m0, m1, &mut bytes)?;

@@ -17,10 +17,10 @@
 //!    tensor copied byte-for-byte, sharded like the source; config, tokenizer files, report;
 //!    then the staging directory is renamed to OUT.
 
+use crate::backend::{Backend, TileOut};
 use crate::error::{Error, Result};
 use crate::model::writer::{self, OutShard, OutTensor, Staging, TensorData};
 use crate::model::{hub, naming, ModelDir, VocabTensors, Weights, TOKENIZER_FILES};
-use crate::pipeline::{ClpBackend, TileOut};
 use crate::rows::{RowSet, Storage, Stored};
 use crate::tensor::{DType, MatrixRef};
 use crate::vocab::{match_tokens, MatchCounts, MatchMode, Matching, SpecialRole, Vocab};
@@ -33,28 +33,6 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// Which implementation computes the missing rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// The WGSL engine on the chosen GPU adapter.
-    Gpu,
-    /// The multi-threaded CPU path (same tiles, f32, SIMD GEMM).
-    Cpu,
-    /// The plain-Rust f64 reference (slow, holds the rows in memory; for tests and checking).
-    CpuReference,
-}
-
-impl Backend {
-    /// Name as on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Gpu => "gpu",
-            Backend::Cpu => "cpu",
-            Backend::CpuReference => "cpu-reference",
-        }
-    }
-}
 
 /// What `apply` needs to know.
 #[derive(Debug, Clone)]
@@ -238,17 +216,7 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
     };
     let staging = Staging::create(&opts.out, opts.force)?;
     // Open the GPU before reading any tensor data, so a missing adapter fails fast.
-    let backend: Box<dyn ClpBackend> = match opts.backend {
-        Backend::Gpu => Box::new(crate::Engine::with_options(
-            crate::Gpu::new()?,
-            crate::engine::EngineOptions {
-                gpu_memory_bytes: opts.memory_bytes,
-                ..Default::default()
-            },
-        )?),
-        Backend::Cpu => Box::new(crate::cpu::CpuBackend::new(opts.memory_bytes)),
-        Backend::CpuReference => Box::new(crate::reference::ReferenceBackend),
-    };
+    let backend = opts.backend.create(opts.memory_bytes)?;
     let backend_is_gpu = opts.backend == Backend::Gpu;
     timer.lap("match");
 

@@ -207,7 +207,7 @@ pub fn trim(opts: &TrimOptions) -> Result<TrimReport> {
         ));
     }
     let model_dir = hub::resolve_model_dir(&opts.model, "--model")?;
-    crate::apply::refuse_out_over_input(&opts.out, &[&model_dir])?;
+    crate::commands::apply::refuse_out_over_input(&opts.out, &[&model_dir])?;
     for c in &opts.corpora {
         if !c.is_file() {
             return Err(Error::Argument(format!(

@@ -2,8 +2,8 @@
 //! tests and for `--verify`; it favours obviousness over speed (the dense formula is computed
 //! directly over all M × O cosines, not in low rank).
 
+use crate::backend::{self, stage, ClpBackend, Stats, TileOut};
 use crate::error::Result;
-use crate::pipeline::{self, stage, ClpBackend, Stats, TileOut};
 use crate::plan::{Problem, TilePlan};
 use crate::rows::RowSet;
 use crate::tensor::MatrixRef;
@@ -340,7 +340,7 @@ impl ClpBackend for ReferenceBackend {
         weighting: &Weighting,
         sink: &mut dyn FnMut(&TileOut) -> Result<()>,
     ) -> Result<Stats> {
-        let p = pipeline::problem(h_missing, h_overlap, e_overlap, weighting)?;
+        let p = backend::problem(h_missing, h_overlap, e_overlap, weighting)?;
         let mut stats = Stats::default();
         if p.missing == 0 {
             return Ok(stats);

@@ -17,13 +17,16 @@
 //! `EngineOptions::time_stages` serialises the stages instead, to time each one.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, ParamArena, Readback};
+pub mod context;
+
+use crate::backend::{self, stage, ClpBackend, Stats, TileOut};
 use crate::kernels::*;
-use crate::pipeline::{self, stage, ClpBackend, Stats, TileOut};
 use crate::plan::{plan, PlanLimits, Problem, TilePlan};
 use crate::rows::RowSet;
 use crate::tensor::{DType, MatrixRef};
 use crate::weights::{ClpOutput, RowStatus, Selection, Weighting, WEIGHT_SUM_TOLERANCE};
+pub use context::{grid_2d, ParamArena, Readback};
+pub use context::{list_adapters, AdapterSummary, Gpu};
 use std::time::Instant;
 
 /// Tunables of the engine.
@@ -327,7 +330,7 @@ impl Engine {
         e_overlap: &MatrixRef,
         weighting: &Weighting,
     ) -> Result<ClpOutput> {
-        pipeline::collect(self, h_missing, h_overlap, e_overlap, weighting)
+        backend::collect(self, h_missing, h_overlap, e_overlap, weighting)
     }
 
     fn run_streamed(
@@ -338,7 +341,7 @@ impl Engine {
         weighting: &Weighting,
         sink: &mut dyn FnMut(&TileOut) -> Result<()>,
     ) -> Result<Stats> {
-        let p = pipeline::problem(hm, ho, eo, weighting)?;
+        let p = backend::problem(hm, ho, eo, weighting)?;
         if p.missing == 0 {
             return Ok(Stats::default());
         }
@@ -348,7 +351,7 @@ impl Engine {
         flow.stats.tiles = (tp.m_rows, tp.o_rows);
         flow.stats.buffer_bytes = tp.gpu_bytes;
         let (dh, ds) = (p.helper_dim, p.source_dim);
-        let o_tiles = pipeline::tiles(p.overlap, tp.o_rows);
+        let o_tiles = backend::tiles(p.overlap, tp.o_rows);
         let mut stage = Staging::default();
 
         if p.k.is_none() {
@@ -360,7 +363,7 @@ impl Engine {
         let mut scores = vec![0.0f32; tp.m_rows * k];
         let mut indices = vec![0u32; tp.m_rows * k];
         let mut weights = vec![0.0f32; tp.m_rows * k];
-        for (m0, m1) in pipeline::tiles(p.missing, tp.m_rows) {
+        for (m0, m1) in backend::tiles(p.missing, tp.m_rows) {
             let mt = m1 - m0;
             self.poison(&[&b.hm_hat, &b.hm_status, &b.numer, &b.out, &b.status]);
             flow.load(hm, m0, m1, &mut stage.hm, &b.hm_raw)?;
@@ -648,7 +651,7 @@ impl Engine {
                 b.readback
                     .read(&self.gpu, bytes, bytemuck::pod_collect_to_vec::<u8, u32>)?;
             let t = Instant::now();
-            let w = pipeline::omp_tile_weights(hm, ho, m0, m1, &indices, k as usize, atoms)?;
+            let w = backend::omp_tile_weights(hm, ho, m0, m1, &indices, k as usize, atoms)?;
             flow.stats.add(stage::COMBINE, t.elapsed());
             self.gpu.upload(&b.weight, bytemuck::cast_slice(&w));
         }

@@ -11,9 +11,9 @@
 //! `verify` rows are recomputed with the streamed f64 reference; the worst error is reported.
 //! A checksum of all output rows shows determinism and budget-invariance at a glance.
 
+use crate::backend::reference;
+use crate::backend::{stage, ClpBackend, TileOut};
 use crate::error::{Error, Result};
-use crate::pipeline::{stage, ClpBackend, TileOut};
-use crate::reference;
 use crate::rows::{RowSet, Storage, Stored};
 use crate::synthetic::{embeddings, sample_ids, write_embedding_file, Rng};
 use crate::tensor::{DType, MatrixRef};
@@ -207,7 +207,7 @@ pub struct BenchReport {
     /// What ran the math.
     pub backend: String,
     /// The adapter (GPU backend).
-    pub adapter: Option<crate::gpu::AdapterSummary>,
+    pub adapter: Option<crate::backend::gpu::AdapterSummary>,
     /// The shape.
     pub shape: BenchShape,
     /// "memory" or the directory of the on-disk inputs.
@@ -419,7 +419,7 @@ impl Fnv {
 /// Runs every mode on synthetic data of `opts.shape` and verifies `opts.verify` rows.
 pub fn run(
     backend: &dyn ClpBackend,
-    adapter: Option<crate::gpu::AdapterSummary>,
+    adapter: Option<crate::backend::gpu::AdapterSummary>,
     opts: &BenchOptions,
 ) -> Result<BenchReport> {
     let shape = opts.shape;

@@ -166,7 +166,7 @@ pub fn shrink(opts: &ShrinkOptions) -> Result<ShrinkReport> {
         ));
     }
     let model_dir = hub::resolve_model_dir(&opts.model, "--model")?;
-    crate::apply::refuse_out_over_input(&opts.out, &[&model_dir])?;
+    crate::commands::apply::refuse_out_over_input(&opts.out, &[&model_dir])?;
     let model = ModelDir::open(&model_dir)?;
     let w = &model.weights;
     let config_layers = layers::LAYER_COUNT_KEYS

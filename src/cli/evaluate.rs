@@ -1,11 +1,11 @@
 //! The `evaluate` subcommand: clap arguments, the grid of configurations, and the table; the
-//! work is [`clp_gpu::evaluate`].
+//! work is [`crate::commands::evaluate`].
 
-use crate::apply_cli::BackendArg;
-use clp_gpu::apply::Backend;
-use clp_gpu::evaluate::{evaluate, EvaluateOptions};
-use clp_gpu::vocab::MatchMode;
-use clp_gpu::{TopK, Weighting};
+use super::apply::BackendArg;
+use crate::backend::Backend;
+use crate::commands::evaluate::{evaluate, EvaluateOptions};
+use crate::vocab::MatchMode;
+use crate::{TopK, Weighting};
 
 /// Score weightings on a held-out share of the overlap before writing a model.
 #[derive(Debug, clap::Args)]
@@ -49,7 +49,7 @@ pub struct EvaluateArgs {
     #[arg(long, value_enum, default_value_t = BackendArg::Gpu)]
     pub backend: BackendArg,
     /// Memory budget of the tile buffers, e.g. 512MiB.
-    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = clp_gpu::plan::parse_bytes)]
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = crate::plan::parse_bytes)]
     pub gpu_memory: u64,
     /// Print JSON instead of a table.
     #[arg(long)]
