@@ -1,5 +1,9 @@
 //! The vocabulary of a CLP computation, shared by the GPU engine and the CPU reference: how many
 //! neighbours to use, how to weight them, and what comes back (rows, selections, rejected rows).
+//! Also the host-side math every backend shares: f64 row normalisation and OMP.
+
+use crate::rows::RowSet;
+use crate::tensor::MatrixRef;
 
 /// How many overlapping tokens each missing token is built from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,4 +352,78 @@ pub struct ClpOutput {
     pub rejected: Vec<RejectedRow>,
     /// Chosen neighbours (top-k mode only).
     pub selection: Option<Selection>,
+}
+
+/// OMP weights of missing rows `m0..m1` given their selected candidates (`indices`, `n` per
+/// row, into the overlap rows): the host step of [`Weighting::Omp`] for every backend. Candidate
+/// and target rows are normalised in f64 as in the reference; rows run in parallel.
+pub fn omp_tile_weights(
+    h_missing: &RowSet,
+    h_overlap: &RowSet,
+    m0: usize,
+    m1: usize,
+    indices: &[u32],
+    n: usize,
+    atoms: usize,
+) -> crate::Result<Vec<f32>> {
+    use rayon::prelude::*;
+    let dh = h_overlap.cols();
+    let unit = |set: &RowSet, bytes: &[u8], rows: usize| -> crate::Result<Vec<f64>> {
+        let m = MatrixRef::new(set.name(), bytes, set.dtype(), rows, dh)?;
+        Ok(normalize_rows(&m).0)
+    };
+    let mut bytes = Vec::new();
+    h_missing.gather(m0, m1, &mut bytes)?;
+    let targets = unit(h_missing, &bytes, m1 - m0)?;
+    // Every distinct candidate once, gathered in index order (runs read together).
+    let mut ids: Vec<u32> = indices.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut cand = Vec::new();
+    let mut row = Vec::new();
+    for &id in &ids {
+        h_overlap.gather(id as usize, id as usize + 1, &mut row)?;
+        cand.extend_from_slice(&row);
+    }
+    let cand = unit(h_overlap, &cand, ids.len())?;
+    let pos = |id: u32| ids.binary_search(&id).unwrap_or(0);
+    let out: Vec<Vec<f32>> = (0..m1 - m0)
+        .into_par_iter()
+        .map(|r| {
+            let sel = &indices[r * n..(r + 1) * n];
+            let mut a = Vec::with_capacity(n * dh);
+            for &j in sel {
+                let p = pos(j);
+                a.extend_from_slice(&cand[p * dh..(p + 1) * dh]);
+            }
+            omp(&targets[r * dh..(r + 1) * dh], &a, dh, atoms)
+                .into_iter()
+                .map(|x| x as f32)
+                .collect()
+        })
+        .collect();
+    Ok(out.concat())
+}
+
+/// L2-normalised rows of `m` (zeros for zero or non-finite rows) and each row's status.
+pub fn normalize_rows(m: &MatrixRef) -> (Vec<f64>, Vec<RowStatus>) {
+    let mut out = vec![0.0f64; m.rows * m.cols];
+    let mut status = Vec::with_capacity(m.rows);
+    for r in 0..m.rows {
+        let row = m.row_f64(r);
+        if row.iter().any(|x| !x.is_finite()) {
+            status.push(RowStatus::NonFinite);
+            continue;
+        }
+        let norm = row.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm == 0.0 {
+            status.push(RowStatus::Zero);
+            continue;
+        }
+        for (o, x) in out[r * m.cols..(r + 1) * m.cols].iter_mut().zip(&row) {
+            *o = x / norm;
+        }
+        status.push(RowStatus::Ok);
+    }
+    (out, status)
 }

@@ -6,7 +6,7 @@
 //! not the oracle: accumulation is f32 like the GPU's; [`crate::backend::reference`] (f64) stays the
 //! oracle for both.
 
-use crate::backend::{self, stage, ClpBackend, Stats, TileOut};
+use crate::backend::api::{self, stage, ClpBackend, Stats, TileOut};
 use crate::error::Result;
 use crate::plan::{plan, PlanLimits, Problem, TilePlan};
 use crate::rows::RowSet;
@@ -229,190 +229,306 @@ impl ClpBackend for CpuBackend {
         weighting: &Weighting,
         sink: &mut dyn FnMut(&TileOut) -> Result<()>,
     ) -> Result<Stats> {
-        let p = backend::problem(hm, ho, eo, weighting)?;
-        let mut stats = Stats::default();
+        let p = api::problem(hm, ho, eo, weighting)?;
         if p.missing == 0 {
-            return Ok(stats);
+            return Ok(Stats::default());
         }
         let tp = ClpBackend::plan(self, &p)?;
-        stats.tiles = (tp.m_rows, tp.o_rows);
-        stats.buffer_bytes = tp.gpu_bytes;
-        let (dh, ds) = (p.helper_dim, p.source_dim);
-        let o_tiles = backend::tiles(p.overlap, tp.o_rows);
-        let mut w = Work::default();
-
-        // Dense mode: G = Ĥ_Oᵀ [E_O | 1] (dh × (ds + 1)) and the guard scale ‖Σ_j ĥ_j‖.
-        let mut gram = Vec::new();
-        let mut dense_scale = 0.0f64;
-        if p.k.is_none() {
-            gram = vec![0.0f32; dh * (ds + 1)];
-            let mut e1 = Vec::new();
-            for &(o0, o1) in &o_tiles {
-                let ot = o1 - o0;
-                Work::load(&mut w.raw, &mut stats, ho, o0, o1, &mut w.ho)?;
-                stats.time(stage::NORMALISE, || {
-                    normalize(&mut w.ho, dh, &mut w.ho_status)
-                });
-                Work::load(&mut w.raw, &mut stats, eo, o0, o1, &mut w.eo)?;
-                stats.time(stage::GRAM, || {
-                    e1.resize(ot * (ds + 1), 1.0);
-                    e1.par_chunks_mut(ds + 1)
-                        .zip(w.eo.par_chunks(ds))
-                        .for_each(|(dst, src)| {
-                            dst[..ds].copy_from_slice(src);
-                            dst[ds] = 1.0;
-                        });
-                    // G += Ĥ_Oᵀ [E_O | 1]: A = Ĥ_Oᵀ (dh × ot) read transposed.
-                    gemm(
-                        (dh, ds + 1, ot),
-                        &w.ho,
-                        (1, dh),
-                        &e1,
-                        (ds + 1, 1),
-                        1.0,
-                        &mut gram,
-                    );
-                });
-            }
-            let s: Vec<f64> = (0..dh).map(|i| gram[i * (ds + 1) + ds] as f64).collect();
-            let m = s.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-            if m > 0.0 {
-                dense_scale = m * s.iter().map(|v| (v / m).powi(2)).sum::<f64>().sqrt();
-            }
+        let mut run = Run {
+            sets: Sets { hm, ho, eo },
+            weighting,
+            o_tiles: api::tiles(p.overlap, tp.o_rows),
+            p,
+            w: Work::default(),
+            stats: Stats {
+                tiles: (tp.m_rows, tp.o_rows),
+                buffer_bytes: tp.gpu_bytes,
+                ..Stats::default()
+            },
+        };
+        let dense = match run.p.k {
+            None => Some(run.dense_gram()?),
+            Some(_) => None,
+        };
+        for (m0, m1) in api::tiles(run.p.missing, tp.m_rows) {
+            run.missing_tile((m0, m1), dense.as_ref(), sink)?;
         }
+        Ok(run.stats)
+    }
+}
 
-        for (m0, m1) in backend::tiles(p.missing, tp.m_rows) {
-            let mt = m1 - m0;
-            Work::load(&mut w.raw, &mut stats, hm, m0, m1, &mut w.hm)?;
-            stats.time(stage::NORMALISE, || {
-                normalize(&mut w.hm, dh, &mut w.hm_status)
+/// The three inputs of a run.
+struct Sets<'s, 'a> {
+    hm: &'s RowSet<'a>,
+    ho: &'s RowSet<'a>,
+    eo: &'s RowSet<'a>,
+}
+
+/// Dense mode's accumulated G = Ĥ_Oᵀ [E_O | 1] (dh × (ds + 1)) and the guard scale ‖Σ_j ĥ_j‖.
+struct Dense {
+    gram: Vec<f32>,
+    scale: f64,
+}
+
+/// The selection of one missing tile in top-k mode: per row the best (score, overlap index)
+/// pairs, best first, and their weights (`kk` per row).
+struct TopKTile {
+    best: Vec<Vec<(f32, u32)>>,
+    kk: usize,
+    weights: Vec<f32>,
+}
+
+/// One run of the CPU path: its problem, inputs, the overlap tiles and the reused buffers.
+struct Run<'s, 'a> {
+    sets: Sets<'s, 'a>,
+    weighting: &'s Weighting,
+    p: Problem,
+    o_tiles: Vec<(usize, usize)>,
+    w: Work,
+    stats: Stats,
+}
+
+impl Run<'_, '_> {
+    /// Gathers, decodes and (for helper rows) normalises rows `start..end` of one input.
+    fn load_helper(&mut self, missing: bool, start: usize, end: usize) -> Result<()> {
+        let dh = self.p.helper_dim;
+        let (set, dst, status) = if missing {
+            (self.sets.hm, &mut self.w.hm, &mut self.w.hm_status)
+        } else {
+            (self.sets.ho, &mut self.w.ho, &mut self.w.ho_status)
+        };
+        Work::load(&mut self.w.raw, &mut self.stats, set, start, end, dst)?;
+        self.stats
+            .time(stage::NORMALISE, || normalize(dst, dh, status));
+        Ok(())
+    }
+
+    fn load_source(&mut self, start: usize, end: usize) -> Result<()> {
+        let eo = self.sets.eo;
+        Work::load(
+            &mut self.w.raw,
+            &mut self.stats,
+            eo,
+            start,
+            end,
+            &mut self.w.eo,
+        )
+    }
+
+    /// Dense mode, once per run: G over every overlap tile, then the guard scale.
+    fn dense_gram(&mut self) -> Result<Dense> {
+        let (dh, ds) = (self.p.helper_dim, self.p.source_dim);
+        let mut gram = vec![0.0f32; dh * (ds + 1)];
+        let mut e1 = Vec::new();
+        for (o0, o1) in self.o_tiles.clone() {
+            let ot = o1 - o0;
+            self.load_helper(false, o0, o1)?;
+            self.load_source(o0, o1)?;
+            let w = &self.w;
+            self.stats.time(stage::GRAM, || {
+                e1.resize(ot * (ds + 1), 1.0);
+                e1.par_chunks_mut(ds + 1)
+                    .zip(w.eo.par_chunks(ds))
+                    .for_each(|(dst, src)| {
+                        dst[..ds].copy_from_slice(src);
+                        dst[ds] = 1.0;
+                    });
+                // G += Ĥ_Oᵀ [E_O | 1]: A = Ĥ_Oᵀ (dh × ot) read transposed.
+                gemm(
+                    (dh, ds + 1, ot),
+                    &w.ho,
+                    (1, dh),
+                    &e1,
+                    (ds + 1, 1),
+                    1.0,
+                    &mut gram,
+                );
             });
-            w.out.resize(mt * ds, 0.0);
-            w.status.resize(mt, 0);
-            let (mut sel_scores, mut sel_indices, mut sel_weights) =
-                (Vec::new(), Vec::new(), Vec::new());
-            let k = p.k.unwrap_or(0);
-            match p.k {
-                None => {
-                    let t = Instant::now();
-                    w.numer.resize(mt * (ds + 1), 0.0);
-                    gemm(
-                        (mt, ds + 1, dh),
-                        &w.hm,
-                        (dh, 1),
-                        &gram,
-                        (ds + 1, 1),
-                        0.0,
-                        &mut w.numer,
-                    );
-                    w.out
-                        .par_chunks_mut(ds)
-                        .zip(w.status.par_iter_mut())
-                        .zip(w.numer.par_chunks(ds + 1).zip(w.hm_status.par_iter()))
-                        .for_each(|((out, st), (numer, &hs))| {
-                            *st = finish_row(&numer[..ds], numer[ds], dense_scale, hs, out);
-                        });
-                    stats.add(stage::COMBINE, t.elapsed());
-                }
-                Some(k) => {
-                    let mut best: Vec<Vec<(f32, u32)>> = vec![Vec::with_capacity(k); mt];
-                    for &(o0, o1) in &o_tiles {
-                        let ot = o1 - o0;
-                        Work::load(&mut w.raw, &mut stats, ho, o0, o1, &mut w.ho)?;
-                        stats.time(stage::NORMALISE, || {
-                            normalize(&mut w.ho, dh, &mut w.ho_status)
-                        });
-                        stats.time(stage::SIMILARITY, || {
-                            w.scores.resize(mt * ot, 0.0);
-                            // S = Ĥ_M Ĥ_Oᵀ: B = Ĥ_Oᵀ (dh × ot) read transposed.
-                            gemm(
-                                (mt, ot, dh),
-                                &w.hm,
-                                (dh, 1),
-                                &w.ho,
-                                (1, dh),
-                                0.0,
-                                &mut w.scores,
-                            );
-                            best.par_iter_mut()
-                                .zip(w.scores.par_chunks(ot))
-                                .for_each(|(b, s)| merge_row(b, s, o0 as u32, k));
-                        });
-                    }
-                    // Weights per row, in selection order.
-                    let t = Instant::now();
-                    for b in &best {
-                        sel_scores.extend(b.iter().map(|p| p.0));
-                        sel_indices.extend(b.iter().map(|p| p.1));
-                    }
-                    let kk = best.first().map_or(0, Vec::len);
-                    let weights: Vec<f32> = match *weighting {
-                        Weighting::Omp { atoms } => {
-                            backend::omp_tile_weights(hm, ho, m0, m1, &sel_indices, kk, atoms)?
-                        }
-                        _ => best
-                            .par_iter()
-                            .flat_map_iter(|b| {
-                                let s: Vec<f64> = b.iter().map(|p| p.0 as f64).collect();
-                                closed_form_weights(weighting, &s)
-                                    .into_iter()
-                                    .map(|x| x as f32)
-                            })
-                            .collect(),
-                    };
-                    stats.add(stage::COMBINE, t.elapsed());
-                    w.numer.clear();
-                    w.numer.resize(mt * ds, 0.0);
-                    for &(o0, o1) in &o_tiles {
-                        Work::load(&mut w.raw, &mut stats, eo, o0, o1, &mut w.eo)?;
-                        let eo_tile = &w.eo;
-                        stats.time(stage::COMBINE, || {
-                            w.numer
-                                .par_chunks_mut(ds)
-                                .zip(best.par_iter().zip(weights.par_chunks(kk.max(1))))
-                                .for_each(|(acc, (b, wr))| {
-                                    for (&(_, j), &wj) in b.iter().zip(wr) {
-                                        let j = j as usize;
-                                        if j < o0 || j >= o1 || wj == 0.0 {
-                                            continue;
-                                        }
-                                        let e = &eo_tile[(j - o0) * ds..(j - o0 + 1) * ds];
-                                        for (a, &x) in acc.iter_mut().zip(e) {
-                                            *a += wj * x;
-                                        }
-                                    }
-                                });
-                        });
-                    }
-                    let t = Instant::now();
-                    w.out
-                        .par_chunks_mut(ds)
-                        .zip(w.status.par_iter_mut())
-                        .zip(w.numer.par_chunks(ds).zip(weights.par_chunks(kk.max(1))))
-                        .zip(w.hm_status.par_iter())
-                        .for_each(|(((out, st), (numer, wr)), &hs)| {
-                            let sum = wr.iter().fold(0.0f32, |a, &x| a + x);
-                            let scale = wr.iter().fold(0.0f32, |a, &x| a + x.abs());
-                            *st = finish_row(numer, sum, scale as f64, hs, out);
-                        });
-                    sel_weights = weights;
-                    stats.add(stage::COMBINE, t.elapsed());
-                }
-            }
-            let t = Instant::now();
-            sink(&TileOut {
-                start: m0,
-                dim: ds,
-                rows: &w.out,
-                status: &w.status,
-                k,
-                scores: &sel_scores,
-                indices: &sel_indices,
-                weights: &sel_weights,
-            })?;
-            stats.add(stage::WRITE, t.elapsed());
         }
-        Ok(stats)
+        let s: Vec<f64> = (0..dh).map(|i| gram[i * (ds + 1) + ds] as f64).collect();
+        let m = s.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        let mut scale = 0.0f64;
+        if m > 0.0 {
+            scale = m * s.iter().map(|v| (v / m).powi(2)).sum::<f64>().sqrt();
+        }
+        Ok(Dense { gram, scale })
+    }
+
+    /// Computes missing rows `m0..m1` and hands them to the sink.
+    fn missing_tile(
+        &mut self,
+        (m0, m1): (usize, usize),
+        dense: Option<&Dense>,
+        sink: &mut dyn FnMut(&TileOut) -> Result<()>,
+    ) -> Result<()> {
+        let mt = m1 - m0;
+        self.load_helper(true, m0, m1)?;
+        self.w.out.resize(mt * self.p.source_dim, 0.0);
+        self.w.status.resize(mt, 0);
+        let selected = match (dense, self.p.k) {
+            (Some(d), _) => {
+                self.dense_rows(mt, d);
+                None
+            }
+            (None, Some(k)) => {
+                let best = self.select(mt, k)?;
+                let sel = self.weigh(m0, m1, best)?;
+                self.combine(&sel)?;
+                Some(sel)
+            }
+            (None, None) => unreachable!("dense mode always has its gram"),
+        };
+        let (mut scores, mut indices) = (Vec::new(), Vec::new());
+        if let Some(sel) = &selected {
+            for b in &sel.best {
+                scores.extend(b.iter().map(|p| p.0));
+                indices.extend(b.iter().map(|p| p.1));
+            }
+        }
+        let t = Instant::now();
+        sink(&TileOut {
+            start: m0,
+            dim: self.p.source_dim,
+            rows: &self.w.out,
+            status: &self.w.status,
+            k: self.p.k.unwrap_or(0),
+            scores: &scores,
+            indices: &indices,
+            weights: selected.as_ref().map_or(&[][..], |s| &s.weights),
+        })?;
+        self.stats.add(stage::WRITE, t.elapsed());
+        Ok(())
+    }
+
+    /// Dense mode, per missing tile: Ĥ_M G divided by its last column, guarded.
+    fn dense_rows(&mut self, mt: usize, d: &Dense) {
+        let (dh, ds) = (self.p.helper_dim, self.p.source_dim);
+        let t = Instant::now();
+        let w = &mut self.w;
+        w.numer.resize(mt * (ds + 1), 0.0);
+        gemm(
+            (mt, ds + 1, dh),
+            &w.hm,
+            (dh, 1),
+            &d.gram,
+            (ds + 1, 1),
+            0.0,
+            &mut w.numer,
+        );
+        w.out
+            .par_chunks_mut(ds)
+            .zip(w.status.par_iter_mut())
+            .zip(w.numer.par_chunks(ds + 1).zip(w.hm_status.par_iter()))
+            .for_each(|((out, st), (numer, &hs))| {
+                *st = finish_row(&numer[..ds], numer[ds], d.scale, hs, out);
+            });
+        self.stats.add(stage::COMBINE, t.elapsed());
+    }
+
+    /// Top-k mode: the k most similar overlap rows of each missing row, over every overlap tile.
+    fn select(&mut self, mt: usize, k: usize) -> Result<Vec<Vec<(f32, u32)>>> {
+        let dh = self.p.helper_dim;
+        let mut best: Vec<Vec<(f32, u32)>> = vec![Vec::with_capacity(k); mt];
+        for (o0, o1) in self.o_tiles.clone() {
+            let ot = o1 - o0;
+            self.load_helper(false, o0, o1)?;
+            let w = &mut self.w;
+            self.stats.time(stage::SIMILARITY, || {
+                w.scores.resize(mt * ot, 0.0);
+                // S = Ĥ_M Ĥ_Oᵀ: B = Ĥ_Oᵀ (dh × ot) read transposed.
+                gemm(
+                    (mt, ot, dh),
+                    &w.hm,
+                    (dh, 1),
+                    &w.ho,
+                    (1, dh),
+                    0.0,
+                    &mut w.scores,
+                );
+                best.par_iter_mut()
+                    .zip(w.scores.par_chunks(ot))
+                    .for_each(|(b, s)| merge_row(b, s, o0 as u32, k));
+            });
+        }
+        Ok(best)
+    }
+
+    /// The weights of each row's selection, in selection order.
+    fn weigh(&mut self, m0: usize, m1: usize, best: Vec<Vec<(f32, u32)>>) -> Result<TopKTile> {
+        let t = Instant::now();
+        let kk = best.first().map_or(0, Vec::len);
+        let weights: Vec<f32> = match *self.weighting {
+            Weighting::Omp { atoms } => {
+                let indices: Vec<u32> = best.iter().flat_map(|b| b.iter().map(|p| p.1)).collect();
+                let Sets { hm, ho, .. } = self.sets;
+                crate::weights::omp_tile_weights(hm, ho, m0, m1, &indices, kk, atoms)?
+            }
+            _ => best
+                .par_iter()
+                .flat_map_iter(|b| {
+                    let s: Vec<f64> = b.iter().map(|p| p.0 as f64).collect();
+                    closed_form_weights(self.weighting, &s)
+                        .into_iter()
+                        .map(|x| x as f32)
+                })
+                .collect(),
+        };
+        self.stats.add(stage::COMBINE, t.elapsed());
+        Ok(TopKTile { best, kk, weights })
+    }
+
+    /// Top-k mode: Σ_j w_j e_j over every overlap tile, then the division by Σ w and the guards.
+    fn combine(&mut self, sel: &TopKTile) -> Result<()> {
+        let ds = self.p.source_dim;
+        let kk = sel.kk.max(1);
+        self.w.numer.clear();
+        self.w.numer.resize(sel.best.len() * ds, 0.0);
+        for (o0, o1) in self.o_tiles.clone() {
+            self.load_source(o0, o1)?;
+            let w = &mut self.w;
+            self.stats.time(stage::COMBINE, || {
+                w.numer
+                    .par_chunks_mut(ds)
+                    .zip(sel.best.par_iter().zip(sel.weights.par_chunks(kk)))
+                    .for_each(|(acc, (b, wr))| accumulate(acc, b, wr, (o0, o1), &w.eo, ds));
+            });
+        }
+        let t = Instant::now();
+        let w = &mut self.w;
+        w.out
+            .par_chunks_mut(ds)
+            .zip(w.status.par_iter_mut())
+            .zip(w.numer.par_chunks(ds).zip(sel.weights.par_chunks(kk)))
+            .zip(w.hm_status.par_iter())
+            .for_each(|(((out, st), (numer, wr)), &hs)| {
+                let sum = wr.iter().fold(0.0f32, |a, &x| a + x);
+                let scale = wr.iter().fold(0.0f32, |a, &x| a + x.abs());
+                *st = finish_row(numer, sum, scale as f64, hs, out);
+            });
+        self.stats.add(stage::COMBINE, t.elapsed());
+        Ok(())
+    }
+}
+
+/// Adds `w_j · e_j` to `acc` for the selected rows `j` that fall in the overlap tile `o0..o1`
+/// (`eo_tile` holds its source rows), in selection order.
+fn accumulate(
+    acc: &mut [f32],
+    best: &[(f32, u32)],
+    weights: &[f32],
+    (o0, o1): (usize, usize),
+    eo_tile: &[f32],
+    ds: usize,
+) {
+    for (&(_, j), &wj) in best.iter().zip(weights) {
+        let j = j as usize;
+        if j < o0 || j >= o1 || wj == 0.0 {
+            continue;
+        }
+        let e = &eo_tile[(j - o0) * ds..(j - o0 + 1) * ds];
+        for (a, &x) in acc.iter_mut().zip(e) {
+            *a += wj * x;
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! tests and for `--verify`; it favours obviousness over speed (the dense formula is computed
 //! directly over all M × O cosines, not in low rank).
 
-use crate::backend::{self, stage, ClpBackend, Stats, TileOut};
+use crate::backend::api::{self, stage, ClpBackend, Stats, TileOut};
 use crate::error::Result;
 use crate::plan::{Problem, TilePlan};
 use crate::rows::RowSet;
@@ -12,28 +12,7 @@ use crate::weights::{
     Weighting, WEIGHT_SUM_TOLERANCE,
 };
 
-/// L2-normalised rows of `m` (zeros for zero or non-finite rows) and each row's status.
-pub fn normalize(m: &MatrixRef) -> (Vec<f64>, Vec<RowStatus>) {
-    let mut out = vec![0.0f64; m.rows * m.cols];
-    let mut status = Vec::with_capacity(m.rows);
-    for r in 0..m.rows {
-        let row = m.row_f64(r);
-        if row.iter().any(|x| !x.is_finite()) {
-            status.push(RowStatus::NonFinite);
-            continue;
-        }
-        let norm = row.iter().map(|x| x * x).sum::<f64>().sqrt();
-        if norm == 0.0 {
-            status.push(RowStatus::Zero);
-            continue;
-        }
-        for (o, x) in out[r * m.cols..(r + 1) * m.cols].iter_mut().zip(&row) {
-            *o = x / norm;
-        }
-        status.push(RowStatus::Ok);
-    }
-    (out, status)
-}
+pub use crate::weights::normalize_rows as normalize;
 
 /// `a · bᵀ` for row-major `a` (ra × dim) and `b` (rb × dim): ra × rb.
 pub fn similarity(a: &[f64], b: &[f64], ra: usize, rb: usize, dim: usize) -> Vec<f64> {
@@ -61,6 +40,73 @@ pub fn top_k(scores: &[f64], k: usize) -> Vec<(u32, f64)> {
     idx.into_iter().map(|i| (i, scores[i as usize])).collect()
 }
 
+/// `k` of a top-k weighting over `o` overlap rows, `None` in dense mode.
+fn effective_k(weighting: &Weighting, o: usize) -> Option<usize> {
+    match weighting.top_k() {
+        TopK::K(k) => Some(k.min(o)),
+        TopK::All => None,
+    }
+}
+
+/// `‖v‖₂`.
+fn norm(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+/// OMP weights of a row's selection `(overlap index, cosine)` with `atoms` atoms.
+type OmpWeights<'a> = dyn FnMut(&[(u32, f64)], usize) -> Result<Vec<f64>> + 'a;
+
+/// Every neighbour one missing row uses, as (overlap index, weight): in top-k mode the `k`
+/// most similar overlap rows weighted by `weighting` (OMP solved by `omp_weights` from the
+/// selection), in dense mode every overlap row weighted by its cosine.
+fn neighbours(
+    weighting: &Weighting,
+    k: Option<usize>,
+    row_sims: &[f64],
+    omp_weights: &mut OmpWeights,
+) -> Result<Vec<(u32, f64)>> {
+    let Some(k) = k else {
+        return Ok(row_sims
+            .iter()
+            .enumerate()
+            .map(|(j, &c)| (j as u32, c))
+            .collect());
+    };
+    let best = top_k(row_sims, k);
+    let w = match *weighting {
+        Weighting::Omp { atoms } => omp_weights(&best, atoms)?,
+        _ => closed_form_weights(weighting, &best.iter().map(|p| p.1).collect::<Vec<_>>()),
+    };
+    Ok(best.iter().map(|p| p.0).zip(w).collect())
+}
+
+/// The guards every backend applies, on one row: a zero or non-finite helper row, weights that
+/// cancel (`|Σw| ≤ tol · Σ|w|` in top-k mode, `≤ tol · ‖s‖` in dense mode), a non-finite
+/// result. `sums(Σw)` gives the row `Σ_j w_j e_j / Σw`.
+fn guard(
+    status: RowStatus,
+    chosen: &[(u32, f64)],
+    dense_scale: Option<f64>,
+    sums: impl FnOnce(f64) -> Vec<f32>,
+) -> std::result::Result<Vec<f32>, RejectReason> {
+    match status {
+        RowStatus::Zero => return Err(RejectReason::ZeroHelperRow),
+        RowStatus::NonFinite => return Err(RejectReason::NonFiniteHelperRow),
+        RowStatus::Ok => {}
+    }
+    let sum: f64 = chosen.iter().map(|p| p.1).sum();
+    let scale = dense_scale.unwrap_or_else(|| chosen.iter().map(|p| p.1.abs()).sum());
+    if sum.abs() <= WEIGHT_SUM_TOLERANCE as f64 * scale {
+        return Err(RejectReason::WeightSumNearZero);
+    }
+    let vals = sums(sum);
+    if vals.iter().all(|v| v.is_finite()) {
+        Ok(vals)
+    } else {
+        Err(RejectReason::NonFiniteResult)
+    }
+}
+
 /// The full CLP computation: f64 everywhere, f32 rows out. Dense mode uses the direct formula
 /// `Σ_j c_mj e_j / Σ_j c_mj` over every overlapping row.
 pub fn clp(
@@ -79,95 +125,60 @@ pub fn clp(
     let (ho, _) = normalize(h_overlap);
     let sims = similarity(&hm, &ho, m, o, dh);
     let e: Vec<f64> = (0..o).flat_map(|j| e_overlap.row_f64(j)).collect();
-    let dense_scale = {
-        let mut s = vec![0.0f64; dh];
-        for j in 0..o {
-            for (si, x) in s.iter_mut().zip(&ho[j * dh..(j + 1) * dh]) {
-                *si += x;
-            }
+    let mut s = vec![0.0f64; dh];
+    for j in 0..o {
+        for (si, x) in s.iter_mut().zip(&ho[j * dh..(j + 1) * dh]) {
+            *si += x;
         }
-        s.iter().map(|x| x * x).sum::<f64>().sqrt()
+    }
+    let k = effective_k(weighting, o);
+    let dense_scale = k.is_none().then(|| norm(&s));
+    let mut out = ClpOutput {
+        rows: vec![0.0f32; m * ds],
+        dim: ds,
+        rejected: Vec::new(),
+        selection: k.map(|k| Selection {
+            k,
+            indices: Vec::new(),
+            scores: Vec::new(),
+            weights: Vec::new(),
+        }),
     };
-    let mut rows = vec![0.0f32; m * ds];
-    let mut rejected = Vec::new();
-    let k = match weighting.top_k() {
-        TopK::K(k) => Some(k.min(o)),
-        TopK::All => None,
-    };
-    let mut selection = k.map(|k| Selection {
-        k,
-        indices: Vec::new(),
-        scores: Vec::new(),
-        weights: Vec::new(),
-    });
     for r in 0..m {
         let row_sims = &sims[r * o..(r + 1) * o];
-        // (overlap index, weight) of every neighbour used.
-        let chosen: Vec<(u32, f64)> = match (&mut selection, k) {
-            (Some(sel), Some(k)) => {
-                let best = top_k(row_sims, k);
-                let scores: Vec<f64> = best.iter().map(|p| p.1).collect();
-                let w = match *weighting {
-                    Weighting::Omp { atoms } => {
-                        let cand: Vec<f64> = best
-                            .iter()
-                            .flat_map(|&(j, _)| ho[j as usize * dh..(j as usize + 1) * dh].to_vec())
-                            .collect();
-                        omp(&hm[r * dh..(r + 1) * dh], &cand, dh, atoms)
-                    }
-                    _ => closed_form_weights(weighting, &scores),
-                };
-                sel.indices.extend(best.iter().map(|p| p.0));
-                sel.scores.extend(best.iter().map(|p| p.1 as f32));
-                sel.weights.extend(w.iter().map(|&x| x as f32));
-                best.iter().map(|p| p.0).zip(w).collect()
-            }
-            _ => row_sims
+        let target = &hm[r * dh..(r + 1) * dh];
+        let mut omp_weights = |best: &[(u32, f64)], atoms: usize| -> Result<Vec<f64>> {
+            let cand: Vec<f64> = best
                 .iter()
-                .enumerate()
-                .map(|(j, &c)| (j as u32, c))
-                .collect(),
+                .flat_map(|&(j, _)| ho[j as usize * dh..(j as usize + 1) * dh].to_vec())
+                .collect();
+            Ok(omp(target, &cand, dh, atoms))
         };
-        let reason = match st_m[r] {
-            RowStatus::Zero => Some(RejectReason::ZeroHelperRow),
-            RowStatus::NonFinite => Some(RejectReason::NonFiniteHelperRow),
-            RowStatus::Ok => {
-                let sum: f64 = chosen.iter().map(|p| p.1).sum();
-                let scale = match k {
-                    Some(_) => chosen.iter().map(|p| p.1.abs()).sum(),
-                    None => dense_scale,
-                };
-                if sum.abs() <= WEIGHT_SUM_TOLERANCE as f64 * scale {
-                    Some(RejectReason::WeightSumNearZero)
-                } else {
-                    let vals: Vec<f32> = (0..ds)
-                        .map(|c| {
-                            let acc: f64 = chosen
-                                .iter()
-                                .map(|&(j, w)| w * e[j as usize * ds + c])
-                                .sum();
-                            (acc / sum) as f32
-                        })
-                        .collect();
-                    if vals.iter().all(|v| v.is_finite()) {
-                        rows[r * ds..(r + 1) * ds].copy_from_slice(&vals);
-                        None
-                    } else {
-                        Some(RejectReason::NonFiniteResult)
-                    }
-                }
-            }
+        let chosen = neighbours(weighting, k, row_sims, &mut omp_weights)
+            .expect("in-memory candidates cannot fail");
+        if let Some(sel) = out.selection.as_mut() {
+            sel.indices.extend(chosen.iter().map(|p| p.0));
+            sel.scores
+                .extend(chosen.iter().map(|p| row_sims[p.0 as usize] as f32));
+            sel.weights.extend(chosen.iter().map(|p| p.1 as f32));
+        }
+        let sums = |sum: f64| -> Vec<f32> {
+            (0..ds)
+                .map(|c| {
+                    let acc: f64 = chosen
+                        .iter()
+                        .map(|&(j, w)| w * e[j as usize * ds + c])
+                        .sum();
+                    (acc / sum) as f32
+                })
+                .collect()
         };
-        if let Some(reason) = reason {
-            rejected.push(RejectedRow { row: r, reason });
+        match guard(st_m[r], &chosen, dense_scale, sums) {
+            Ok(vals) => out.rows[r * ds..(r + 1) * ds].copy_from_slice(&vals),
+            Err(reason) => out.rejected.push(RejectedRow { row: r, reason }),
         }
     }
-    ClpOutput {
-        rows,
-        dim: ds,
-        rejected,
-        selection,
-    }
+    out
 }
 
 /// One missing row computed by [`clp_rows`].
@@ -179,34 +190,29 @@ pub struct ReferenceRow {
     pub rejected: Option<RejectReason>,
 }
 
-/// [`clp`] for the chosen missing rows only, streaming the overlap sets in chunks so that it
-/// works on vocabularies that do not fit in memory (for `bench --verify` on on-disk inputs).
-/// Same f64 arithmetic and tie rules as [`clp`].
-pub fn clp_rows(
-    rows: &[usize],
-    h_missing: &RowSet,
+/// Rows of the overlap sets are streamed in chunks of this many rows by [`clp_rows`].
+const CHUNK: usize = 4096;
+
+/// `v / ‖v‖` with the row's status (zeros for a non-finite row, unchanged for a zero row).
+fn unit(v: Vec<f64>) -> (Vec<f64>, RowStatus) {
+    if v.iter().any(|x| !x.is_finite()) {
+        return (vec![0.0; v.len()], RowStatus::NonFinite);
+    }
+    let n = norm(&v);
+    if n == 0.0 {
+        return (v, RowStatus::Zero);
+    }
+    (v.iter().map(|x| x / n).collect(), RowStatus::Ok)
+}
+
+/// Pass 1 of [`clp_rows`], over the helper overlap in chunks: the cosine of every target with
+/// every overlap row, and `Σ_j ĥ_j`.
+fn streamed_cosines(
+    targets: &[(Vec<f64>, RowStatus)],
     h_overlap: &RowSet,
-    e_overlap: &RowSet,
-    weighting: &Weighting,
-) -> Result<Vec<ReferenceRow>> {
-    const CHUNK: usize = 4096;
-    let (o, dh, ds) = (h_overlap.rows(), h_overlap.cols(), e_overlap.cols());
-    let unit = |v: Vec<f64>| -> (Vec<f64>, RowStatus) {
-        if v.iter().any(|x| !x.is_finite()) {
-            return (vec![0.0; v.len()], RowStatus::NonFinite);
-        }
-        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-        if norm == 0.0 {
-            return (v, RowStatus::Zero);
-        }
-        (v.iter().map(|x| x / norm).collect(), RowStatus::Ok)
-    };
-    let targets: Vec<(Vec<f64>, RowStatus)> = rows
-        .iter()
-        .map(|&r| h_missing.row_f64(r).map(unit))
-        .collect::<Result<_>>()?;
-    // Pass 1 over the helper overlap: every cosine of every chosen row, and Σ_j ĥ_j.
-    let mut sims = vec![vec![0.0f64; o]; rows.len()];
+) -> Result<(Vec<Vec<f64>>, Vec<f64>)> {
+    let (o, dh) = (h_overlap.rows(), h_overlap.cols());
+    let mut sims = vec![vec![0.0f64; o]; targets.len()];
     let mut s = vec![0.0f64; dh];
     let mut bytes = Vec::new();
     for o0 in (0..o).step_by(CHUNK) {
@@ -224,48 +230,20 @@ pub fn clp_rows(
             }
         }
     }
-    let dense_scale = s.iter().map(|x| x * x).sum::<f64>().sqrt();
-    let k = match weighting.top_k() {
-        TopK::K(k) => Some(k.min(o)),
-        TopK::All => None,
-    };
-    // The weights of every chosen row: (overlap index, weight).
-    let mut chosen: Vec<Vec<(u32, f64)>> = Vec::with_capacity(rows.len());
-    for (row, target) in sims.iter().zip(&targets) {
-        chosen.push(match k {
-            Some(k) => {
-                let best = top_k(row, k);
-                let scores: Vec<f64> = best.iter().map(|p| p.1).collect();
-                let w = match *weighting {
-                    Weighting::Omp { atoms } => {
-                        let mut cand = Vec::with_capacity(best.len() * dh);
-                        for &(j, _) in &best {
-                            h_overlap.gather(j as usize, j as usize + 1, &mut bytes)?;
-                            let one =
-                                MatrixRef::new("candidate", &bytes, h_overlap.dtype(), 1, dh)?;
-                            cand.extend(normalize(&one).0);
-                        }
-                        omp(&target.0, &cand, dh, atoms)
-                    }
-                    _ => closed_form_weights(weighting, &scores),
-                };
-                best.iter().map(|p| p.0).zip(w).collect()
-            }
-            None => row
-                .iter()
-                .enumerate()
-                .map(|(j, &c)| (j as u32, c))
-                .collect(),
-        });
-    }
-    // Pass 2 over the source overlap: the weighted sums.
-    let mut acc = vec![vec![0.0f64; ds]; rows.len()];
+    Ok((sims, s))
+}
+
+/// Pass 2 of [`clp_rows`], over the source overlap in chunks: `Σ_j w_j e_j` of every row.
+fn streamed_sums(chosen: &[Vec<(u32, f64)>], e_overlap: &RowSet) -> Result<Vec<Vec<f64>>> {
+    let (o, ds) = (e_overlap.rows(), e_overlap.cols());
+    let mut acc = vec![vec![0.0f64; ds]; chosen.len()];
     let mut by_row: Vec<Vec<(usize, usize, f64)>> = vec![Vec::new(); o.div_ceil(CHUNK)];
     for (i, c) in chosen.iter().enumerate() {
         for &(j, w) in c {
             by_row[j as usize / CHUNK].push((i, j as usize, w));
         }
     }
+    let mut bytes = Vec::new();
     for (ci, list) in by_row.iter().enumerate() {
         if list.is_empty() {
             continue;
@@ -280,36 +258,56 @@ pub fn clp_rows(
             }
         }
     }
+    Ok(acc)
+}
+
+/// [`clp`] for the chosen missing rows only, streaming the overlap sets in chunks so that it
+/// works on vocabularies that do not fit in memory (for `bench --verify` on on-disk inputs).
+/// Same f64 arithmetic and tie rules as [`clp`].
+pub fn clp_rows(
+    rows: &[usize],
+    h_missing: &RowSet,
+    h_overlap: &RowSet,
+    e_overlap: &RowSet,
+    weighting: &Weighting,
+) -> Result<Vec<ReferenceRow>> {
+    let (o, dh, ds) = (h_overlap.rows(), h_overlap.cols(), e_overlap.cols());
+    let targets: Vec<(Vec<f64>, RowStatus)> = rows
+        .iter()
+        .map(|&r| h_missing.row_f64(r).map(unit))
+        .collect::<Result<_>>()?;
+    let (sims, s) = streamed_cosines(&targets, h_overlap)?;
+    let k = effective_k(weighting, o);
+    let dense_scale = k.is_none().then(|| norm(&s));
+    let mut bytes = Vec::new();
+    let mut chosen: Vec<Vec<(u32, f64)>> = Vec::with_capacity(rows.len());
+    for (row, target) in sims.iter().zip(&targets) {
+        let mut omp_weights = |best: &[(u32, f64)], atoms: usize| -> Result<Vec<f64>> {
+            let mut cand = Vec::with_capacity(best.len() * dh);
+            for &(j, _) in best {
+                h_overlap.gather(j as usize, j as usize + 1, &mut bytes)?;
+                let one = MatrixRef::new("candidate", &bytes, h_overlap.dtype(), 1, dh)?;
+                cand.extend(normalize(&one).0);
+            }
+            Ok(omp(&target.0, &cand, dh, atoms))
+        };
+        chosen.push(neighbours(weighting, k, row, &mut omp_weights)?);
+    }
+    let acc = streamed_sums(&chosen, e_overlap)?;
     Ok(targets
         .iter()
         .zip(chosen.iter().zip(&acc))
         .map(|((_, status), (c, acc))| {
-            let reason = match status {
-                RowStatus::Zero => Some(RejectReason::ZeroHelperRow),
-                RowStatus::NonFinite => Some(RejectReason::NonFiniteHelperRow),
-                RowStatus::Ok => {
-                    let sum: f64 = c.iter().map(|p| p.1).sum();
-                    let scale = match k {
-                        Some(_) => c.iter().map(|p| p.1.abs()).sum(),
-                        None => dense_scale,
-                    };
-                    if sum.abs() <= WEIGHT_SUM_TOLERANCE as f64 * scale {
-                        Some(RejectReason::WeightSumNearZero)
-                    } else {
-                        let vals: Vec<f32> = acc.iter().map(|a| (a / sum) as f32).collect();
-                        if vals.iter().all(|v| v.is_finite()) {
-                            return ReferenceRow {
-                                values: vals,
-                                rejected: None,
-                            };
-                        }
-                        Some(RejectReason::NonFiniteResult)
-                    }
-                }
-            };
-            ReferenceRow {
-                values: vec![0.0; ds],
-                rejected: reason,
+            let sums = |sum: f64| acc.iter().map(|a| (a / sum) as f32).collect();
+            match guard(*status, c, dense_scale, sums) {
+                Ok(values) => ReferenceRow {
+                    values,
+                    rejected: None,
+                },
+                Err(reason) => ReferenceRow {
+                    values: vec![0.0; ds],
+                    rejected: Some(reason),
+                },
             }
         })
         .collect())
@@ -340,7 +338,7 @@ impl ClpBackend for ReferenceBackend {
         weighting: &Weighting,
         sink: &mut dyn FnMut(&TileOut) -> Result<()>,
     ) -> Result<Stats> {
-        let p = backend::problem(h_missing, h_overlap, e_overlap, weighting)?;
+        let p = api::problem(h_missing, h_overlap, e_overlap, weighting)?;
         let mut stats = Stats::default();
         if p.missing == 0 {
             return Ok(stats);

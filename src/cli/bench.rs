@@ -1,35 +1,58 @@
 //! The `bench` subcommand: clap arguments and printing; the work is [`crate::commands::bench`].
 
+use super::args::{DTypeArg, WeightingArg};
+use crate::backend::gpu::{Engine, EngineOptions, Gpu};
+use crate::backend::{cpu::CpuBackend, ClpBackend};
+use crate::commands::bench::{BenchOptions, BenchReport, BenchShape};
+use crate::TopK;
 use anyhow::Result;
+
+/// A named full-size shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Source 250,880 x 4,096, helper 50,257 x 1,600, O = M = 25,000.
+    S1,
+    /// Source 250,880 x 4,096, helper 250,880 x 2,048, O = 100,000, M = 150,000.
+    S2,
+}
+
+/// Where `bench` computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchBackend {
+    /// The WGSL engine on a GPU (honours WGPU_BACKEND / WGPU_ADAPTER_NAME).
+    Gpu,
+    /// The multi-threaded CPU path.
+    Cpu,
+}
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Named full-size scenario: s1 (source 250,880 x 4,096, helper 50,257 x 1,600, O = M =
     /// 25,000) or s2 (source 250,880 x 4,096, helper 250,880 x 2,048, O = 100,000, M = 150,000).
     /// Default: s1 with vocabularies cut 16x (O = M = 1,500; about a minute on lavapipe).
-    #[arg(long, value_parser = ["s1", "s2"])]
-    scenario: Option<String>,
+    #[arg(long, value_enum)]
+    scenario: Option<Scenario>,
     /// Custom shape as MISSING,OVERLAP,HELPER_DIM,SOURCE_DIM (overrides --scenario).
-    #[arg(long, value_name = "M,O,DH,DS")]
-    shape: Option<String>,
+    #[arg(long, value_name = "M,O,DH,DS", value_parser = parse_shape)]
+    shape: Option<BenchShape>,
     /// Override the number of missing rows M of the scenario (e.g. S2 with M = 10,000).
     #[arg(long)]
     missing: Option<usize>,
     /// Modes to time, comma separated: `all` (dense, the original CLP) and/or k values.
     #[arg(long, default_value = "all,64", value_delimiter = ',')]
-    top_k: Vec<crate::TopK>,
+    top_k: Vec<TopK>,
     /// Weighting of the selected neighbours (see `apply --help`).
-    #[arg(long, default_value = "clp", value_parser = ["clp", "softmax", "sparsemax", "omp"])]
-    weighting: String,
+    #[arg(long, value_enum, default_value_t = WeightingArg::Clp)]
+    weighting: WeightingArg,
     /// Softmax temperature.
     #[arg(long, default_value_t = 0.1)]
     temperature: f32,
     /// Storage type of the synthetic inputs.
-    #[arg(long, default_value = "f16", value_parser = ["f32", "f16", "bf16"])]
-    dtype: String,
+    #[arg(long, value_enum, default_value_t = DTypeArg::F16)]
+    dtype: DTypeArg,
     /// Compute on the GPU (WGSL kernels via wgpu) or the multi-threaded CPU path.
-    #[arg(long, default_value = "gpu", value_parser = ["gpu", "cpu"])]
-    backend: String,
+    #[arg(long, value_enum, default_value_t = BenchBackend::Gpu)]
+    backend: BenchBackend,
     /// Memory budget for the tile buffers, e.g. 512MiB or 2GiB: device memory on the GPU, the
     /// working set on the CPU.
     #[arg(long, default_value = "1GiB", value_parser = crate::plan::parse_bytes)]
@@ -56,53 +79,58 @@ pub struct BenchArgs {
     json: bool,
 }
 
-pub fn run(args: BenchArgs) -> Result<()> {
-    use crate::commands::bench::BenchShape;
-    let mut shape = match args.scenario.as_deref() {
-        Some("s1") => BenchShape::s1(),
-        Some("s2") => BenchShape::s2(),
-        _ => BenchShape::default_scaled(),
-    };
-    if let Some(s) = &args.shape {
-        let v: Vec<usize> = s
-            .split(',')
-            .map(|x| x.trim().parse())
-            .collect::<Result<_, _>>()
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "--shape `{s}`: write four whole numbers M,O,DH,DS, e.g. 2500,2500,1600,4096"
-                )
-            })?;
-        anyhow::ensure!(v.len() == 4, "--shape `{s}`: write four numbers M,O,DH,DS");
-        shape = BenchShape::custom(v[0], v[1], v[2], v[3]);
+/// `--shape M,O,DH,DS`.
+fn parse_shape(s: &str) -> std::result::Result<BenchShape, String> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|x| x.trim().parse())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| {
+            format!("`{s}`: write four whole numbers M,O,DH,DS, e.g. 2500,2500,1600,4096")
+        })?;
+    match v[..] {
+        [m, o, dh, ds] => Ok(BenchShape::custom(m, o, dh, ds)),
+        _ => Err(format!("`{s}`: write four numbers M,O,DH,DS")),
     }
-    if let Some(m) = args.missing {
-        shape.missing = m;
+}
+
+impl BenchArgs {
+    fn options(&self) -> Result<BenchOptions> {
+        let mut shape = self.shape.unwrap_or_else(|| match self.scenario {
+            Some(Scenario::S1) => BenchShape::s1(),
+            Some(Scenario::S2) => BenchShape::s2(),
+            None => BenchShape::default_scaled(),
+        });
+        if let Some(m) = self.missing {
+            shape.missing = m;
+        }
+        shape.dtype = self.dtype.into();
+        Ok(BenchOptions {
+            shape,
+            modes: self
+                .top_k
+                .iter()
+                .map(|&k| self.weighting.with(k, self.temperature))
+                .collect::<Result<_>>()?,
+            seed: self.seed,
+            verify: self.verify,
+            on_disk: self.on_disk.then(|| self.data_dir.clone()),
+        })
     }
-    shape.dtype = match args.dtype.as_str() {
-        "f32" => crate::DType::F32,
-        "bf16" => crate::DType::BF16,
-        _ => crate::DType::F16,
-    };
-    let budget = args.gpu_memory;
-    let opts = crate::commands::bench::BenchOptions {
-        shape,
-        modes: args
-            .top_k
-            .iter()
-            .map(|&k| crate::Weighting::from_parts(&args.weighting, k, args.temperature))
-            .collect::<Result<_, _>>()
-            .map_err(anyhow::Error::msg)?,
-        seed: args.seed,
-        verify: args.verify,
-        on_disk: args.on_disk.then(|| args.data_dir.clone()),
-    };
-    let say = |line: String| {
-        if !args.json {
+
+    /// A progress line on stderr (not with --json).
+    fn say(&self, line: String) {
+        if !self.json {
             eprintln!("{line}");
         }
-    };
-    say(format!(
+    }
+}
+
+/// Runs `bench` and prints its report.
+pub fn run(args: BenchArgs) -> Result<()> {
+    let opts = args.options()?;
+    let shape = &opts.shape;
+    args.say(format!(
         "shape: M {} x O {}, helper {} x {}, source {} x {}, {}, inputs {}",
         shape.missing,
         shape.overlap,
@@ -111,34 +139,39 @@ pub fn run(args: BenchArgs) -> Result<()> {
         shape.source_vocab,
         shape.source_dim,
         shape.dtype,
-        if args.on_disk {
-            format!("on disk in {}", args.data_dir.display())
-        } else {
-            "in memory".into()
+        match &opts.on_disk {
+            Some(dir) => format!("on disk in {}", dir.display()),
+            None => "in memory".into(),
         }
     ));
-    let report = if args.backend == "cpu" {
-        let cpu = crate::backend::cpu::CpuBackend::new(budget);
-        say(format!(
-            "backend: {}",
-            crate::backend::ClpBackend::describe(&cpu)
-        ));
-        crate::commands::bench::run(&cpu, None, &opts)?
-    } else {
-        let gpu = crate::Gpu::new()?;
-        let options = crate::backend::gpu::EngineOptions {
-            gpu_memory_bytes: budget,
-            time_stages: args.stages,
-            ..Default::default()
-        };
-        let engine = crate::Engine::with_options(gpu, options)?;
-        say(format!("adapter: {}", engine.gpu().adapter()));
-        crate::commands::bench::run(&engine, Some(engine.gpu().adapter().clone()), &opts)?
+    let report = match args.backend {
+        BenchBackend::Cpu => {
+            let cpu = CpuBackend::new(args.gpu_memory);
+            args.say(format!("backend: {}", ClpBackend::describe(&cpu)));
+            crate::commands::bench::run(&cpu, None, &opts)?
+        }
+        BenchBackend::Gpu => {
+            let options = EngineOptions {
+                gpu_memory_bytes: args.gpu_memory,
+                time_stages: args.stages,
+                ..Default::default()
+            };
+            let engine = Engine::with_options(Gpu::new()?, options)?;
+            args.say(format!("adapter: {}", engine.gpu().adapter()));
+            let adapter = Some(engine.gpu().adapter().clone());
+            crate::commands::bench::run(&engine, adapter, &opts)?
+        }
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
+    } else {
+        print_report(&report);
     }
+    Ok(())
+}
+
+/// The human report: one table row per mode, then the stages of each mode and the peak RSS.
+fn print_report(report: &BenchReport) {
     println!(
         "inputs ready in {:.2} s ({})",
         report.generate_seconds, report.inputs
@@ -189,5 +222,4 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "peak RSS {:.1} MiB",
         report.peak_rss_bytes as f64 / (1 << 20) as f64
     );
-    Ok(())
 }

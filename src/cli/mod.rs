@@ -3,6 +3,7 @@
 //! any other front end (a Python entry point, a test) share it.
 
 pub mod apply;
+pub mod args;
 pub mod bench;
 pub mod devices;
 pub mod evaluate;

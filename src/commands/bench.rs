@@ -12,7 +12,7 @@
 //! A checksum of all output rows shows determinism and budget-invariance at a glance.
 
 use crate::backend::reference;
-use crate::backend::{stage, ClpBackend, TileOut};
+use crate::backend::{stage, ClpBackend, Stats, TileOut};
 use crate::error::{Error, Result};
 use crate::rows::{RowSet, Storage, Stored};
 use crate::synthetic::{embeddings, sample_ids, write_embedding_file, Rng};
@@ -427,7 +427,7 @@ pub fn run(
     let t0 = Instant::now();
     let inputs = Inputs::generate(&shape, opts.seed, opts.on_disk.as_deref())?;
     let generate_seconds = t0.elapsed().as_secs_f64();
-    let [hm, ho, eo] = inputs.row_sets(&shape)?;
+    let sets = inputs.row_sets(&shape)?;
     let mut verify_ids: Vec<usize> = {
         let mut rng = Rng::new(opts.seed ^ 0xfeed);
         (0..opts.verify.min(shape.missing))
@@ -436,89 +436,11 @@ pub fn run(
     };
     verify_ids.sort_unstable();
     verify_ids.dedup();
-    let mut results = Vec::new();
-    for &weighting in &opts.modes {
-        let top_k = weighting.top_k();
-        let mut hash = Fnv(0xcbf2_9ce4_8422_2325);
-        let mut kept: BTreeMap<usize, (Vec<f32>, u32)> = BTreeMap::new();
-        let mut rejected = 0;
-        let t = Instant::now();
-        let stats = backend.run(&hm, &ho, &eo, &weighting, &mut |tile: &TileOut| {
-            hash.eat(bytemuck::cast_slice(tile.rows));
-            hash.eat(bytemuck::cast_slice(tile.status));
-            rejected += tile.status.iter().filter(|&&s| s != 0).count();
-            let end = tile.start + tile.status.len();
-            for &r in verify_ids.iter().filter(|&&r| r >= tile.start && r < end) {
-                let i = r - tile.start;
-                kept.insert(
-                    r,
-                    (
-                        tile.rows[i * tile.dim..(i + 1) * tile.dim].to_vec(),
-                        tile.status[i],
-                    ),
-                );
-            }
-            Ok(())
-        })?;
-        let seconds = t.elapsed().as_secs_f64();
-        let verify_max_rel_err = if verify_ids.is_empty() {
-            None
-        } else {
-            let want = reference::clp_rows(&verify_ids, &hm, &ho, &eo, &weighting)?;
-            let mut worst = 0.0f64;
-            for (r, w) in verify_ids.iter().zip(&want) {
-                let (got, status) = &kept[r];
-                if *status != w.rejected.map_or(0, |x| x.code()) {
-                    worst = f64::INFINITY;
-                    continue;
-                }
-                let scale = w.values.iter().fold(1e-30f64, |a, x| a.max(x.abs() as f64));
-                for (g, v) in got.iter().zip(&w.values) {
-                    worst = worst.max((*g as f64 - *v as f64).abs() / scale);
-                }
-            }
-            Some(worst)
-        };
-        let bytes_of = |s: &str| match s {
-            stage::GATHER => Some(stats.gathered_bytes),
-            stage::UPLOAD if stats.uploaded_bytes > 0 => Some(stats.uploaded_bytes),
-            stage::READBACK => Some(stats.readback_bytes),
-            _ => None,
-        };
-        let stages = stage::ALL
-            .iter()
-            .filter_map(|&s| {
-                let secs = *stats.seconds.get(s)?;
-                Some(StageTime {
-                    stage: s.to_string(),
-                    seconds: secs,
-                    gb_per_s: bytes_of(s)
-                        .filter(|_| secs > 0.0)
-                        .map(|b| b as f64 / secs / 1e9),
-                    gflops: stage_flops(&shape, top_k, s)
-                        .filter(|_| secs > 0.0)
-                        .map(|f| f / secs / 1e9),
-                })
-            })
-            .collect();
-        results.push(BenchResult {
-            top_k: match weighting {
-                Weighting::Clp { top_k } => top_k.to_string(),
-                w => w.label(),
-            },
-            seconds,
-            gflops: flops(&shape, top_k) / seconds / 1e9,
-            input_gb_per_s: stats.gathered_bytes as f64 / seconds / 1e9,
-            rows_per_s: shape.missing as f64 / seconds,
-            stages,
-            tiles: stats.tiles,
-            buffer_bytes: stats.buffer_bytes,
-            rejected,
-            checksum: format!("{:016x}", hash.0),
-            verified_rows: verify_ids.len(),
-            verify_max_rel_err,
-        });
-    }
+    let results = opts
+        .modes
+        .iter()
+        .map(|w| run_mode(backend, &sets, &shape, w, &verify_ids))
+        .collect::<Result<_>>()?;
     Ok(BenchReport {
         backend: backend.describe(),
         adapter,
@@ -528,4 +450,104 @@ pub fn run(
         results,
         peak_rss_bytes: peak_rss_bytes(),
     })
+}
+
+/// One timed run of one mode: checksum of every output row, the rows to verify kept aside.
+fn run_mode(
+    backend: &dyn ClpBackend,
+    [hm, ho, eo]: &[RowSet<'_>; 3],
+    shape: &BenchShape,
+    weighting: &Weighting,
+    verify_ids: &[usize],
+) -> Result<BenchResult> {
+    let top_k = weighting.top_k();
+    let mut hash = Fnv(0xcbf2_9ce4_8422_2325);
+    let mut kept: BTreeMap<usize, (Vec<f32>, u32)> = BTreeMap::new();
+    let mut rejected = 0;
+    let t = Instant::now();
+    let stats = backend.run(hm, ho, eo, weighting, &mut |tile: &TileOut| {
+        hash.eat(bytemuck::cast_slice(tile.rows));
+        hash.eat(bytemuck::cast_slice(tile.status));
+        rejected += tile.status.iter().filter(|&&s| s != 0).count();
+        let end = tile.start + tile.status.len();
+        for &r in verify_ids.iter().filter(|&&r| r >= tile.start && r < end) {
+            let i = r - tile.start;
+            let row = tile.rows[i * tile.dim..(i + 1) * tile.dim].to_vec();
+            kept.insert(r, (row, tile.status[i]));
+        }
+        Ok(())
+    })?;
+    let seconds = t.elapsed().as_secs_f64();
+    let verify_max_rel_err = if verify_ids.is_empty() {
+        None
+    } else {
+        let want = reference::clp_rows(verify_ids, hm, ho, eo, weighting)?;
+        Some(worst_relative_error(verify_ids, &kept, &want))
+    };
+    Ok(BenchResult {
+        top_k: match weighting {
+            Weighting::Clp { top_k } => top_k.to_string(),
+            w => w.label(),
+        },
+        seconds,
+        gflops: flops(shape, top_k) / seconds / 1e9,
+        input_gb_per_s: stats.gathered_bytes as f64 / seconds / 1e9,
+        rows_per_s: shape.missing as f64 / seconds,
+        stages: stage_times(&stats, shape, top_k),
+        tiles: stats.tiles,
+        buffer_bytes: stats.buffer_bytes,
+        rejected,
+        checksum: format!("{:016x}", hash.0),
+        verified_rows: verify_ids.len(),
+        verify_max_rel_err,
+    })
+}
+
+/// The worst error of the kept rows against the reference, relative to each reference row's
+/// largest magnitude; infinite when a row's status differs.
+fn worst_relative_error(
+    ids: &[usize],
+    kept: &BTreeMap<usize, (Vec<f32>, u32)>,
+    want: &[reference::ReferenceRow],
+) -> f64 {
+    let mut worst = 0.0f64;
+    for (r, w) in ids.iter().zip(want) {
+        let (got, status) = &kept[r];
+        if *status != w.rejected.map_or(0, |x| x.code()) {
+            worst = f64::INFINITY;
+            continue;
+        }
+        let scale = w.values.iter().fold(1e-30f64, |a, x| a.max(x.abs() as f64));
+        for (g, v) in got.iter().zip(&w.values) {
+            worst = worst.max((*g as f64 - *v as f64).abs() / scale);
+        }
+    }
+    worst
+}
+
+/// Seconds of every stage that ran, with GB/s for the byte-moving stages and GFLOP/s for the
+/// GEMM-like ones.
+fn stage_times(stats: &Stats, shape: &BenchShape, top_k: TopK) -> Vec<StageTime> {
+    let bytes_of = |s: &str| match s {
+        stage::GATHER => Some(stats.gathered_bytes),
+        stage::UPLOAD if stats.uploaded_bytes > 0 => Some(stats.uploaded_bytes),
+        stage::READBACK => Some(stats.readback_bytes),
+        _ => None,
+    };
+    stage::ALL
+        .iter()
+        .filter_map(|&s| {
+            let secs = *stats.seconds.get(s)?;
+            Some(StageTime {
+                stage: s.to_string(),
+                seconds: secs,
+                gb_per_s: bytes_of(s)
+                    .filter(|_| secs > 0.0)
+                    .map(|b| b as f64 / secs / 1e9),
+                gflops: stage_flops(shape, top_k, s)
+                    .filter(|_| secs > 0.0)
+                    .map(|f| f / secs / 1e9),
+            })
+        })
+        .collect()
 }
