@@ -7,10 +7,13 @@
 //!
 //! [`match_tokens`] applies CLP-Transfer's rule: a target token *overlaps* when the exact same
 //! string is in the source vocabulary ([`MatchMode::Exact`], the original's behaviour). With
-//! [`MatchMode::Canonical`] a target token that has no exact match also overlaps when its
-//! canonical form (the bytes it stands for and whether it starts a word, see [`canonical`]) is
-//! the form of a source token, so GPT-2's `Ġhello` and Llama's `▁hello` are one token. Exact
-//! matches take precedence. When several source tokens share a form, an ordinary token wins over
+//! [`MatchMode::Canonical`] tokens match by meaning: a target token overlaps when its canonical
+//! form (the bytes it stands for and whether it starts a word, see [`canonical`]) is the form
+//! of a source token, whatever either spelling, so GPT-2's `Ġhello` and Llama's `▁hello` are one
+//! token while GPT-2's `Ċ` (a newline) and a SentencePiece letter `Ċ` (U+010A) are not. Tokens
+//! without a form (added and special tokens) match by exact string. A tokenizer family that
+//! canonical matching does not know falls back to exact matching, with a notice. When several
+//! source tokens share a form, the same spelling wins, then an ordinary token wins over
 //! a SentencePiece `<0xHH>` byte token (which is only used when nothing else spells the byte),
 //! then the lowest id; the others are counted as collisions. A missing target special token
 //! takes the source's token of the same role when the source has one; every other missing token
@@ -270,7 +273,7 @@ pub enum MatchMode {
     /// Same token string (CLP-Transfer's rule).
     #[default]
     Exact,
-    /// Same string, else same canonical form (bytes + word start; see [`canonical`]).
+    /// Same canonical form (bytes + word start; see [`canonical`]), whatever the spelling.
     Canonical,
 }
 
@@ -288,7 +291,7 @@ impl MatchMode {
         match self {
             MatchMode::Exact => "exact token string; rows copied bit-exactly from the source",
             MatchMode::Canonical => {
-                "exact token string, else the same canonical form (bytes + word start, across byte-level BPE / SentencePiece / WordPiece spellings); rows copied bit-exactly from the source"
+                "the same canonical form (bytes + word start, whatever the spelling: byte-level BPE / SentencePiece / WordPiece), exact token string for tokens without one; rows copied bit-exactly from the source"
             }
         }
     }
@@ -319,7 +322,8 @@ pub struct Matching {
     /// `(target id, source id)` of tokens in both vocabularies (by exact string or canonical
     /// form), ascending by target id.
     pub overlap: Vec<(u32, u32)>,
-    /// The target ids of `overlap` matched by canonical form only, ascending.
+    /// The target ids of `overlap` matched by canonical form to a differently spelled source
+    /// token, ascending.
     pub canonical: Vec<u32>,
     /// Missing special tokens mapped by role, ascending by target id.
     pub by_role: Vec<RoleMapping>,
@@ -328,6 +332,9 @@ pub struct Matching {
     /// Source tokens whose canonical form a preferred source token already has (canonical
     /// mode; they can never be matched canonically).
     pub source_collisions: usize,
+    /// Why the matching is not the one asked for (canonical mode on a tokenizer family it
+    /// does not know falls back to exact matching), for the user to see.
+    pub notice: Option<String>,
 }
 
 /// Matches `target` against `source` by exact token string (see the module docs).
@@ -336,25 +343,26 @@ pub fn match_vocabularies(source: &Vocab, target: &Vocab) -> Matching {
 }
 
 /// Matches `target` against `source` with `mode` (see the module docs). Canonical mode needs
-/// the family of both tokenizers.
+/// the family of both tokenizers: when either is unknown it falls back to exact matching and
+/// says why in [`Matching::notice`].
 pub fn match_tokens(source: &Vocab, target: &Vocab, mode: MatchMode) -> Result<Matching> {
-    match mode {
-        MatchMode::Exact => Ok(match_vocabularies(source, target)),
-        MatchMode::Canonical => {
-            for (v, which) in [(source, "source"), (target, "target")] {
-                if let TokenFamily::Unknown { reason } = &v.family {
-                    return Err(Error::Argument(format!(
-                        "--match canonical: cannot tell how the {which} tokenizer {} spells tokens ({reason}); use --match exact",
-                        v.path.display()
-                    )));
-                }
-            }
-            let (index, collisions) = canonical_index(source);
-            let mut m = match_with(source, target, Some(&index));
-            m.source_collisions = collisions;
-            Ok(m)
+    if mode == MatchMode::Exact {
+        return Ok(match_vocabularies(source, target));
+    }
+    for (v, which) in [(source, "source"), (target, "target")] {
+        if let TokenFamily::Unknown { reason } = &v.family {
+            let mut m = match_vocabularies(source, target);
+            m.notice = Some(format!(
+                "--match canonical: cannot tell how the {which} tokenizer {} spells tokens ({reason}); matched by exact token string instead",
+                v.path.display()
+            ));
+            return Ok(m);
         }
     }
+    let (index, collisions) = canonical_index(source);
+    let mut m = match_with(source, target, Some(&index));
+    m.source_collisions = collisions;
+    Ok(m)
 }
 
 /// Canonical form → the preferred source id of that form, and the number of source tokens
@@ -388,6 +396,31 @@ fn canonical_index(source: &Vocab) -> (HashMap<CanonicalToken, u32>, usize) {
     (index, collisions)
 }
 
+/// Canonical mode: the source token that stands for what target token `t` stands for. A token
+/// with a canonical form matches by that form, whatever the spelling (the byte-level `Ċ` is a
+/// newline, the SentencePiece letter `Ċ` is U+010A: they do not match); the source token of the
+/// same spelling wins when it has the same form. A token without a form (added and special
+/// tokens) matches by exact string, and only a source token without a form.
+fn by_meaning(
+    source: &Vocab,
+    target: &Vocab,
+    t: u32,
+    index: &HashMap<CanonicalToken, u32>,
+) -> Option<u32> {
+    let same_spelling = target.token(t).and_then(|tok| source.id(tok));
+    let Some(form) = target.canonical(t) else {
+        return same_spelling;
+    };
+    if let Some(s) = same_spelling {
+        match source.canonical(s) {
+            Some(f) if f == form => return Some(s),
+            None => return Some(s),
+            Some(_) => {}
+        }
+    }
+    index.get(&form).copied()
+}
+
 fn match_with(
     source: &Vocab,
     target: &Vocab,
@@ -402,14 +435,15 @@ fn match_with(
         ..Matching::default()
     };
     for t in 0..target.len() as u32 {
-        if let Some(s) = target.token(t).and_then(|tok| source.id(tok)) {
+        let matched = match index {
+            None => target.token(t).and_then(|tok| source.id(tok)),
+            Some(index) => by_meaning(source, target, t, index),
+        };
+        if let Some(s) = matched {
             m.overlap.push((t, s));
-            continue;
-        }
-        let by_form = index.and_then(|index| index.get(&target.canonical(t)?).copied());
-        if let Some(s) = by_form {
-            m.overlap.push((t, s));
-            m.canonical.push(t);
+            if target.token(t) != source.token(s) {
+                m.canonical.push(t);
+            }
             continue;
         }
         let by_role = target.roles_of(t).find_map(|role| {
@@ -707,6 +741,40 @@ mod tests {
     }
 
     #[test]
+    fn canonical_matches_by_meaning_not_spelling() {
+        // Source: SentencePiece with byte fallback whose vocabulary also holds the *letters*
+        // Ċ (U+010A), Ġ (U+0120) and â (U+00E2), a literal newline and its byte token.
+        let sp = TokenFamily::SentencePiece {
+            replacement: '▁',
+            byte_fallback: true,
+        };
+        let s = family_vocab(
+            &[
+                "Ċ", "Ġ", "â", "<0x0A>", "\n", "<0xE2>", "<0x20>", "▁", "▁hello", "hello",
+            ],
+            sp,
+            &[],
+        );
+        // Target: byte-level BPE, where Ċ is "\n", Ġ is " " and â is the lone byte 0xE2.
+        let t = family_vocab(
+            &["Ċ", "Ġ", "â", "Ġhello", "hello", "ÃĪ"],
+            TokenFamily::ByteLevel,
+            &[],
+        );
+        let m = match_tokens(&s, &t, MatchMode::Canonical).unwrap();
+        // Ċ → the newline the source tokenizer produces ("\n", not <0x0A>, not the letter);
+        // Ġ → "▁" (a lone word start; <0x20> is a byte piece); â → <0xE2>; Ġhello → ▁hello;
+        // hello → hello (same spelling, same form); ÃĪ (bytes C3 88 = "È") has no source token.
+        assert_eq!(m.overlap, vec![(0, 4), (1, 7), (2, 5), (3, 8), (4, 9)]);
+        assert_eq!(m.canonical, vec![0, 1, 2, 3]);
+        assert_eq!(m.missing, vec![5]);
+        assert_eq!(m.notice, None);
+        // Exact matching would take the letters: the bug canonical mode must not have.
+        let exact = match_tokens(&s, &t, MatchMode::Exact).unwrap();
+        assert_eq!(exact.overlap, vec![(0, 0), (1, 1), (2, 2), (4, 9)]);
+    }
+
+    #[test]
     fn collisions_prefer_ordinary_tokens_then_lowest_id() {
         // A SentencePiece source spells "a" twice (byte fallback first) and " b" twice.
         let sp = TokenFamily::SentencePiece {
@@ -729,18 +797,21 @@ mod tests {
     }
 
     #[test]
-    fn canonical_needs_known_families() {
-        let s = vocab(&["a"]);
-        let t = family_vocab(&["a"], TokenFamily::ByteLevel, &[]);
-        let e = match_tokens(&s, &t, MatchMode::Canonical).unwrap_err();
-        let msg = e.to_string();
+    fn canonical_falls_back_to_exact_on_unknown_families() {
+        let s = vocab(&["a", "Ġb"]);
+        let t = family_vocab(&["a", "Ġb"], TokenFamily::ByteLevel, &[]);
+        let m = match_tokens(&s, &t, MatchMode::Canonical).unwrap();
+        assert_eq!(m.mode, MatchMode::Exact);
+        assert_eq!(m.overlap, vec![(0, 0), (1, 1)]);
+        let notice = m.notice.expect("a fallback says so");
         assert!(
-            msg.contains("source tokenizer") && msg.contains("--match exact"),
-            "{msg}"
+            notice.contains("source tokenizer") && notice.contains("exact"),
+            "{notice}"
         );
+        assert_eq!(match_tokens(&s, &t, MatchMode::Exact).unwrap().notice, None);
         assert_eq!(
             match_tokens(&s, &t, MatchMode::Exact).unwrap().overlap,
-            vec![(0, 0)]
+            vec![(0, 0), (1, 1)]
         );
         assert_eq!("canonical".parse::<MatchMode>(), Ok(MatchMode::Canonical));
         assert!("fuzzy".parse::<MatchMode>().is_err());
