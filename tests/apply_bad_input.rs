@@ -1,9 +1,10 @@
 //! Every bad input of `clp-gpu apply` fails the same way: exit code ≠ 0, one line on stderr
 //! naming the file/tensor/token and the fix, and nothing at OUT (no staging directory either).
 
-mod apply_common;
+mod fixtures;
 
-use apply_common::*;
+use fixtures::*;
+
 use clp_gpu::tensor::DType;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -11,9 +12,9 @@ use std::path::{Path, PathBuf};
 struct Fixture {
     _tmp: tempfile::TempDir,
     root: PathBuf,
-    src: Built,
-    hlp: Built,
-    sharded: Built,
+    src: Model,
+    hlp: Model,
+    sharded: Model,
 }
 
 fn fixture() -> Fixture {
@@ -21,36 +22,51 @@ fn fixture() -> Fixture {
     let root = tmp.path().to_path_buf();
     let src = build_model(
         &root.join("src"),
-        Arch::Gpt2,
-        Lang::English,
-        300,
-        4,
-        16,
-        DType::F32,
-        1,
-        1,
+        &ModelSpec {
+            arch: Arch::Gpt2,
+            vocab: Vocab::Trained {
+                lang: Lang::English,
+                size: 300,
+                pad_rows: 4,
+            },
+            dim: 16,
+            dtype: DType::F32,
+            shards: 1,
+            seed: 1,
+            ..Default::default()
+        },
     );
     let hlp = build_model(
         &root.join("hlp"),
-        Arch::Gpt2,
-        Lang::German,
-        280,
-        0,
-        16,
-        DType::F32,
-        1,
-        2,
+        &ModelSpec {
+            arch: Arch::Gpt2,
+            vocab: Vocab::Trained {
+                lang: Lang::German,
+                size: 280,
+                pad_rows: 0,
+            },
+            dim: 16,
+            dtype: DType::F32,
+            shards: 1,
+            seed: 2,
+            ..Default::default()
+        },
     );
     let sharded = build_model(
         &root.join("sharded"),
-        Arch::Llama,
-        Lang::English,
-        300,
-        0,
-        16,
-        DType::F16,
-        3,
-        3,
+        &ModelSpec {
+            arch: Arch::Llama,
+            vocab: Vocab::Trained {
+                lang: Lang::English,
+                size: 300,
+                pad_rows: 0,
+            },
+            dim: 16,
+            dtype: DType::F16,
+            shards: 3,
+            seed: 3,
+            ..Default::default()
+        },
     );
     Fixture {
         _tmp: tmp,
@@ -86,7 +102,7 @@ fn fails(f: &Fixture, name: &str, source: &Path, helper: &Path, extra: &[&str], 
     }
     args.extend(extra);
     args.extend(["--backend", "cpu-reference"]);
-    let o = run_apply(&args);
+    let o = run("apply", &args);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{name}: expected failure, got success");
     assert_eq!(
@@ -383,14 +399,17 @@ fn every_bad_input_fails_with_one_line_and_nothing_at_out() {
     // OUT exists; OUT not writable (its parent is a file).
     let existing = f.root.join("existing");
     std::fs::create_dir(&existing).unwrap();
-    let o = run_apply(&[
-        "--source",
-        src.to_str().unwrap(),
-        "--helper",
-        hlp.to_str().unwrap(),
-        "--out",
-        existing.to_str().unwrap(),
-    ]);
+    let o = run(
+        "apply",
+        &[
+            "--source",
+            src.to_str().unwrap(),
+            "--helper",
+            hlp.to_str().unwrap(),
+            "--out",
+            existing.to_str().unwrap(),
+        ],
+    );
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -448,21 +467,27 @@ fn force_replaces_an_existing_out() {
         a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
     };
     let a: Vec<String> = args(true);
-    ok(run_apply(&a.iter().map(String::as_str).collect::<Vec<_>>()));
+    ok(run(
+        "apply",
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
     assert!(!out.join("stale.txt").exists());
     check_output(&f.src, &f.hlp, &out, clp_gpu::weights::TopK::All, None);
     // --out equal to an input directory is refused even with --force.
-    let o = run_apply(&[
-        "--source",
-        f.src.dir.to_str().unwrap(),
-        "--helper",
-        f.hlp.dir.to_str().unwrap(),
-        "--out",
-        f.src.dir.to_str().unwrap(),
-        "--force",
-        "--backend",
-        "cpu-reference",
-    ]);
+    let o = run(
+        "apply",
+        &[
+            "--source",
+            f.src.dir.to_str().unwrap(),
+            "--helper",
+            f.hlp.dir.to_str().unwrap(),
+            "--out",
+            f.src.dir.to_str().unwrap(),
+            "--force",
+            "--backend",
+            "cpu-reference",
+        ],
+    );
     assert!(!o.status.success());
     assert!(f.src.dir.join("model.safetensors").is_file());
     assert!(String::from_utf8_lossy(&o.stderr).contains("input directory"));

@@ -21,7 +21,6 @@ use std::path::Path;
 
 // ---- Single kernels (GPU engine only) ----
 
-
 #[test]
 fn normalize_matches_reference() {
     let e = engine();
@@ -232,7 +231,14 @@ fn clp_top_k_matches_reference_on_awkward_shapes() {
             let w = Weighting::Clp { top_k: TopK::K(k) };
             for_each_backend(Tiling::caps(mm, mo), |name, backend| {
                 let got = collect(backend, &hm, &ho, &eo, &w).unwrap();
-                check_topk_run(&format!("{name} case {ci} {hd}/{sd}"), &hm, &ho, &eo, k, &got);
+                check_topk_run(
+                    &format!("{name} case {ci} {hd}/{sd}"),
+                    &hm,
+                    &ho,
+                    &eo,
+                    k,
+                    &got,
+                );
             });
         }
     }
@@ -251,7 +257,12 @@ fn clp_dense_matches_direct_formula() {
             let want = reference::clp(&hm, &ho, &eo, &w);
             for_each_backend(Tiling::caps(mm, mo), |name, backend| {
                 let got = collect(backend, &hm, &ho, &eo, &w).unwrap();
-                dense_close(&format!("{name} dense case {ci} {dtype}"), &got, &want, 1e-5);
+                dense_close(
+                    &format!("{name} dense case {ci} {dtype}"),
+                    &got,
+                    &want,
+                    1e-5,
+                );
             });
         }
     }
@@ -328,17 +339,26 @@ fn runs_are_bit_reproducible_and_m_zero_is_empty() {
                 );
                 assert_eq!(a.selection, b.selection, "{label} {top_k}");
                 let z = collect(backend, &empty, &ho, &eo, &w).unwrap();
-                assert!(z.rows.is_empty() && z.rejected.is_empty(), "{label} {top_k}");
+                assert!(
+                    z.rows.is_empty() && z.rejected.is_empty(),
+                    "{label} {top_k}"
+                );
             }
             // O = 0 and k beyond the supported maximum are errors, not panics.
             let all = Weighting::Clp { top_k: TopK::All };
             let err = collect(backend, &hm, &none, &none_e, &all).unwrap_err();
-            assert!(matches!(err, Error::Shape(_)), "{label}: O = 0 gave {err:?}");
+            assert!(
+                matches!(err, Error::Shape(_)),
+                "{label}: O = 0 gave {err:?}"
+            );
             let too_many = Weighting::Clp {
                 top_k: TopK::K(257),
             };
             let err = collect(backend, &hm, &ho, &eo, &too_many).unwrap_err();
-            assert!(matches!(err, Error::Argument(_)), "{label}: k 257 gave {err:?}");
+            assert!(
+                matches!(err, Error::Argument(_)),
+                "{label}: k 257 gave {err:?}"
+            );
         });
     }
 }
