@@ -4,10 +4,9 @@
 
 mod fixtures;
 
-use fixtures::*;
-
 use clp_gpu::tensor::DType;
 use clp_gpu::weights::TopK;
+use fixtures::*;
 use serde_json::Value;
 use std::path::Path;
 

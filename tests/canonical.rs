@@ -8,9 +8,8 @@
 
 mod fixtures;
 
-use fixtures::*;
-
 use clp_gpu::tensor::DType;
+use fixtures::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

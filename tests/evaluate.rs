@@ -5,10 +5,9 @@
 
 mod fixtures;
 
-use fixtures::*;
-
 use clp_gpu::synthetic::Rng as SRng;
 use clp_gpu::tensor::DType;
+use fixtures::*;
 use serde_json::Value;
 
 /// Latent vector of a token string: the same for the same string in both models.

@@ -5,12 +5,10 @@
 
 mod fixtures;
 
-use fixtures::*;
-
 use clp_gpu::tensor::DType;
+use fixtures::*;
 use serde_json::json;
 use std::path::Path;
-use {read_weights, write_json, write_weights, Tensor};
 
 /// Checks OUT against `model` when old layers `kept` were kept under `prefix`.
 fn check_layers(model: &Model, out: &Path, prefix: &str, kept: &[usize], config_key: &str) {

@@ -6,10 +6,8 @@
 
 mod fixtures;
 
-use fixtures::*;
-
 use clp_gpu::tensor::DType;
-use read_weights;
+use fixtures::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
