@@ -1,19 +1,19 @@
 //! Every bad input of `clp-gpu apply` fails the same way: exit code ≠ 0, one line on stderr
 //! naming the file/tensor/token and the fix, and nothing at OUT (no staging directory either).
 
-mod apply_common;
+mod fixtures;
 
-use apply_common::*;
 use clp_gpu::tensor::DType;
+use fixtures::*;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
 struct Fixture {
     _tmp: tempfile::TempDir,
     root: PathBuf,
-    src: Built,
-    hlp: Built,
-    sharded: Built,
+    src: Model,
+    hlp: Model,
+    sharded: Model,
 }
 
 fn fixture() -> Fixture {
@@ -21,36 +21,51 @@ fn fixture() -> Fixture {
     let root = tmp.path().to_path_buf();
     let src = build_model(
         &root.join("src"),
-        Arch::Gpt2,
-        Lang::English,
-        300,
-        4,
-        16,
-        DType::F32,
-        1,
-        1,
+        &ModelSpec {
+            arch: Arch::Gpt2,
+            vocab: Vocab::Trained {
+                lang: Lang::English,
+                size: 300,
+                pad_rows: 4,
+            },
+            dim: 16,
+            dtype: DType::F32,
+            shards: 1,
+            seed: 1,
+            ..Default::default()
+        },
     );
     let hlp = build_model(
         &root.join("hlp"),
-        Arch::Gpt2,
-        Lang::German,
-        280,
-        0,
-        16,
-        DType::F32,
-        1,
-        2,
+        &ModelSpec {
+            arch: Arch::Gpt2,
+            vocab: Vocab::Trained {
+                lang: Lang::German,
+                size: 280,
+                pad_rows: 0,
+            },
+            dim: 16,
+            dtype: DType::F32,
+            shards: 1,
+            seed: 2,
+            ..Default::default()
+        },
     );
     let sharded = build_model(
         &root.join("sharded"),
-        Arch::Llama,
-        Lang::English,
-        300,
-        0,
-        16,
-        DType::F16,
-        3,
-        3,
+        &ModelSpec {
+            arch: Arch::Llama,
+            vocab: Vocab::Trained {
+                lang: Lang::English,
+                size: 300,
+                pad_rows: 0,
+            },
+            dim: 16,
+            dtype: DType::F16,
+            shards: 3,
+            seed: 3,
+            ..Default::default()
+        },
     );
     Fixture {
         _tmp: tmp,
@@ -59,15 +74,6 @@ fn fixture() -> Fixture {
         hlp,
         sharded,
     }
-}
-
-fn copy_dir(from: &Path, to: &Path) -> PathBuf {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
-    }
-    to.to_path_buf()
 }
 
 /// Runs apply, expecting failure; checks the one-line message contains every `needles` and
@@ -86,7 +92,7 @@ fn fails(f: &Fixture, name: &str, source: &Path, helper: &Path, extra: &[&str], 
     }
     args.extend(extra);
     args.extend(["--backend", "cpu-reference"]);
-    let o = run_apply(&args);
+    let o = run("apply", &args);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{name}: expected failure, got success");
     assert_eq!(
@@ -119,200 +125,99 @@ fn raw_safetensors(path: &Path, header: &serde_json::Value, data_len: usize) {
     std::fs::write(path, bytes).unwrap();
 }
 
-#[test]
-fn every_bad_input_fails_with_one_line_and_nothing_at_out() {
-    let f = fixture();
-    let (src, hlp) = (&f.src.dir, &f.hlp.dir);
-    let case = |name: &str| f.root.join(format!("case-{name}"));
+/// The inputs of one failing run: a source and helper directory (the fixture's unless a case
+/// replaces one) and extra arguments.
+struct Setup {
+    source: PathBuf,
+    helper: PathBuf,
+    extra: Vec<String>,
+}
 
-    // Missing directory.
-    fails(
-        &f,
-        "nodir",
-        &f.root.join("absent"),
-        hlp,
-        &[],
-        &["--source", "absent"],
-    );
-    // Missing config.json / malformed JSON.
-    let d = copy_dir(src, &case("noconfig"));
-    std::fs::remove_file(d.join("config.json")).unwrap();
-    fails(&f, "noconfig", &d, hlp, &[], &["config.json", "not found"]);
-    let d = copy_dir(src, &case("badconfig"));
-    std::fs::write(d.join("config.json"), "{\"model_type\": \"gpt2\",").unwrap();
-    fails(
-        &f,
-        "badconfig",
-        &d,
-        hlp,
-        &[],
-        &["config.json", "malformed JSON"],
-    );
-    let d = copy_dir(hlp, &case("badtokcfg"));
-    std::fs::write(d.join("tokenizer_config.json"), "[1, 2").unwrap();
-    fails(
-        &f,
-        "badtokcfg",
-        src,
-        &d,
-        &[],
-        &["tokenizer_config.json", "malformed JSON"],
-    );
-    // tokenizer.json that does not load.
-    let d = copy_dir(src, &case("badtok"));
-    std::fs::write(
-        d.join("tokenizer.json"),
-        "{\"version\": \"1.0\", \"model\": {\"type\": \"Nope\"}}",
-    )
-    .unwrap();
-    fails(
-        &f,
-        "badtok",
-        &d,
-        hlp,
-        &[],
-        &["tokenizer.json", "does not load"],
-    );
-    let d = copy_dir(hlp, &case("notok"));
-    std::fs::remove_file(d.join("tokenizer.json")).unwrap();
-    fails(&f, "notok", src, &d, &[], &["tokenizer.json", "not found"]);
+impl Setup {
+    fn new(f: &Fixture) -> Setup {
+        Setup {
+            source: f.src.dir.clone(),
+            helper: f.hlp.dir.clone(),
+            extra: Vec::new(),
+        }
+    }
+    fn source(f: &Fixture, source: PathBuf) -> Setup {
+        Setup {
+            source,
+            ..Setup::new(f)
+        }
+    }
+    fn helper(f: &Fixture, helper: PathBuf) -> Setup {
+        Setup {
+            helper,
+            ..Setup::new(f)
+        }
+    }
+    fn extra(f: &Fixture, extra: &[&str]) -> Setup {
+        Setup {
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+            ..Setup::new(f)
+        }
+    }
+}
 
-    // Corrupt safetensors: bad header length, truncated data, overlapping ranges.
-    let d = copy_dir(src, &case("hdrlen"));
-    let mut bytes = std::fs::read(d.join("model.safetensors")).unwrap();
-    bytes[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
-    std::fs::write(d.join("model.safetensors"), &bytes).unwrap();
-    fails(
-        &f,
-        "hdrlen",
-        &d,
-        hlp,
-        &[],
-        &["model.safetensors", "header length"],
-    );
-    let d = copy_dir(src, &case("short"));
-    std::fs::write(d.join("model.safetensors"), [1u8, 2, 3]).unwrap();
-    fails(
-        &f,
-        "short",
-        &d,
-        hlp,
-        &[],
-        &["model.safetensors", "truncated"],
-    );
-    let d = copy_dir(src, &case("trunc"));
-    let bytes = std::fs::read(d.join("model.safetensors")).unwrap();
-    std::fs::write(d.join("model.safetensors"), &bytes[..bytes.len() - 100]).unwrap();
-    fails(
-        &f,
-        "trunc",
-        &d,
-        hlp,
-        &[],
-        &["model.safetensors", "past the end"],
-    );
-    let d = copy_dir(src, &case("overlap"));
-    raw_safetensors(
-        &d.join("model.safetensors"),
-        &json!({
-            "transformer.wte.weight": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 64]},
-            "transformer.ln_f.bias": {"dtype": "F32", "shape": [4], "data_offsets": [48, 64]},
-        }),
-        64,
-    );
-    fails(
-        &f,
-        "overlap",
-        &d,
-        hlp,
-        &[],
-        &["model.safetensors", "transformer.ln_f.bias", "overlapping"],
-    );
+/// One bad input: `make` builds it (in the empty case directory it is given, where it needs
+/// one), `needles` are what the one-line message must name.
+struct Case {
+    name: &'static str,
+    make: fn(&Fixture, &Path) -> Setup,
+    needles: &'static [&'static str],
+}
 
-    // Embedding not found / ambiguous / unsupported dtype.
-    let d = copy_dir(src, &case("noemb"));
-    let keep: Vec<Tensor> = f
-        .src
-        .tensors
-        .iter()
-        .filter(|t| t.name != "transformer.wte.weight")
-        .cloned()
-        .collect();
-    write_weights(&d, &keep, 1);
-    fails(
-        &f,
-        "noemb",
-        &d,
-        hlp,
-        &[],
-        &[
-            "source model",
-            "embedding tensor not found",
-            "model.safetensors",
-        ],
-    );
-    let d = copy_dir(src, &case("ambig"));
-    let mut twice = f.src.tensors.clone();
-    let mut dup = f.src.tensor("transformer.wte.weight").clone();
-    dup.name = "wte.weight".into();
-    twice.push(dup);
-    write_weights(&d, &twice, 1);
-    fails(
-        &f,
-        "ambig",
-        &d,
-        hlp,
-        &[],
-        &["ambiguous", "transformer.wte.weight", "wte.weight"],
-    );
-    let d = copy_dir(src, &case("ambig2"));
-    let cfg = json!({"model_type": "mystery", "hidden_size": 16});
-    write_json(&d.join("config.json"), &cfg);
-    let mut two = f.src.tensors.clone();
-    let mut other = f.src.tensor("transformer.wte.weight").clone();
-    other.name = "transformer.other_table.weight".into();
-    two.push(other);
-    write_weights(&d, &two, 1);
-    fails(
-        &f,
-        "ambig2",
-        &d,
-        hlp,
-        &[],
-        &["ambiguous", "transformer.other_table.weight", "model_type"],
-    );
-    let d = copy_dir(src, &case("dtype"));
-    let t = f.src.tensor("transformer.wte.weight");
-    raw_safetensors(
-        &d.join("model.safetensors"),
-        &json!({"transformer.wte.weight": {"dtype": "F64", "shape": t.shape, "data_offsets": [0, t.bytes.len() * 2]}}),
-        t.bytes.len() * 2,
-    );
-    fails(
-        &f,
-        "dtype",
-        &d,
-        hlp,
-        &[],
-        &["transformer.wte.weight", "F64", "F32, F16 and BF16"],
-    );
+/// A copy of `from` in `to` with `file` replaced by `bytes`.
+fn with_file(from: &Path, to: &Path, file: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+    let d = copy_dir(from, to);
+    std::fs::write(d.join(file), bytes).unwrap();
+    d
+}
 
-    // Index pointing at a missing shard.
-    let d = copy_dir(&f.sharded.dir, &case("shard"));
-    std::fs::remove_file(d.join("model-00002-of-00003.safetensors")).unwrap();
-    fails(
-        &f,
-        "shard",
-        &d,
-        hlp,
-        &[],
-        &[
-            "model.safetensors.index.json",
-            "model-00002-of-00003.safetensors",
-        ],
-    );
-    // Untied config without an lm_head.
-    let d = copy_dir(&f.sharded.dir, &case("nohead"));
+/// A copy of `from` in `to` without `file`.
+fn without_file(from: &Path, to: &Path, file: &str) -> PathBuf {
+    let d = copy_dir(from, to);
+    std::fs::remove_file(d.join(file)).unwrap();
+    d
+}
+
+/// A copy of the source model in `to` with its weights replaced by `tensors` (one file).
+fn source_with_weights(f: &Fixture, to: &Path, tensors: &[Tensor]) -> PathBuf {
+    let d = copy_dir(&f.src.dir, to);
+    write_weights(&d, tensors, 1);
+    d
+}
+
+/// The source's tensors plus a copy of its embedding under `name`.
+fn embedding_twice(f: &Fixture, name: &str) -> Vec<Tensor> {
+    let mut tensors = f.src.tensors.clone();
+    let mut copy = f.src.tensor("transformer.wte.weight").clone();
+    copy.name = name.into();
+    tensors.push(copy);
+    tensors
+}
+
+/// A helper whose tokenizer is word-level over strings the source does not have.
+fn helper_without_overlap(f: &Fixture, to: &Path) -> Setup {
+    let d = copy_dir(&f.hlp.dir, to);
+    let vocab: std::collections::HashMap<String, u32> =
+        (0..50).map(|i| (format!("⟦zz{i}⟧"), i as u32)).collect();
+    let model = tokenizers::models::wordlevel::WordLevel::builder()
+        .vocab(vocab.into_iter().collect())
+        .unk_token("⟦zz0⟧".into())
+        .build()
+        .unwrap();
+    tokenizers::Tokenizer::new(model)
+        .save(d.join("tokenizer.json"), false)
+        .unwrap();
+    Setup::helper(f, d)
+}
+
+/// The sharded Llama as one file without its lm_head (while the config says untied).
+fn untied_without_head(f: &Fixture, to: &Path) -> Setup {
+    let d = copy_dir(&f.sharded.dir, to);
     let keep: Vec<Tensor> = f
         .sharded
         .tensors
@@ -325,17 +230,12 @@ fn every_bad_input_fails_with_one_line_and_nothing_at_out() {
         std::fs::remove_file(d.join(format!("model-{i:05}-of-00003.safetensors"))).unwrap();
     }
     write_weights(&d, &keep, 1);
-    fails(
-        &f,
-        "nohead",
-        &d,
-        hlp,
-        &[],
-        &["tie_word_embeddings", "lm_head"],
-    );
+    Setup::source(f, d)
+}
 
-    // Helper embedding with fewer rows than its tokenizer.
-    let d = copy_dir(hlp, &case("hlprows"));
+/// A helper embedding with fewer rows than its tokenizer.
+fn helper_with_short_embedding(f: &Fixture, to: &Path) -> Setup {
+    let d = copy_dir(&f.hlp.dir, to);
     let mut short = f.hlp.tensors.clone();
     let wte = short
         .iter_mut()
@@ -345,52 +245,231 @@ fn every_bad_input_fails_with_one_line_and_nothing_at_out() {
     wte.shape = vec![rows, 16];
     wte.bytes.truncate(rows * 16 * 4);
     write_weights(&d, &short, 1);
-    fails(
-        &f,
-        "hlprows",
-        src,
-        &d,
-        &[],
-        &[
-            "helper embedding",
-            "transformer.wte.weight",
-            "rows",
-            "--helper-tokenizer",
-        ],
-    );
+    Setup::helper(f, d)
+}
 
-    // No overlapping tokens: a word-level tokenizer of strings the source does not have.
-    let d = copy_dir(hlp, &case("nooverlap"));
-    let vocab: std::collections::HashMap<String, u32> =
-        (0..50).map(|i| (format!("⟦zz{i}⟧"), i as u32)).collect();
-    let model = tokenizers::models::wordlevel::WordLevel::builder()
-        .vocab(vocab.into_iter().collect())
-        .unk_token("⟦zz0⟧".into())
-        .build()
-        .unwrap();
-    tokenizers::Tokenizer::new(model)
-        .save(d.join("tokenizer.json"), false)
-        .unwrap();
-    fails(
-        &f,
-        "nooverlap",
-        src,
-        &d,
-        &[],
-        &["no token of the target tokenizer", "tokenizer.json"],
-    );
+fn cases() -> Vec<Case> {
+    vec![
+        // Missing directory.
+        Case {
+            name: "nodir",
+            make: |f, _| Setup::source(f, f.root.join("absent")),
+            needles: &["--source", "absent"],
+        },
+        // Missing config.json / malformed JSON.
+        Case {
+            name: "noconfig",
+            make: |f, d| Setup::source(f, without_file(&f.src.dir, d, "config.json")),
+            needles: &["config.json", "not found"],
+        },
+        Case {
+            name: "badconfig",
+            make: |f, d| {
+                let bad = "{\"model_type\": \"gpt2\",";
+                Setup::source(f, with_file(&f.src.dir, d, "config.json", bad))
+            },
+            needles: &["config.json", "malformed JSON"],
+        },
+        Case {
+            name: "badtokcfg",
+            make: |f, d| {
+                let bad = with_file(&f.hlp.dir, d, "tokenizer_config.json", "[1, 2");
+                Setup::helper(f, bad)
+            },
+            needles: &["tokenizer_config.json", "malformed JSON"],
+        },
+        // tokenizer.json that does not load / is missing.
+        Case {
+            name: "badtok",
+            make: |f, d| {
+                let bad = "{\"version\": \"1.0\", \"model\": {\"type\": \"Nope\"}}";
+                Setup::source(f, with_file(&f.src.dir, d, "tokenizer.json", bad))
+            },
+            needles: &["tokenizer.json", "does not load"],
+        },
+        Case {
+            name: "notok",
+            make: |f, d| Setup::helper(f, without_file(&f.hlp.dir, d, "tokenizer.json")),
+            needles: &["tokenizer.json", "not found"],
+        },
+        // Corrupt safetensors: bad header length, truncated data, overlapping ranges.
+        Case {
+            name: "hdrlen",
+            make: |f, d| {
+                let mut bytes = std::fs::read(f.src.dir.join("model.safetensors")).unwrap();
+                bytes[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+                Setup::source(f, with_file(&f.src.dir, d, "model.safetensors", bytes))
+            },
+            needles: &["model.safetensors", "header length"],
+        },
+        Case {
+            name: "short",
+            make: |f, d| Setup::source(f, with_file(&f.src.dir, d, "model.safetensors", [1, 2, 3])),
+            needles: &["model.safetensors", "truncated"],
+        },
+        Case {
+            name: "trunc",
+            make: |f, d| {
+                let bytes = std::fs::read(f.src.dir.join("model.safetensors")).unwrap();
+                let cut = &bytes[..bytes.len() - 100];
+                Setup::source(f, with_file(&f.src.dir, d, "model.safetensors", cut))
+            },
+            needles: &["model.safetensors", "past the end"],
+        },
+        Case {
+            name: "overlap",
+            make: |f, d| {
+                let d = copy_dir(&f.src.dir, d);
+                raw_safetensors(
+                    &d.join("model.safetensors"),
+                    &json!({
+                        "transformer.wte.weight": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 64]},
+                        "transformer.ln_f.bias": {"dtype": "F32", "shape": [4], "data_offsets": [48, 64]},
+                    }),
+                    64,
+                );
+                Setup::source(f, d)
+            },
+            needles: &["model.safetensors", "transformer.ln_f.bias", "overlapping"],
+        },
+        // Embedding not found / ambiguous / unsupported dtype.
+        Case {
+            name: "noemb",
+            make: |f, d| {
+                let keep: Vec<Tensor> = f
+                    .src
+                    .tensors
+                    .iter()
+                    .filter(|t| t.name != "transformer.wte.weight")
+                    .cloned()
+                    .collect();
+                Setup::source(f, source_with_weights(f, d, &keep))
+            },
+            needles: &[
+                "source model",
+                "embedding tensor not found",
+                "model.safetensors",
+            ],
+        },
+        Case {
+            name: "ambig",
+            make: |f, d| {
+                let twice = embedding_twice(f, "wte.weight");
+                Setup::source(f, source_with_weights(f, d, &twice))
+            },
+            needles: &["ambiguous", "transformer.wte.weight", "wte.weight"],
+        },
+        Case {
+            name: "ambig2",
+            make: |f, d| {
+                let two = embedding_twice(f, "transformer.other_table.weight");
+                let d = source_with_weights(f, d, &two);
+                let cfg = json!({"model_type": "mystery", "hidden_size": 16});
+                write_json(&d.join("config.json"), &cfg);
+                Setup::source(f, d)
+            },
+            needles: &["ambiguous", "transformer.other_table.weight", "model_type"],
+        },
+        Case {
+            name: "dtype",
+            make: |f, d| {
+                let d = copy_dir(&f.src.dir, d);
+                let t = f.src.tensor("transformer.wte.weight");
+                raw_safetensors(
+                    &d.join("model.safetensors"),
+                    &json!({"transformer.wte.weight": {"dtype": "F64", "shape": t.shape, "data_offsets": [0, t.bytes.len() * 2]}}),
+                    t.bytes.len() * 2,
+                );
+                Setup::source(f, d)
+            },
+            needles: &["transformer.wte.weight", "F64", "F32, F16 and BF16"],
+        },
+        // Index pointing at a missing shard.
+        Case {
+            name: "shard",
+            make: |f, d| {
+                let shard = "model-00002-of-00003.safetensors";
+                Setup::source(f, without_file(&f.sharded.dir, d, shard))
+            },
+            needles: &[
+                "model.safetensors.index.json",
+                "model-00002-of-00003.safetensors",
+            ],
+        },
+        // Untied config without an lm_head.
+        Case {
+            name: "nohead",
+            make: untied_without_head,
+            needles: &["tie_word_embeddings", "lm_head"],
+        },
+        // Helper embedding with fewer rows than its tokenizer.
+        Case {
+            name: "hlprows",
+            make: helper_with_short_embedding,
+            needles: &[
+                "helper embedding",
+                "transformer.wte.weight",
+                "rows",
+                "--helper-tokenizer",
+            ],
+        },
+        // No overlapping tokens: a word-level tokenizer of strings the source does not have.
+        Case {
+            name: "nooverlap",
+            make: helper_without_overlap,
+            needles: &["no token of the target tokenizer", "tokenizer.json"],
+        },
+        // OUT not writable (its parent is a file).
+        Case {
+            name: "unwritable",
+            make: |f, _| {
+                let file = f.root.join("a-file");
+                std::fs::write(&file, "x").unwrap();
+                Setup::extra(f, &["--out", s(&file.join("out"))])
+            },
+            needles: &["--out", "a-file"],
+        },
+        // --provenance into a missing directory.
+        Case {
+            name: "prov",
+            make: |f, _| {
+                let prov = f.root.join("nodir").join("p.jsonl");
+                Setup::extra(f, &["--provenance", s(&prov)])
+            },
+            needles: &["--provenance", "nodir"],
+        },
+    ]
+}
 
-    // OUT exists; OUT not writable (its parent is a file).
+#[test]
+fn every_bad_input_fails_with_one_line_and_nothing_at_out() {
+    let f = fixture();
+    for case in cases() {
+        let setup = (case.make)(&f, &f.root.join(format!("case-{}", case.name)));
+        let extra: Vec<&str> = setup.extra.iter().map(String::as_str).collect();
+        fails(
+            &f,
+            case.name,
+            &setup.source,
+            &setup.helper,
+            &extra,
+            case.needles,
+        );
+    }
+    // OUT exists: refused without --force (OUT is left as it was).
     let existing = f.root.join("existing");
     std::fs::create_dir(&existing).unwrap();
-    let o = run_apply(&[
-        "--source",
-        src.to_str().unwrap(),
-        "--helper",
-        hlp.to_str().unwrap(),
-        "--out",
-        existing.to_str().unwrap(),
-    ]);
+    let o = run(
+        "apply",
+        &[
+            "--source",
+            s(&f.src.dir),
+            "--helper",
+            s(&f.hlp.dir),
+            "--out",
+            s(&existing),
+        ],
+    );
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -398,27 +477,6 @@ fn every_bad_input_fails_with_one_line_and_nothing_at_out() {
             && err.contains("--force")
             && err.trim_end().lines().count() == 1,
         "{err}"
-    );
-    let file = f.root.join("a-file");
-    std::fs::write(&file, "x").unwrap();
-    let bad_out = file.join("out");
-    fails(
-        &f,
-        "unwritable",
-        src,
-        hlp,
-        &["--out", bad_out.to_str().unwrap()],
-        &["--out", "a-file"],
-    );
-    // --provenance into a missing directory.
-    let prov = f.root.join("nodir").join("p.jsonl");
-    fails(
-        &f,
-        "prov",
-        src,
-        hlp,
-        &["--provenance", prov.to_str().unwrap()],
-        &["--provenance", "nodir"],
     );
 }
 
@@ -448,21 +506,27 @@ fn force_replaces_an_existing_out() {
         a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
     };
     let a: Vec<String> = args(true);
-    ok(run_apply(&a.iter().map(String::as_str).collect::<Vec<_>>()));
+    ok(run(
+        "apply",
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
     assert!(!out.join("stale.txt").exists());
     check_output(&f.src, &f.hlp, &out, clp_gpu::weights::TopK::All, None);
     // --out equal to an input directory is refused even with --force.
-    let o = run_apply(&[
-        "--source",
-        f.src.dir.to_str().unwrap(),
-        "--helper",
-        f.hlp.dir.to_str().unwrap(),
-        "--out",
-        f.src.dir.to_str().unwrap(),
-        "--force",
-        "--backend",
-        "cpu-reference",
-    ]);
+    let o = run(
+        "apply",
+        &[
+            "--source",
+            f.src.dir.to_str().unwrap(),
+            "--helper",
+            f.hlp.dir.to_str().unwrap(),
+            "--out",
+            f.src.dir.to_str().unwrap(),
+            "--force",
+            "--backend",
+            "cpu-reference",
+        ],
+    );
     assert!(!o.status.success());
     assert!(f.src.dir.join("model.safetensors").is_file());
     assert!(String::from_utf8_lossy(&o.stderr).contains("input directory"));

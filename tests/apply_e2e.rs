@@ -1,54 +1,63 @@
 //! End-to-end tests of `clp-gpu apply`: tiny models built in a temp dir, the real binary run
 //! with the GPU backend (lavapipe in CI), every output file checked against the source, the
-//! helper and the CPU reference (see `apply_common::check_output`).
+//! helper and the CPU reference (see `check_output`).
 
-mod apply_common;
+mod fixtures;
 
-use apply_common::*;
 use clp_gpu::tensor::DType;
 use clp_gpu::weights::TopK;
+use fixtures::*;
 use serde_json::Value;
 use std::path::Path;
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 #[test]
 fn gpt2_f32_tied_padded_single_file_is_deterministic() {
     let tmp = tempfile::tempdir().unwrap();
     let src = build_model(
         &tmp.path().join("src"),
-        Arch::Gpt2,
-        Lang::English,
-        420,
-        13,
-        32,
-        DType::F32,
-        1,
-        1,
+        &ModelSpec {
+            arch: Arch::Gpt2,
+            vocab: Vocab::Trained {
+                lang: Lang::English,
+                size: 420,
+                pad_rows: 13,
+            },
+            dim: 32,
+            dtype: DType::F32,
+            shards: 1,
+            seed: 1,
+            ..Default::default()
+        },
     );
     let hlp = build_model(
         &tmp.path().join("hlp"),
-        Arch::Gpt2,
-        Lang::German,
-        380,
-        7,
-        24,
-        DType::F16,
-        1,
-        2,
+        &ModelSpec {
+            arch: Arch::Gpt2,
+            vocab: Vocab::Trained {
+                lang: Lang::German,
+                size: 380,
+                pad_rows: 7,
+            },
+            dim: 24,
+            dtype: DType::F16,
+            shards: 1,
+            seed: 2,
+            ..Default::default()
+        },
     );
     let out = tmp.path().join("out");
-    let stdout = ok(run_apply(&[
-        "--source",
-        s(&src.dir),
-        "--helper",
-        s(&hlp.dir),
-        "--out",
-        s(&out),
-        "--json",
-    ]));
+    let stdout = ok(run(
+        "apply",
+        &[
+            "--source",
+            s(&src.dir),
+            "--helper",
+            s(&hlp.dir),
+            "--out",
+            s(&out),
+            "--json",
+        ],
+    ));
     let summary: Value = serde_json::from_str(&stdout).expect("--json prints JSON");
     assert_eq!(summary["backend"], "gpu");
     assert_eq!(summary["top_k"], "all");
@@ -58,15 +67,18 @@ fn gpt2_f32_tied_padded_single_file_is_deterministic() {
 
     // Same inputs, same bytes (clp_transfer.json holds timings and paths, so it may differ).
     let out2 = tmp.path().join("out2");
-    ok(run_apply(&[
-        "--source",
-        s(&src.dir),
-        "--helper",
-        s(&hlp.dir),
-        "--out",
-        s(&out2),
-        "--quiet",
-    ]));
+    ok(run(
+        "apply",
+        &[
+            "--source",
+            s(&src.dir),
+            "--helper",
+            s(&hlp.dir),
+            "--out",
+            s(&out2),
+            "--quiet",
+        ],
+    ));
     let (mut a, mut b) = (dir_bytes(&out), dir_bytes(&out2));
     a.remove("clp_transfer.json");
     b.remove("clp_transfer.json");
@@ -81,38 +93,51 @@ fn bloom_bf16_tied_padded_sharded() {
     let tmp = tempfile::tempdir().unwrap();
     let src = build_model(
         &tmp.path().join("src"),
-        Arch::Bloom,
-        Lang::English,
-        400,
-        20,
-        48,
-        DType::BF16,
-        3,
-        3,
+        &ModelSpec {
+            arch: Arch::Bloom,
+            vocab: Vocab::Trained {
+                lang: Lang::English,
+                size: 400,
+                pad_rows: 20,
+            },
+            dim: 48,
+            dtype: DType::BF16,
+            shards: 3,
+            seed: 3,
+            ..Default::default()
+        },
     );
     let hlp = build_model(
         &tmp.path().join("hlp"),
-        Arch::Bloom,
-        Lang::German,
-        360,
-        40,
-        16,
-        DType::BF16,
-        2,
-        4,
+        &ModelSpec {
+            arch: Arch::Bloom,
+            vocab: Vocab::Trained {
+                lang: Lang::German,
+                size: 360,
+                pad_rows: 40,
+            },
+            dim: 16,
+            dtype: DType::BF16,
+            shards: 2,
+            seed: 4,
+            ..Default::default()
+        },
     );
     let out = tmp.path().join("out");
-    ok(run_apply(&[
-        "--source",
-        s(&src.dir),
-        "--helper",
-        s(&hlp.dir),
-        "--out",
-        s(&out),
-        "--pad-to-multiple",
-        "64",
-        "--quiet",
-    ]));
+    ok(run(
+        "apply",
+        &[
+            "--source",
+            s(&src.dir),
+            "--helper",
+            s(&hlp.dir),
+            "--out",
+            s(&out),
+            "--pad-to-multiple",
+            "64",
+            "--quiet",
+        ],
+    ));
     check_output(&src, &hlp, &out, TopK::All, Some(64));
     for i in 1..=3 {
         assert!(out
@@ -133,49 +158,62 @@ fn llama_f16_untied_lm_head_top_k_with_provenance() {
     let tmp = tempfile::tempdir().unwrap();
     let src = build_model(
         &tmp.path().join("src"),
-        Arch::Llama,
-        Lang::English,
-        400,
-        0,
-        40,
-        DType::F16,
-        2,
-        5,
+        &ModelSpec {
+            arch: Arch::Llama,
+            vocab: Vocab::Trained {
+                lang: Lang::English,
+                size: 400,
+                pad_rows: 0,
+            },
+            dim: 40,
+            dtype: DType::F16,
+            shards: 2,
+            seed: 5,
+            ..Default::default()
+        },
     );
     let hlp = build_model(
         &tmp.path().join("hlp"),
-        Arch::Llama,
-        Lang::German,
-        350,
-        10,
-        32,
-        DType::F32,
-        1,
-        6,
+        &ModelSpec {
+            arch: Arch::Llama,
+            vocab: Vocab::Trained {
+                lang: Lang::German,
+                size: 350,
+                pad_rows: 10,
+            },
+            dim: 32,
+            dtype: DType::F32,
+            shards: 1,
+            seed: 6,
+            ..Default::default()
+        },
     );
     for backend in ["gpu", "cpu"] {
         let out = tmp.path().join(format!("out-{backend}"));
         let prov = tmp.path().join(format!("prov-{backend}.jsonl"));
-        ok(run_apply(&[
-            "--source",
-            s(&src.dir),
-            "--helper",
-            s(&hlp.dir),
-            "--out",
-            s(&out),
-            "--backend",
-            backend,
-            "--top-k",
-            "8",
-            "--provenance",
-            s(&prov),
-            "--quiet",
-        ]));
+        ok(run(
+            "apply",
+            &[
+                "--source",
+                s(&src.dir),
+                "--helper",
+                s(&hlp.dir),
+                "--out",
+                s(&out),
+                "--backend",
+                backend,
+                "--top-k",
+                "8",
+                "--provenance",
+                s(&prov),
+                "--quiet",
+            ],
+        ));
         check_provenance_run(&src, &hlp, &out, &prov);
     }
 }
 
-fn check_provenance_run(src: &Built, hlp: &Built, out: &Path, prov: &Path) {
+fn check_provenance_run(src: &Model, hlp: &Model, out: &Path, prov: &Path) {
     check_output(src, hlp, out, TopK::K(8), None);
     let report: Value =
         serde_json::from_slice(&std::fs::read(out.join("clp_transfer.json")).unwrap()).unwrap();
@@ -207,25 +245,35 @@ fn bert_output_bias_on_every_backend_and_a_tiny_budget() {
     let tmp = tempfile::tempdir().unwrap();
     let src = build_model(
         &tmp.path().join("src"),
-        Arch::Bert,
-        Lang::English,
-        380,
-        5,
-        24,
-        DType::F32,
-        1,
-        7,
+        &ModelSpec {
+            arch: Arch::Bert,
+            vocab: Vocab::Trained {
+                lang: Lang::English,
+                size: 380,
+                pad_rows: 5,
+            },
+            dim: 24,
+            dtype: DType::F32,
+            shards: 1,
+            seed: 7,
+            ..Default::default()
+        },
     );
     let hlp = build_model(
         &tmp.path().join("hlp"),
-        Arch::Bert,
-        Lang::German,
-        340,
-        0,
-        16,
-        DType::F16,
-        1,
-        8,
+        &ModelSpec {
+            arch: Arch::Bert,
+            vocab: Vocab::Trained {
+                lang: Lang::German,
+                size: 340,
+                pad_rows: 0,
+            },
+            dim: 16,
+            dtype: DType::F16,
+            shards: 1,
+            seed: 8,
+            ..Default::default()
+        },
     );
     // 256 KiB forces many tiles on both sides; the output must not change beyond rounding.
     for (backend, budget) in [
@@ -236,19 +284,22 @@ fn bert_output_bias_on_every_backend_and_a_tiny_budget() {
         ("cpu-reference", "1GiB"),
     ] {
         let out = tmp.path().join(format!("out-{backend}-{budget}"));
-        ok(run_apply(&[
-            "--source",
-            s(&src.dir),
-            "--helper",
-            s(&hlp.dir),
-            "--out",
-            s(&out),
-            "--backend",
-            backend,
-            "--gpu-memory",
-            budget,
-            "--quiet",
-        ]));
+        ok(run(
+            "apply",
+            &[
+                "--source",
+                s(&src.dir),
+                "--helper",
+                s(&hlp.dir),
+                "--out",
+                s(&out),
+                "--backend",
+                backend,
+                "--gpu-memory",
+                budget,
+                "--quiet",
+            ],
+        ));
         check_output(&src, &hlp, &out, TopK::All, None);
     }
 }
@@ -265,25 +316,35 @@ fn hub_ids_resolve_offline_in_the_cache_and_helper_tokenizer_override() {
     };
     let src = build_model(
         &snap("org/src"),
-        Arch::Gpt2,
-        Lang::English,
-        300,
-        0,
-        16,
-        DType::F32,
-        1,
-        9,
+        &ModelSpec {
+            arch: Arch::Gpt2,
+            vocab: Vocab::Trained {
+                lang: Lang::English,
+                size: 300,
+                pad_rows: 0,
+            },
+            dim: 16,
+            dtype: DType::F32,
+            shards: 1,
+            seed: 9,
+            ..Default::default()
+        },
     );
     let hlp = build_model(
         &snap("org/hlp"),
-        Arch::Gpt2,
-        Lang::German,
-        280,
-        0,
-        16,
-        DType::F32,
-        1,
-        10,
+        &ModelSpec {
+            arch: Arch::Gpt2,
+            vocab: Vocab::Trained {
+                lang: Lang::German,
+                size: 280,
+                pad_rows: 0,
+            },
+            dim: 16,
+            dtype: DType::F32,
+            shards: 1,
+            seed: 10,
+            ..Default::default()
+        },
     );
     let out = tmp.path().join("out");
     let run = |extra: &[&str]| {
@@ -342,25 +403,35 @@ fn zero_helper_row_gets_the_stated_fallback() {
     let tmp = tempfile::tempdir().unwrap();
     let src = build_model(
         &tmp.path().join("src"),
-        Arch::Gpt2,
-        Lang::English,
-        300,
-        0,
-        16,
-        DType::F32,
-        1,
-        11,
+        &ModelSpec {
+            arch: Arch::Gpt2,
+            vocab: Vocab::Trained {
+                lang: Lang::English,
+                size: 300,
+                pad_rows: 0,
+            },
+            dim: 16,
+            dtype: DType::F32,
+            shards: 1,
+            seed: 11,
+            ..Default::default()
+        },
     );
     let mut hlp = build_model(
         &tmp.path().join("hlp"),
-        Arch::Gpt2,
-        Lang::German,
-        280,
-        0,
-        16,
-        DType::F32,
-        1,
-        12,
+        &ModelSpec {
+            arch: Arch::Gpt2,
+            vocab: Vocab::Trained {
+                lang: Lang::German,
+                size: 280,
+                pad_rows: 0,
+            },
+            dim: 16,
+            dtype: DType::F32,
+            shards: 1,
+            seed: 12,
+            ..Default::default()
+        },
     );
     let (sv, tv) = (vocab_of(&src.dir), vocab_of(&hlp.dir));
     let mut missing: Vec<(u32, String)> = tv
@@ -379,15 +450,18 @@ fn zero_helper_row_gets_the_stated_fallback() {
     wte.bytes[victim as usize * rb..(victim as usize + 1) * rb].fill(0);
     write_weights(&hlp.dir, &hlp.tensors, 1);
     let out = tmp.path().join("out");
-    ok(run_apply(&[
-        "--source",
-        s(&src.dir),
-        "--helper",
-        s(&hlp.dir),
-        "--out",
-        s(&out),
-        "--quiet",
-    ]));
+    ok(run(
+        "apply",
+        &[
+            "--source",
+            s(&src.dir),
+            "--helper",
+            s(&hlp.dir),
+            "--out",
+            s(&out),
+            "--quiet",
+        ],
+    ));
 
     let report: Value =
         serde_json::from_slice(&std::fs::read(out.join("clp_transfer.json")).unwrap()).unwrap();
@@ -420,25 +494,35 @@ fn gpt2_hub_names_without_prefix_and_extra_tokenizer_files() {
     let tmp = tempfile::tempdir().unwrap();
     let mut src = build_model(
         &tmp.path().join("src"),
-        Arch::Gpt2,
-        Lang::English,
-        300,
-        3,
-        16,
-        DType::F16,
-        1,
-        13,
+        &ModelSpec {
+            arch: Arch::Gpt2,
+            vocab: Vocab::Trained {
+                lang: Lang::English,
+                size: 300,
+                pad_rows: 3,
+            },
+            dim: 16,
+            dtype: DType::F16,
+            shards: 1,
+            seed: 13,
+            ..Default::default()
+        },
     );
     let hlp = build_model(
         &tmp.path().join("hlp"),
-        Arch::Gpt2,
-        Lang::German,
-        280,
-        0,
-        16,
-        DType::F32,
-        1,
-        14,
+        &ModelSpec {
+            arch: Arch::Gpt2,
+            vocab: Vocab::Trained {
+                lang: Lang::German,
+                size: 280,
+                pad_rows: 0,
+            },
+            dim: 16,
+            dtype: DType::F32,
+            shards: 1,
+            seed: 14,
+            ..Default::default()
+        },
     );
     // The `gpt2` hub checkpoint is saved from the base model: no `transformer.` prefix.
     for t in &mut src.tensors {
@@ -448,15 +532,18 @@ fn gpt2_hub_names_without_prefix_and_extra_tokenizer_files() {
     std::fs::write(hlp.dir.join("vocab.json"), "{}").unwrap();
     std::fs::write(hlp.dir.join("merges.txt"), "#version: 0.2\n").unwrap();
     let out = tmp.path().join("out");
-    ok(run_apply(&[
-        "--source",
-        s(&src.dir),
-        "--helper",
-        s(&hlp.dir),
-        "--out",
-        s(&out),
-        "--quiet",
-    ]));
+    ok(run(
+        "apply",
+        &[
+            "--source",
+            s(&src.dir),
+            "--helper",
+            s(&hlp.dir),
+            "--out",
+            s(&out),
+            "--quiet",
+        ],
+    ));
     let got = read_weights(&out);
     assert_eq!(got.keys().cloned().collect::<Vec<_>>(), {
         let mut names: Vec<String> = src.tensors.iter().map(|t| t.name.clone()).collect();

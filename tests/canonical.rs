@@ -6,14 +6,13 @@
 //! bit-exactly. The expected matches come from an oracle written here, independent of the
 //! crate: the target token's bytes spelled with GPT-2's byte table and looked up in the source.
 
-mod apply_common;
+mod fixtures;
 
-use apply_common::*;
 use clp_gpu::tensor::DType;
+use fixtures::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::process::{Command, Output};
 use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::normalizers::NormalizerWrapper;
@@ -42,10 +41,6 @@ const TARGET_TEXT: &[&str] = &[
     "the cold weather was frozen until the morning again",
     "imagine computers that could write and process faster",
 ];
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn corpus(lines: &[&'static str]) -> Vec<&'static str> {
     (0..4).flat_map(|_| lines.iter().copied()).collect()
@@ -211,14 +206,6 @@ fn build(root: &Path) -> (std::path::PathBuf, std::path::PathBuf, usize, usize) 
                 "tie_word_embeddings": false, "vocab_size": hlp_rows, "bos_token_id": 1, "eos_token_id": 2}),
     );
     (src, hlp, src_rows, hlp_rows)
-}
-
-fn run(sub: &str, args: &[&str]) -> Output {
-    Command::new(bin())
-        .arg(sub)
-        .args(args)
-        .output()
-        .expect("spawn clp-gpu")
 }
 
 fn inspect_json(src: &Path, hlp: &Path, mode: &str) -> Value {

@@ -3,13 +3,12 @@
 //! the real binary; the informative weightings must beat the mean baseline, and bad input fails
 //! with one line.
 
-mod apply_common;
+mod fixtures;
 
-use apply_common::*;
 use clp_gpu::synthetic::Rng as SRng;
 use clp_gpu::tensor::DType;
+use fixtures::*;
 use serde_json::Value;
-use std::path::Path;
 
 /// Latent vector of a token string: the same for the same string in both models.
 fn latent(token: &str, dim: usize) -> Vec<f64> {
@@ -21,7 +20,7 @@ fn latent(token: &str, dim: usize) -> Vec<f64> {
 }
 
 /// Replaces the input embedding of `model` with `A · latent(token) + noise` rows.
-fn structured_embedding(model: &Built, seed: u64) {
+fn structured_embedding(model: &Model, seed: u64) {
     let vocab = vocab_of(&model.dir);
     let (rows, dim, lat) = (model.rows, model.dim, 8);
     let mut rng = SRng::new(seed);
@@ -43,34 +42,40 @@ fn structured_embedding(model: &Built, seed: u64) {
     write_weights(&model.dir, &tensors, 1);
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 #[test]
 fn informative_weightings_beat_the_mean_baseline() {
     let tmp = tempfile::tempdir().unwrap();
     let src = build_model(
         &tmp.path().join("src"),
-        Arch::Gpt2,
-        Lang::English,
-        380,
-        0,
-        48,
-        DType::F32,
-        1,
-        1,
+        &ModelSpec {
+            arch: Arch::Gpt2,
+            vocab: Vocab::Trained {
+                lang: Lang::English,
+                size: 380,
+                pad_rows: 0,
+            },
+            dim: 48,
+            dtype: DType::F32,
+            shards: 1,
+            seed: 1,
+            ..Default::default()
+        },
     );
     let hlp = build_model(
         &tmp.path().join("hlp"),
-        Arch::Gpt2,
-        Lang::German,
-        340,
-        0,
-        32,
-        DType::F16,
-        1,
-        2,
+        &ModelSpec {
+            arch: Arch::Gpt2,
+            vocab: Vocab::Trained {
+                lang: Lang::German,
+                size: 340,
+                pad_rows: 0,
+            },
+            dim: 32,
+            dtype: DType::F16,
+            shards: 1,
+            seed: 2,
+            ..Default::default()
+        },
     );
     structured_embedding(&src, 10);
     structured_embedding(&hlp, 20);

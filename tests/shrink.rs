@@ -3,20 +3,12 @@
 //! other tensor untouched), the optional width reduction is checked against its definition,
 //! and bad inputs fail with one line and leave nothing at OUT.
 
-mod apply_common;
-mod trim_common;
+mod fixtures;
 
-use apply_common::{read_weights, write_json, write_weights, Tensor};
 use clp_gpu::tensor::DType;
-use serde_json::{json, Value};
+use fixtures::*;
+use serde_json::json;
 use std::path::Path;
-use trim_common::*;
-
-fn ok_json(out: std::process::Output) -> Value {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "clp-gpu failed: {stderr}");
-    serde_json::from_slice(&out.stdout).expect("--json prints JSON")
-}
 
 /// Checks OUT against `model` when old layers `kept` were kept under `prefix`.
 fn check_layers(model: &Model, out: &Path, prefix: &str, kept: &[usize], config_key: &str) {
@@ -58,15 +50,18 @@ fn check_layers(model: &Model, out: &Path, prefix: &str, kept: &[usize], config_
 fn llama_keep_every_two_keeps_the_last_layer_sharded() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("llama");
-    let model = write_model(
+    let model = build_model(
         &dir,
-        Arch::Llama,
-        50,
-        8,
-        6,
-        DType::F16,
-        2,
-        json!({"layer_types": ["a", "b", "c", "d", "e", "f"]}),
+        &ModelSpec {
+            arch: Arch::Llama,
+            vocab: Vocab::Rows(50),
+            dim: 8,
+            layers: 6,
+            dtype: DType::F16,
+            shards: 2,
+            config: json!({"layer_types": ["a", "b", "c", "d", "e", "f"]}),
+            ..Default::default()
+        },
     );
     let out = tmp.path().join("out");
     let r = ok_json(run(
@@ -106,7 +101,18 @@ fn llama_keep_every_two_keeps_the_last_layer_sharded() {
 fn gpt2_explicit_layers_and_bert_keep_every() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("gpt2");
-    let model = write_model(&dir, Arch::Gpt2, 40, 8, 4, DType::F32, 1, json!({}));
+    let model = build_model(
+        &dir,
+        &ModelSpec {
+            arch: Arch::Gpt2,
+            vocab: Vocab::Rows(40),
+            dim: 8,
+            layers: 4,
+            dtype: DType::F32,
+            shards: 1,
+            ..Default::default()
+        },
+    );
     let out = tmp.path().join("out");
     let text = run(
         "shrink",
@@ -121,7 +127,18 @@ fn gpt2_explicit_layers_and_bert_keep_every() {
     check_layers(&model, &out, "transformer.h", &[1, 3], "n_layer");
 
     let bert_dir = tmp.path().join("bert");
-    let bert = write_model(&bert_dir, Arch::Bert, 30, 8, 4, DType::BF16, 1, json!({}));
+    let bert = build_model(
+        &bert_dir,
+        &ModelSpec {
+            arch: Arch::Bert,
+            vocab: Vocab::Rows(30),
+            dim: 8,
+            layers: 4,
+            dtype: DType::BF16,
+            shards: 1,
+            ..Default::default()
+        },
+    );
     let bert_out = tmp.path().join("bert_out");
     ok_json(run(
         "shrink",
@@ -146,7 +163,7 @@ fn gpt2_explicit_layers_and_bert_keep_every() {
 
 /// An f32 matrix of exact rank `rank` (rows × cols) as a tensor.
 fn low_rank(name: &str, rows: usize, cols: usize, rank: usize, seed: u64) -> (Tensor, Vec<f32>) {
-    let mut rng = apply_common::Rng::new(seed);
+    let mut rng = Rng::new(seed);
     let a: Vec<f32> = (0..rows * rank).map(|_| rng.next_f32()).collect();
     let b: Vec<f32> = (0..rank * cols).map(|_| rng.next_f32()).collect();
     let mut e = vec![0.0f32; rows * cols];
@@ -169,7 +186,18 @@ fn hidden_size_reduces_embedding_and_lm_head_by_svd() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("llama");
     let (v, d, dim) = (300, 12, 4);
-    let mut model = write_model(&dir, Arch::Llama, v, d, 3, DType::F32, 1, json!({}));
+    let mut model = build_model(
+        &dir,
+        &ModelSpec {
+            arch: Arch::Llama,
+            vocab: Vocab::Rows(v),
+            dim: d,
+            layers: 3,
+            dtype: DType::F32,
+            shards: 1,
+            ..Default::default()
+        },
+    );
     // Replace the embedding by an exactly rank-4 matrix; lm_head stays random (full rank).
     let (emb, e) = low_rank("model.embed_tokens.weight", v, d, dim, 5);
     model.tensors.retain(|t| t.name != emb.name);
@@ -256,7 +284,18 @@ fn hidden_size_reduces_embedding_and_lm_head_by_svd() {
 fn bad_inputs_fail_with_one_line_and_nothing_at_out() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("m");
-    write_model(&dir, Arch::Llama, 20, 8, 3, DType::F32, 1, json!({}));
+    build_model(
+        &dir,
+        &ModelSpec {
+            arch: Arch::Llama,
+            vocab: Vocab::Rows(20),
+            dim: 8,
+            layers: 3,
+            dtype: DType::F32,
+            shards: 1,
+            ..Default::default()
+        },
+    );
     let out = tmp.path().join("out");
     let shrink = |extra: &[&str]| {
         let mut args = vec!["--model", s(&dir), "--out", s(&out)];
@@ -291,7 +330,7 @@ fn bad_inputs_fail_with_one_line_and_nothing_at_out() {
     write_json(&flat.join("config.json"), &json!({"model_type": "llama"}));
     write_weights(
         &flat,
-        &[apply_common::random(
+        &[random(
             "model.embed_tokens.weight",
             DType::F32,
             &[4, 4],

@@ -4,15 +4,13 @@
 //! embedding row must move with its token bit-exactly, and every other tensor and file must be
 //! as before. Bad inputs fail with one line and leave nothing at OUT.
 
-mod apply_common;
-mod trim_common;
+mod fixtures;
 
-use apply_common::read_weights;
 use clp_gpu::tensor::DType;
+use fixtures::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use trim_common::*;
 
 struct Fixture {
     _tmp: tempfile::TempDir,
@@ -39,12 +37,6 @@ fn fixture() -> Fixture {
         en_lines,
         ru_lines,
     }
-}
-
-fn ok_json(out: std::process::Output) -> Value {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "clp-gpu failed: {stderr}");
-    serde_json::from_slice(&out.stdout).expect("--json prints JSON")
 }
 
 /// Text made of corpus words in new orders (so new neighbours, same words).
@@ -89,7 +81,7 @@ fn check_trimmed(model: &Model, out: &Path, texts: &[String]) -> HashMap<String,
         assert_eq!(new[*t], i as u32, "{t} keeps its order");
     }
     let got = read_weights(out);
-    for name in &model.vocab_tensors {
+    for name in model.vocab_tensors() {
         let src = model.tensor(name);
         let (_, shape, bytes) = &got[name];
         assert_eq!(shape[0], k, "{name} rows");
@@ -104,7 +96,7 @@ fn check_trimmed(model: &Model, out: &Path, texts: &[String]) -> HashMap<String,
         }
     }
     for t in &model.tensors {
-        if model.vocab_tensors.contains(&t.name) {
+        if model.vocab_tensors().contains(&t.name.as_str()) {
             continue;
         }
         assert_eq!(got[&t.name].2, t.bytes, "{} changed", t.name);
@@ -142,15 +134,18 @@ fn byte_level_bpe_gpt2_keeps_tokenization_and_rows() {
     write_bpe_tokenizer(&dir, 520);
     let n = token_count(&dir);
     let pad = vocab_of(&dir)["<pad>"];
-    let model = write_model(
+    let model = build_model(
         &dir,
-        Arch::Gpt2,
-        n + 3,
-        24,
-        2,
-        DType::F32,
-        1,
-        json!({"bos_token_id": 0, "eos_token_id": 0, "pad_token_id": pad}),
+        &ModelSpec {
+            arch: Arch::Gpt2,
+            vocab: Vocab::Rows(n + 3),
+            dim: 24,
+            layers: 2,
+            dtype: DType::F32,
+            shards: 1,
+            config: json!({"bos_token_id": 0, "eos_token_id": 0, "pad_token_id": pad}),
+            ..Default::default()
+        },
     );
     let out = f.root.join("out");
     let report = ok_json(run(
@@ -269,15 +264,18 @@ fn wordpiece_bert_keeps_tokenization_rows_and_post_processor() {
     let dir = f.root.join("bert");
     write_wordpiece_tokenizer(&dir, 330);
     let n = token_count(&dir);
-    let model = write_model(
+    let model = build_model(
         &dir,
-        Arch::Bert,
-        n,
-        16,
-        2,
-        DType::BF16,
-        1,
-        json!({"pad_token_id": 0}),
+        &ModelSpec {
+            arch: Arch::Bert,
+            vocab: Vocab::Rows(n),
+            dim: 16,
+            layers: 2,
+            dtype: DType::BF16,
+            shards: 1,
+            config: json!({"pad_token_id": 0}),
+            ..Default::default()
+        },
     );
     // A corpus line with a character the tokenizer never saw: the word becomes [UNK].
     let mut en = f.en_lines.clone();
@@ -342,15 +340,18 @@ fn untied_sharded_llama_min_freq_and_keep_file() {
     let dir = f.root.join("llama");
     write_bpe_tokenizer(&dir, 700);
     let n = token_count(&dir);
-    let model = write_model(
+    let model = build_model(
         &dir,
-        Arch::Llama,
-        n,
-        16,
-        2,
-        DType::F16,
-        3,
-        json!({"bos_token_id": 0, "eos_token_id": 0}),
+        &ModelSpec {
+            arch: Arch::Llama,
+            vocab: Vocab::Rows(n),
+            dim: 16,
+            layers: 2,
+            dtype: DType::F16,
+            shards: 3,
+            config: json!({"bos_token_id": 0, "eos_token_id": 0}),
+            ..Default::default()
+        },
     );
     let vocab = vocab_of(&dir);
     // A Greek token forced by --keep.
@@ -410,7 +411,7 @@ fn untied_sharded_llama_min_freq_and_keep_file() {
     // Rows moved, shards mirrored, index rewritten.
     let got = read_weights(&out);
     let old = vocab_of(&dir);
-    for name in &model.vocab_tensors {
+    for name in model.vocab_tensors() {
         let src = model.tensor(name);
         let rb = src.bytes.len() / src.shape[0];
         for (t, &i) in &new {
@@ -436,15 +437,18 @@ fn trimmed_helper_feeds_apply() {
     let helper = f.root.join("helper");
     write_bpe_tokenizer(&helper, 1000);
     let n = token_count(&helper);
-    write_model(
+    build_model(
         &helper,
-        Arch::Gpt2,
-        n,
-        16,
-        1,
-        DType::F32,
-        1,
-        json!({"bos_token_id": 0, "eos_token_id": 0}),
+        &ModelSpec {
+            arch: Arch::Gpt2,
+            vocab: Vocab::Rows(n),
+            dim: 16,
+            layers: 1,
+            dtype: DType::F32,
+            shards: 1,
+            config: json!({"bos_token_id": 0, "eos_token_id": 0}),
+            ..Default::default()
+        },
     );
     let trimmed = f.root.join("trimmed");
     ok_json(run(
@@ -459,29 +463,37 @@ fn trimmed_helper_feeds_apply() {
             "--json",
         ],
     ));
-    let source = apply_common::build_model(
+    let source = build_model(
         &f.root.join("source"),
-        apply_common::Arch::Gpt2,
-        apply_common::Lang::English,
-        400,
-        0,
-        24,
-        DType::F32,
-        1,
-        7,
+        &ModelSpec {
+            arch: Arch::Gpt2,
+            vocab: Vocab::Trained {
+                lang: Lang::English,
+                size: 400,
+                pad_rows: 0,
+            },
+            dim: 24,
+            dtype: DType::F32,
+            shards: 1,
+            seed: 7,
+            ..Default::default()
+        },
     );
     let out = f.root.join("target");
-    let applied = apply_common::run_apply(&[
-        "--source",
-        s(&source.dir),
-        "--helper",
-        s(&trimmed),
-        "--out",
-        s(&out),
-        "--backend",
-        "cpu-reference",
-        "--quiet",
-    ]);
+    let applied = run(
+        "apply",
+        &[
+            "--source",
+            s(&source.dir),
+            "--helper",
+            s(&trimmed),
+            "--out",
+            s(&out),
+            "--backend",
+            "cpu-reference",
+            "--quiet",
+        ],
+    );
     assert!(
         applied.status.success(),
         "{}",
@@ -503,7 +515,18 @@ fn bad_inputs_fail_with_one_line_and_nothing_at_out() {
     let dir = f.root.join("m");
     write_bpe_tokenizer(&dir, 600);
     let n = token_count(&dir);
-    write_model(&dir, Arch::Gpt2, n, 8, 1, DType::F32, 1, json!({}));
+    build_model(
+        &dir,
+        &ModelSpec {
+            arch: Arch::Gpt2,
+            vocab: Vocab::Rows(n),
+            dim: 8,
+            layers: 1,
+            dtype: DType::F32,
+            shards: 1,
+            ..Default::default()
+        },
+    );
     let out = f.root.join("out");
     let trim = |extra: &[&str]| {
         let mut args = vec!["--model", s(&dir), "--out", s(&out)];
@@ -609,7 +632,7 @@ fn wordpiece_keeps_the_greedy_path_of_unknown_words() {
         .enumerate()
         .map(|(i, t)| json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
         .collect();
-    apply_common::write_json(
+    write_json(
         &dir.join("tokenizer.json"),
         &json!({"version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
                 "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true},
@@ -617,7 +640,18 @@ fn wordpiece_keeps_the_greedy_path_of_unknown_words() {
                 "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
                           "max_input_chars_per_word": 100, "vocab": vocab}}),
     );
-    let model = write_model(&dir, Arch::Bert, 10, 4, 1, DType::F32, 1, json!({}));
+    let model = build_model(
+        &dir,
+        &ModelSpec {
+            arch: Arch::Bert,
+            vocab: Vocab::Rows(10),
+            dim: 4,
+            layers: 1,
+            dtype: DType::F32,
+            shards: 1,
+            ..Default::default()
+        },
+    );
     let corpus = tmp.path().join("c.txt");
     std::fs::write(&corpus, "abc a xbc\n").unwrap();
     let before = tokenizer(&dir);

@@ -1,9 +1,12 @@
-//! Shared test support: one GPU engine per test binary (fails loudly without an adapter),
-//! seeded inputs, tolerant comparisons that report the worst element.
+//! Shared support of the backend tests: one GPU engine per test binary (fails loudly without an
+//! adapter), [`for_each_backend`] to run one property on the GPU engine and on the CPU path,
+//! seeded inputs, tolerant comparisons that report the worst element, and the shape tables.
 #![allow(dead_code)]
 
+use clp_gpu::backend::cpu::CpuBackend;
 use clp_gpu::backend::gpu::{Engine, EngineOptions};
-use clp_gpu::backend::reference;
+use clp_gpu::backend::{reference, ClpBackend};
+use clp_gpu::synthetic::{embeddings, gaussian, Rng};
 use clp_gpu::{DType, Gpu, MatrixRef, TopK, Weighting};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -30,6 +33,131 @@ pub fn engine() -> MutexGuard<'static, Engine> {
     e
 }
 
+/// Tile caps and memory budget given to every backend of a [`for_each_backend`] run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tiling {
+    /// Bytes the tile buffers may take (GPU memory, or the CPU working set).
+    pub memory_bytes: u64,
+    /// Cap on missing rows per tile.
+    pub max_m_rows: usize,
+    /// Cap on overlap rows per tile.
+    pub max_o_rows: usize,
+}
+
+impl Tiling {
+    /// The backends' defaults: 1 GiB, no caps.
+    pub const DEFAULT: Tiling = Tiling {
+        memory_bytes: 1 << 30,
+        max_m_rows: usize::MAX,
+        max_o_rows: usize::MAX,
+    };
+
+    /// 1 GiB with tiles of at most `max_m_rows` × `max_o_rows` (forces tiling).
+    pub fn caps(max_m_rows: usize, max_o_rows: usize) -> Tiling {
+        Tiling {
+            max_m_rows,
+            max_o_rows,
+            ..Tiling::DEFAULT
+        }
+    }
+
+    /// A memory budget and no caps (the plan picks the tiles).
+    pub fn budget(memory_bytes: u64) -> Tiling {
+        Tiling {
+            memory_bytes,
+            ..Tiling::DEFAULT
+        }
+    }
+}
+
+/// Runs `check(name, backend)` on every streaming backend with `tiling`: the GPU engine of this
+/// binary (outputs poisoned with NaN, so an element a kernel forgets to write fails), then the
+/// multi-threaded CPU path. `name` ("gpu", "cpu") is for labels.
+pub fn for_each_backend(tiling: Tiling, mut check: impl FnMut(&str, &dyn ClpBackend)) {
+    {
+        let mut gpu = engine();
+        let mut opts = gpu.options();
+        opts.gpu_memory_bytes = tiling.memory_bytes;
+        opts.max_m_rows = tiling.max_m_rows;
+        opts.max_o_rows = tiling.max_o_rows;
+        gpu.set_options(opts);
+        check("gpu", &*gpu);
+    }
+    let cpu = CpuBackend {
+        memory_bytes: tiling.memory_bytes,
+        max_m_rows: tiling.max_m_rows,
+        max_o_rows: tiling.max_o_rows,
+    };
+    check("cpu", &cpu);
+}
+
+/// Sizes of one CLP problem: m missing rows, o overlap rows, helper width dh, source width ds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub m: usize,
+    pub o: usize,
+    pub dh: usize,
+    pub ds: usize,
+}
+
+/// Seeded CLP inputs, encoded: helper rows (missing and overlap) in one dtype, source rows in
+/// another.
+pub struct Inputs {
+    pub shape: Shape,
+    pub helper_dtype: DType,
+    pub source_dtype: DType,
+    hm: Vec<u8>,
+    ho: Vec<u8>,
+    eo: Vec<u8>,
+}
+
+impl Inputs {
+    /// Draws, in this order, the missing helper rows and the overlap helper rows
+    /// (`embeddings(.., spread)`) and the overlap source rows (`gaussian`).
+    pub fn random(rng: &mut Rng, shape: Shape, spread: f32, (hd, sd): (DType, DType)) -> Inputs {
+        let Shape { m, o, dh, ds } = shape;
+        let (hm, _) = encode(hd, &embeddings(rng, m, dh, spread));
+        let (ho, _) = encode(hd, &embeddings(rng, o, dh, spread));
+        let (eo, _) = encode(sd, &gaussian(rng, o, ds));
+        Inputs {
+            shape,
+            helper_dtype: hd,
+            source_dtype: sd,
+            hm,
+            ho,
+            eo,
+        }
+    }
+
+    /// The missing helper rows, overlap helper rows and overlap source rows.
+    pub fn matrices(&self) -> (MatrixRef<'_>, MatrixRef<'_>, MatrixRef<'_>) {
+        let Shape { m, o, dh, ds } = self.shape;
+        let (hd, sd) = (self.helper_dtype, self.source_dtype);
+        (
+            MatrixRef::new("hm", &self.hm, hd, m, dh).unwrap(),
+            MatrixRef::new("ho", &self.ho, hd, o, dh).unwrap(),
+            MatrixRef::new("eo", &self.eo, sd, o, ds).unwrap(),
+        )
+    }
+}
+
+/// The bits of `v`, for exact comparisons (NaN-safe, and -0.0 differs from 0.0).
+pub fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Checks a dense-mode run against the reference output: no selection, the same rejected rows,
+/// rows within `tol` relative to each row's max-abs.
+pub fn dense_close(label: &str, got: &clp_gpu::ClpOutput, want: &clp_gpu::ClpOutput, tol: f64) {
+    assert!(got.selection.is_none(), "{label}: dense has no selection");
+    assert_eq!(got.rejected, want.rejected, "{label}: rejected rows");
+    let want64: Vec<f64> = want.rows.iter().map(|&x| x as f64).collect();
+    let scale = row_max_abs(&want64, want.dim);
+    assert_close(label, &got.rows, &want64, |i| {
+        tol * scale[i / want.dim].max(1e-30)
+    });
+}
+
 /// Rounds values through `dtype` and returns the encoded bytes and the rounded f32 values.
 pub fn encode(dtype: DType, values: &[f32]) -> (Vec<u8>, Vec<f32>) {
     let bytes = dtype.encode(values);
@@ -40,14 +168,14 @@ pub fn encode(dtype: DType, values: &[f32]) -> (Vec<u8>, Vec<f32>) {
 pub const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
 
 /// Asserts |got - want| ≤ tol(i) element-wise; on failure reports the count, the worst index and
-/// both values. NaN in `got` always fails.
+/// both values. A non-finite value on either side (NaN, ±inf in `got` or in `want`) always fails.
 pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: impl Fn(usize) -> f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let mut fails = 0usize;
     let mut worst = (0usize, 0.0f64);
     for i in 0..got.len() {
         let err = (got[i] as f64 - want[i]).abs();
-        let excess = if got[i].is_finite() {
+        let excess = if got[i].is_finite() && want[i].is_finite() {
             err / tol(i)
         } else {
             f64::INFINITY

@@ -1,0 +1,507 @@
+//! Every backend against the f64 CPU reference, on seeded random inputs in f32, f16 and bf16 and
+//! on awkward shapes: each CLP property runs on the GPU engine (a real adapter, lavapipe in CI)
+//! and on the multi-threaded CPU path through [`common::for_each_backend`], in memory and
+//! streaming scattered rows from safetensors files under tiny budgets. GPU outputs are poisoned
+//! with NaN before each run, so an element a kernel forgets to write fails the comparison. The
+//! single-kernel tests (normalize, matmul, top-k) exist only for the GPU engine.
+
+mod common;
+
+use clp_gpu::backend::reference;
+use clp_gpu::backend::{collect, collect_sets};
+use clp_gpu::kernels::MatmulParams;
+use clp_gpu::rows::{RowSet, Storage, Stored};
+use clp_gpu::synthetic::{gaussian, sample_ids, write_embedding_file, Rng};
+use clp_gpu::weights::RowStatus;
+use clp_gpu::{DType, Error, MatrixRef, RejectReason, TopK, Weighting};
+use common::*;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+// ---- Single kernels (GPU engine only) ----
+
+#[test]
+fn normalize_matches_reference() {
+    let e = engine();
+    for (seed, &(rows, cols)) in [(1, 1), (3, 1), (5, 1757), (17, 64), (2, 257)]
+        .iter()
+        .enumerate()
+    {
+        for dtype in DTYPES {
+            let mut rng = Rng::new(seed as u64 * 31 + dtype.shader_code() as u64);
+            let mut v = gaussian(&mut rng, rows, cols);
+            if rows >= 3 {
+                v[cols..2 * cols].fill(0.0); // a zero row
+                v[2 * cols] = f32::NAN; // a non-finite row
+            }
+            if rows >= 5 && dtype == DType::F32 {
+                v[3 * cols..4 * cols].iter_mut().for_each(|x| *x *= 1e30); // squares overflow f32
+                v[4 * cols..5 * cols].iter_mut().for_each(|x| *x *= 1e-30); // squares underflow
+            }
+            let (bytes, _) = encode(dtype, &v);
+            let m = MatrixRef::new("m", &bytes, dtype, rows, cols).unwrap();
+            let (got, status) = e.normalize(&m).unwrap();
+            let (want, want_status) = reference::normalize(&m);
+            assert_eq!(status, want_status, "{rows}x{cols} {dtype}: status");
+            assert_close(
+                &format!("normalize {rows}x{cols} {dtype}"),
+                &got,
+                &want,
+                |_| 1e-6,
+            );
+            if rows >= 3 {
+                assert_eq!(status[1], RowStatus::Zero);
+                assert_eq!(status[2], RowStatus::NonFinite);
+            }
+        }
+    }
+}
+
+/// Logical A (m × k) and B (k × n) stored as the params say; C = A·B (+ c_init) in f64.
+fn matmul_reference(p: &MatmulParams, a: &[f32], b: &[f32], c_init: Option<&[f32]>) -> Vec<f64> {
+    let mut c = vec![0.0f64; (p.m * p.ldc) as usize];
+    for r in 0..p.m as usize {
+        for j in 0..p.n as usize {
+            let mut acc = 0.0f64;
+            for t in 0..p.k as usize {
+                let av = if p.a_trans == 1 {
+                    a[t * p.lda as usize + r]
+                } else {
+                    a[r * p.lda as usize + t]
+                };
+                let bv = if j as u32 >= p.b_cols {
+                    if p.ones_col == 1 && j as u32 == p.b_cols {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                } else if p.b_trans == 1 {
+                    b[j * p.ldb as usize + t]
+                } else {
+                    b[t * p.ldb as usize + j]
+                };
+                acc += av as f64 * bv as f64;
+            }
+            let i = r * p.ldc as usize + j;
+            c[i] = acc + c_init.map_or(0.0, |ci| ci[i] as f64);
+        }
+    }
+    c
+}
+
+#[test]
+fn matmul_matches_reference() {
+    let e = engine();
+    // (m, n_real, k, a_trans, b_trans, ones_col, accumulate)
+    let cases = [
+        (1, 1, 1, 0, 0, 0, 0),
+        (64, 64, 16, 0, 1, 0, 0),
+        (65, 63, 17, 0, 1, 0, 0),
+        (63, 65, 15, 1, 0, 1, 0),
+        (130, 1, 33, 0, 0, 0, 1),
+        (3, 200, 1757, 0, 1, 0, 0),
+        (33, 70, 129, 1, 0, 1, 1),
+    ];
+    for (ci, &(m, nr, k, at, bt, ones, acc)) in cases.iter().enumerate() {
+        for dtype in DTYPES {
+            let mut rng = Rng::new(100 + ci as u64);
+            let n = nr + ones;
+            let p = MatmulParams {
+                m,
+                n,
+                k,
+                lda: if at == 1 { m } else { k },
+                ldb: if bt == 1 { k } else { nr },
+                ldc: n,
+                a_trans: at,
+                b_trans: bt,
+                b_dtype: dtype.shader_code(),
+                b_cols: nr,
+                ones_col: ones,
+                accumulate: acc,
+            };
+            let a = gaussian(&mut rng, m as usize, k as usize);
+            let (b_bytes, b) = encode(dtype, &gaussian(&mut rng, k as usize, nr as usize));
+            let c0 = gaussian(&mut rng, m as usize, n as usize);
+            let c_init = (acc == 1).then_some(c0.as_slice());
+            let got = e.matmul(p, &a, &b_bytes, c_init).unwrap();
+            let want = matmul_reference(&p, &a, &b, c_init);
+            // f32 accumulation error grows like sqrt(k) * |a||b|; 1e-5 * k is a loose bound.
+            let tol = 1e-5 * (k as f64).max(8.0);
+            assert_close(&format!("matmul case {ci} {dtype}"), &got, &want, |_| tol);
+        }
+    }
+}
+
+#[test]
+fn topk_is_exact_with_ties_across_tiles() {
+    let e = engine();
+    let mut rng = Rng::new(7);
+    // (rows, cols, k, tile_cols): k = 1, k = cols, tile = k, tile ± 1, ragged last tile.
+    let cases = [
+        (1, 1, 1, 1),
+        (3, 10, 1, 3),
+        (4, 100, 7, 7),
+        (4, 100, 7, 8),
+        (2, 100, 100, 100),
+        (5, 300, 33, 64),
+        (2, 1000, 256, 256),
+        (3, 513, 200, 257),
+    ];
+    for &(rows, cols, k, tile) in &cases {
+        // Scores on a coarse grid: many exact ties, negative values, -0.0 and +0.0.
+        let scores: Vec<f32> = (0..rows * cols)
+            .map(|_| {
+                let v = (rng.below(17) as f32 - 8.0) / 8.0;
+                if v == 0.0 && rng.below(2) == 0 {
+                    -0.0
+                } else {
+                    v
+                }
+            })
+            .collect();
+        let sel = e.top_k_scores(&scores, rows, cols, k, tile).unwrap();
+        for r in 0..rows {
+            let row: Vec<f64> = scores[r * cols..(r + 1) * cols]
+                .iter()
+                .map(|&x| x as f64)
+                .collect();
+            let want = reference::top_k(&row, k);
+            let got_idx = &sel.indices[r * k..(r + 1) * k];
+            let got_sc = &sel.scores[r * k..(r + 1) * k];
+            // No arithmetic is involved, so ties resolve identically: exact equality.
+            let want_idx: Vec<u32> = want.iter().map(|p| p.0).collect();
+            assert_eq!(
+                got_idx,
+                &want_idx[..],
+                "rows {rows} cols {cols} k {k} tile {tile}: row {r}"
+            );
+            for (g, w) in got_sc.iter().zip(&want) {
+                assert_eq!(*g as f64, w.1, "score");
+            }
+        }
+    }
+}
+
+// ---- Test support ----
+
+#[test]
+#[should_panic(expected = "out of tolerance")]
+fn assert_close_fails_on_a_nan_expected_value() {
+    assert_close("nan expected", &[1.0, 2.0], &[1.0, f64::NAN], |_| 1e-3);
+}
+
+#[test]
+fn assert_close_fails_on_any_non_finite_value() {
+    let fails = |got: &[f32], want: &[f64]| {
+        let (got, want) = (got.to_vec(), want.to_vec());
+        std::panic::catch_unwind(move || assert_close("t", &got, &want, |_| 1e-3)).is_err()
+    };
+    assert!(!fails(&[1.0, 2.0], &[1.0, 2.0005]), "within tolerance");
+    assert!(fails(&[1.0, 2.0], &[1.0, 2.1]), "out of tolerance");
+    assert!(fails(&[1.0, 2.0], &[1.0, f64::NAN]), "NaN expected");
+    assert!(fails(&[1.0, 2.0], &[f64::INFINITY, 2.0]), "inf expected");
+    assert!(fails(&[1.0, f32::NAN], &[1.0, 2.0]), "NaN got");
+    assert!(fails(&[f32::NEG_INFINITY, 2.0], &[1.0, 2.0]), "-inf got");
+    assert!(fails(&[f32::NAN], &[f64::NAN]), "NaN on both sides");
+    assert!(
+        fails(&[f32::INFINITY], &[f64::INFINITY]),
+        "inf on both sides"
+    );
+}
+
+// ---- CLP on every backend ----
+
+/// Helper/source dtype pairs of the top-k tests.
+const DTYPE_PAIRS: [(DType, DType); 3] = [
+    (DType::F32, DType::F32),
+    (DType::F16, DType::BF16),
+    (DType::BF16, DType::F16),
+];
+
+#[test]
+fn clp_top_k_matches_reference_on_awkward_shapes() {
+    // (m, o, dh, ds, k, max_m_rows, max_o_rows)
+    for (ci, &(m, o, dh, ds, k, mm, mo)) in TOP_K_CASES.iter().enumerate() {
+        for (hd, sd) in DTYPE_PAIRS {
+            let mut rng = Rng::new(1000 + ci as u64);
+            let inputs = Inputs::random(&mut rng, Shape { m, o, dh, ds }, 0.5, (hd, sd));
+            let (hm, ho, eo) = inputs.matrices();
+            let w = Weighting::Clp { top_k: TopK::K(k) };
+            for_each_backend(Tiling::caps(mm, mo), |name, backend| {
+                let got = collect(backend, &hm, &ho, &eo, &w).unwrap();
+                check_topk_run(
+                    &format!("{name} case {ci} {hd}/{sd}"),
+                    &hm,
+                    &ho,
+                    &eo,
+                    k,
+                    &got,
+                );
+            });
+        }
+    }
+}
+
+#[test]
+fn clp_dense_matches_direct_formula() {
+    // (m, o, dh, ds, max_m_rows, max_o_rows)
+    for (ci, &(m, o, dh, ds, mm, mo)) in DENSE_CASES.iter().enumerate() {
+        for dtype in DTYPES {
+            let mut rng = Rng::new(2000 + ci as u64);
+            // Well-conditioned: a strong shared direction keeps Σ cos far from zero.
+            let inputs = Inputs::random(&mut rng, Shape { m, o, dh, ds }, 2.0, (dtype, dtype));
+            let (hm, ho, eo) = inputs.matrices();
+            let w = Weighting::Clp { top_k: TopK::All };
+            let want = reference::clp(&hm, &ho, &eo, &w);
+            for_each_backend(Tiling::caps(mm, mo), |name, backend| {
+                let got = collect(backend, &hm, &ho, &eo, &w).unwrap();
+                dense_close(
+                    &format!("{name} dense case {ci} {dtype}"),
+                    &got,
+                    &want,
+                    1e-5,
+                );
+            });
+        }
+    }
+}
+
+#[test]
+fn guards_report_rows_instead_of_writing_nan() {
+    let (dh, ds) = (6, 5);
+    let v: Vec<f32> = (0..dh).map(|i| i as f32 + 1.0).collect();
+    let u: Vec<f32> = (0..dh)
+        .map(|i| if i % 2 == 0 { 1.0 } else { -0.5 })
+        .collect();
+    let neg = |x: &[f32]| x.iter().map(|a| -a).collect::<Vec<f32>>();
+    // Overlap rows v, -v, u, -u: Σ_j ĥ_j = 0, so every dense Σ cos is 0 (cancels exactly).
+    let ho: Vec<f32> = [v.clone(), neg(&v), u.clone(), neg(&u)].concat();
+    let mut rng = Rng::new(5);
+    let eo = gaussian(&mut rng, 4, ds);
+    let ho = MatrixRef::from_f32(&ho, 4, dh).unwrap();
+    let eo = MatrixRef::from_f32(&eo, 4, ds).unwrap();
+    for bad in [f32::INFINITY, f32::NAN] {
+        let mut hm = [v.clone(), vec![0.0; dh], v.clone()].concat();
+        hm[2 * dh + 1] = bad;
+        let hm = MatrixRef::from_f32(&hm, 3, dh).unwrap();
+        for top_k in [TopK::K(4), TopK::All] {
+            let w = Weighting::Clp { top_k };
+            let want = reference::clp(&hm, &ho, &eo, &w);
+            for_each_backend(Tiling::DEFAULT, |name, backend| {
+                let got = collect(backend, &hm, &ho, &eo, &w).unwrap();
+                let reasons: Vec<_> = got.rejected.iter().map(|r| (r.row, r.reason)).collect();
+                assert_eq!(
+                    reasons,
+                    vec![
+                        (0, RejectReason::WeightSumNearZero), // cos 1, -1, c, -c
+                        (1, RejectReason::ZeroHelperRow),
+                        (2, RejectReason::NonFiniteHelperRow),
+                    ],
+                    "{name} {top_k} {bad}"
+                );
+                assert_eq!(got.rejected, want.rejected, "{name} {top_k} {bad}");
+                assert!(
+                    got.rows.iter().all(|x| *x == 0.0),
+                    "{name} {top_k} {bad}: rejected rows must be zeros"
+                );
+            });
+        }
+    }
+}
+
+#[test]
+fn runs_are_bit_reproducible_and_m_zero_is_empty() {
+    let mut rng = Rng::new(9);
+    let (m, o, dh, ds) = (21, 90, 20, 17);
+    let inputs = Inputs::random(
+        &mut rng,
+        Shape { m, o, dh, ds },
+        0.5,
+        (DType::F16, DType::BF16),
+    );
+    let (hm, ho, eo) = inputs.matrices();
+    let empty = MatrixRef::new("hm", &[], DType::F16, 0, dh).unwrap();
+    let none = MatrixRef::new("ho", &[], DType::F16, 0, dh).unwrap();
+    let none_e = MatrixRef::new("eo", &[], DType::BF16, 0, ds).unwrap();
+    for tiling in [Tiling::DEFAULT, Tiling::caps(8, 30)] {
+        for_each_backend(tiling, |name, backend| {
+            let label = format!("{name} {tiling:?}");
+            for top_k in [TopK::K(10), TopK::All] {
+                let w = Weighting::Clp { top_k };
+                let a = collect(backend, &hm, &ho, &eo, &w).unwrap();
+                let b = collect(backend, &hm, &ho, &eo, &w).unwrap();
+                assert_eq!(
+                    bits(&a.rows),
+                    bits(&b.rows),
+                    "{label} {top_k}: rows differ between runs"
+                );
+                assert_eq!(a.selection, b.selection, "{label} {top_k}");
+                let z = collect(backend, &empty, &ho, &eo, &w).unwrap();
+                assert!(
+                    z.rows.is_empty() && z.rejected.is_empty(),
+                    "{label} {top_k}"
+                );
+            }
+            // O = 0 and k beyond the supported maximum are errors, not panics.
+            let all = Weighting::Clp { top_k: TopK::All };
+            let err = collect(backend, &hm, &none, &none_e, &all).unwrap_err();
+            assert!(
+                matches!(err, Error::Shape(_)),
+                "{label}: O = 0 gave {err:?}"
+            );
+            let too_many = Weighting::Clp {
+                top_k: TopK::K(257),
+            };
+            let err = collect(backend, &hm, &ho, &eo, &too_many).unwrap_err();
+            assert!(
+                matches!(err, Error::Argument(_)),
+                "{label}: k 257 gave {err:?}"
+            );
+        });
+    }
+}
+
+#[test]
+fn property_random_shapes_agree_with_reference() {
+    let mut rng = Rng::new(4242);
+    for case in 0..6 {
+        let m = 1 + rng.below(40);
+        let o = 1 + rng.below(200);
+        let dh = 1 + rng.below(70);
+        let ds = 1 + rng.below(50);
+        let k = 1 + rng.below(40);
+        let dtype = DTYPES[rng.below(3)];
+        let tiling = Tiling::caps(1 + rng.below(48), 1 + rng.below(160));
+        let inputs = Inputs::random(&mut rng, Shape { m, o, dh, ds }, 0.7, (dtype, dtype));
+        let (hm, ho, eo) = inputs.matrices();
+        let w = Weighting::Clp { top_k: TopK::K(k) };
+        for_each_backend(tiling, |name, backend| {
+            let got = collect(backend, &hm, &ho, &eo, &w).unwrap();
+            let label = format!(
+                "{name} property case {case}: m {m} o {o} dh {dh} ds {ds} k {k} {dtype} {tiling:?}"
+            );
+            check_topk_run(&label, &hm, &ho, &eo, k, &got);
+        });
+    }
+}
+
+#[test]
+fn softmax_sparsemax_and_omp_match_reference() {
+    // (m, o, dh, ds, max_m_rows, max_o_rows): one tile, and ragged tiles on both sides.
+    for (ci, &(m, o, dh, ds, mm, mo)) in [(6, 40, 12, 9, 64, 64), (23, 230, 17, 10, 8, 96)]
+        .iter()
+        .enumerate()
+    {
+        let mut rng = Rng::new(3000 + ci as u64);
+        let inputs = Inputs::random(
+            &mut rng,
+            Shape { m, o, dh, ds },
+            0.5,
+            (DType::F16, DType::BF16),
+        );
+        let (hm, ho, eo) = inputs.matrices();
+        for_each_backend(Tiling::caps(mm, mo), |name, backend| {
+            for w in other_weightings() {
+                let got = collect(backend, &hm, &ho, &eo, &w).unwrap();
+                let label = format!("{name} case {ci} {}", w.label());
+                check_weighting_run(&label, &hm, &ho, &eo, &w, &got);
+            }
+        });
+    }
+    // Dense mode exists only for CLP.
+    let (hm_b, _) = encode(DType::F32, &[1.0, 0.0]);
+    let hm = MatrixRef::new("hm", &hm_b, DType::F32, 1, 2).unwrap();
+    let bad = Weighting::Sparsemax { top_k: TopK::All };
+    for_each_backend(Tiling::DEFAULT, |name, backend| {
+        let err = collect(backend, &hm, &hm, &hm, &bad).unwrap_err();
+        assert!(matches!(err, Error::Argument(_)), "{name}: {err:?}");
+    });
+}
+
+// ---- Streaming from files ----
+
+/// A single-tensor safetensors file as a stored matrix read with positioned reads.
+fn stored_file<'a>(
+    file: &'a File,
+    path: &'a Path,
+    dtype: DType,
+    rows: usize,
+    cols: usize,
+) -> Stored<'a> {
+    let mut n = [0u8; 8];
+    (&*file).read_exact(&mut n).unwrap();
+    Stored {
+        storage: Storage::File {
+            file,
+            path,
+            offset: 8 + u64::from_le_bytes(n),
+        },
+        dtype,
+        rows,
+        cols,
+    }
+}
+
+/// Rows `ids` of one stored matrix.
+fn select<'a>(name: &str, from: Stored<'a>, ids: Vec<u32>) -> RowSet<'a> {
+    RowSet::new(name, vec![from]).unwrap().select(ids).unwrap()
+}
+
+/// Every row of `set`, gathered into memory.
+fn gathered(set: &RowSet) -> Vec<u8> {
+    let mut b = Vec::new();
+    set.gather(0, set.rows(), &mut b).unwrap();
+    b
+}
+
+#[test]
+fn both_backends_stream_scattered_rows_from_files_under_tiny_budgets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (vh, dh, vs, ds) = (700, 40, 900, 56);
+    let (o, m) = (300, 260);
+    let hp = dir.path().join("helper.safetensors");
+    let sp = dir.path().join("source.safetensors");
+    write_embedding_file(&hp, "embedding", vh, dh, DType::F16, 11, 0.5).unwrap();
+    write_embedding_file(&sp, "embedding", vs, ds, DType::BF16, 12, 0.3).unwrap();
+    let (hf, sf) = (File::open(&hp).unwrap(), File::open(&sp).unwrap());
+    let h = stored_file(&hf, &hp, DType::F16, vh, dh);
+    let s = stored_file(&sf, &sp, DType::BF16, vs, ds);
+    let mut rng = Rng::new(3);
+    let tgt = sample_ids(&mut rng, vh, o + m);
+    let hm = select("hm", h, tgt[o..].to_vec());
+    let ho = select("ho", h, tgt[..o].to_vec());
+    let eo = select("eo", s, sample_ids(&mut rng, vs, o));
+    // The same rows in memory, for the reference.
+    let (hm_b, ho_b, eo_b) = (gathered(&hm), gathered(&ho), gathered(&eo));
+    let hm_m = MatrixRef::new("hm", &hm_b, DType::F16, m, dh).unwrap();
+    let ho_m = MatrixRef::new("ho", &ho_b, DType::F16, o, dh).unwrap();
+    let eo_m = MatrixRef::new("eo", &eo_b, DType::BF16, o, ds).unwrap();
+    let top_k = Weighting::Clp { top_k: TopK::K(16) };
+    let dense = Weighting::Clp { top_k: TopK::All };
+    let dense_want = reference::clp(&hm_m, &ho_m, &eo_m, &dense);
+
+    for (budget, label) in [(1u64 << 30, "large"), (96 << 10, "96 KiB")] {
+        for_each_backend(Tiling::budget(budget), |name, backend| {
+            let label = format!("{name} from files, {label} budget");
+            if budget < 1 << 20 {
+                let p = clp_gpu::backend::problem(&hm, &ho, &eo, &top_k).unwrap();
+                let tiles = backend.plan(&p).unwrap();
+                assert!(
+                    tiles.m_rows < m && tiles.o_rows < o,
+                    "{label}: a 96 KiB budget must tile both sides: {tiles:?}"
+                );
+            }
+            let got = collect_sets(backend, &hm, &ho, &eo, &top_k).unwrap();
+            check_topk_run(&format!("{label}: top-k"), &hm_m, &ho_m, &eo_m, 16, &got);
+            // Streaming from files gives exactly what the same backend gives on the rows in
+            // memory.
+            let in_memory = collect(backend, &hm_m, &ho_m, &eo_m, &top_k).unwrap();
+            assert_eq!(bits(&got.rows), bits(&in_memory.rows), "{label}: rows");
+            assert_eq!(got.selection, in_memory.selection, "{label}: selection");
+            let got = collect_sets(backend, &hm, &ho, &eo, &dense).unwrap();
+            dense_close(&format!("{label}: dense"), &got, &dense_want, 2e-5);
+        });
+    }
+}
