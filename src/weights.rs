@@ -156,6 +156,50 @@ impl Weighting {
     }
 }
 
+impl Weighting {
+    /// This weighting over `overlap` overlapping tokens: a k at or above the overlap means all
+    /// of them (clp: its dense form; softmax and sparsemax: k = the overlap, when the selection
+    /// can hold that many; omp: at most that many atoms). A k the selection cannot hold (more
+    /// than [`MAX_SELECTED`]) and below the overlap is an error that states the limit.
+    pub fn for_overlap(self, overlap: usize) -> Result<Weighting, String> {
+        let k = match self.top_k() {
+            TopK::K(k) => k,
+            TopK::All => return Ok(self),
+        };
+        let w = match self {
+            Weighting::Clp { .. } if k >= overlap => Weighting::Clp { top_k: TopK::All },
+            Weighting::Omp { atoms } => Weighting::Omp {
+                atoms: atoms.min(overlap),
+            },
+            Weighting::Softmax { temperature, .. } if k >= overlap => Weighting::Softmax {
+                top_k: TopK::K(overlap),
+                temperature,
+            },
+            Weighting::Sparsemax { .. } if k >= overlap => Weighting::Sparsemax {
+                top_k: TopK::K(overlap),
+            },
+            w => w,
+        };
+        match w.top_k() {
+            TopK::K(k) if k > MAX_SELECTED && k >= overlap => Err(format!(
+                "--weighting {} over all {overlap} overlapping tokens: at most {MAX_SELECTED} can be selected per token; use --top-k {MAX_SELECTED} or less (or --weighting clp --top-k all)",
+                w.name()
+            )),
+            TopK::K(k) if k > MAX_SELECTED => Err(format!(
+                "--top-k {k}: at most {MAX_SELECTED} neighbours can be selected per token, and {overlap} tokens overlap; use --top-k {MAX_SELECTED} or less, or `all`"
+            )),
+            _ => {
+                w.validate()?;
+                Ok(w)
+            }
+        }
+    }
+}
+
+/// The most neighbours a top-k selection keeps per row (the GPU top-k holds its candidates in
+/// workgroup memory).
+pub const MAX_SELECTED: usize = crate::kernels::MAX_TOP_K;
+
 /// Weights of one row from its selected similarities (best first), for the closed-form
 /// weightings (not OMP). f64; the GPU kernel does the same in f32.
 pub fn closed_form_weights(w: &Weighting, scores: &[f64]) -> Vec<f64> {
@@ -426,4 +470,43 @@ pub fn normalize_rows(m: &MatrixRef) -> (Vec<f64>, Vec<RowStatus>) {
         status.push(RowStatus::Ok);
     }
     (out, status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k_at_or_above_the_overlap_means_all_of_it() {
+        let clp = |k| Weighting::Clp { top_k: TopK::K(k) };
+        assert_eq!(
+            clp(5000).for_overlap(321),
+            Ok(Weighting::Clp { top_k: TopK::All })
+        );
+        assert_eq!(
+            clp(321).for_overlap(321),
+            Ok(Weighting::Clp { top_k: TopK::All })
+        );
+        assert_eq!(clp(10).for_overlap(321), Ok(clp(10)));
+        let soft = |k| Weighting::Softmax {
+            top_k: TopK::K(k),
+            temperature: 0.1,
+        };
+        assert_eq!(soft(5000).for_overlap(200), Ok(soft(200)));
+        assert_eq!(
+            Weighting::Omp { atoms: 50 }.for_overlap(20),
+            Ok(Weighting::Omp { atoms: 20 })
+        );
+        // Between the selection limit and the overlap: one line stating the limit.
+        let e = clp(300).for_overlap(5000).unwrap_err();
+        assert!(e.contains("at most 256"), "{e}");
+        let e = soft(5000).for_overlap(300).unwrap_err();
+        assert!(e.contains("at most 256") && e.contains("300"), "{e}");
+        let e = Weighting::Sparsemax {
+            top_k: TopK::K(400),
+        }
+        .for_overlap(1000)
+        .unwrap_err();
+        assert!(e.contains("--top-k 400"), "{e}");
+    }
 }
