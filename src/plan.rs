@@ -3,6 +3,7 @@
 //! buffers together fit the GPU-memory budget. Buffers are allocated once from the plan and
 //! reused for every tile.
 
+use crate::backend::gpu::MAX_WORKGROUPS_PER_DIMENSION;
 use crate::error::{Error, Result};
 use crate::tensor::DType;
 
@@ -42,8 +43,8 @@ pub struct PlanLimits {
 /// enough that one similarity tile (4096 × 8192 f32 = 128 MiB) fits lavapipe's binding limit.
 const PREFERRED_M_ROWS: usize = 4096;
 const PREFERRED_O_ROWS: usize = 8192;
-/// Dispatch-dimension limit on rows handled per workgroup row (combine).
-const MAX_DISPATCH_ROWS: usize = 65_535;
+/// Most missing rows per tile: `combine` dispatches one workgroup row per missing row.
+const MAX_DISPATCH_ROWS: usize = MAX_WORKGROUPS_PER_DIMENSION as usize;
 
 /// The chosen tiling and the buffer sizes that follow from it.
 #[derive(Debug, Clone, Copy, serde::Serialize)]

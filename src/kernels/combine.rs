@@ -2,7 +2,7 @@
 //! rows that fall in one overlap tile.
 
 use super::{Access, Pipeline, Recorder};
-use crate::backend::gpu::Gpu;
+use crate::backend::gpu::{Gpu, MAX_WORKGROUPS_PER_DIMENSION};
 
 /// Invocations per workgroup (one per output column); the shader's `WG` override. Also the
 /// most selections per row a workgroup can stage, so it must be at least [`super::MAX_TOP_K`].
@@ -11,9 +11,6 @@ const _: () = assert!(COMBINE_WORKGROUP as usize >= super::MAX_TOP_K);
 
 /// Values of the shader's `override` constants.
 pub(super) const CONSTANTS: &[(&str, f64)] = &[("WG", COMBINE_WORKGROUP as f64)];
-
-/// Largest row count of one dispatch: one workgroup row per missing row.
-const MAX_ROWS: u32 = 65_535;
 
 /// Mirrors `Params` in `shaders/combine.wgsl`.
 #[repr(C)]
@@ -67,7 +64,7 @@ impl CombineKernel {
     /// Records one tile's accumulation (rows must be ≤ 65,535: one workgroup row each).
     pub fn encode(&self, rec: &mut Recorder, params: CombineParams, b: CombineBuffers) {
         assert!(
-            params.rows <= MAX_ROWS,
+            params.rows <= MAX_WORKGROUPS_PER_DIMENSION,
             "combine tile of {} rows",
             params.rows
         );

@@ -1,5 +1,5 @@
-//! `matmul`: C (m × n) = A · B or C += A · B, f32 accumulation, 64 × 64 tiles with 4 × 4
-//! register blocks; A is f32, B any of f32/f16/bf16 with an optional implicit ones column
+//! `matmul`: C (m × n) = A · B or C += A · B, f32 accumulation, [`MATMUL_TILE`]² output tiles
+//! with 4 × 4 register blocks; A is f32, B any of f32/f16/bf16 with an optional implicit ones column
 //! (see `shaders/matmul.wgsl` for the layouts).
 
 use super::{Access, Pipeline, Recorder};

@@ -24,7 +24,7 @@ pub struct TopKParams {
     pub score_stride: u32,
     /// Global index of the tile's first column.
     pub col_offset: u32,
-    /// Entries kept per row (1..=256).
+    /// Entries kept per row (1..=[`MAX_TOP_K`]).
     pub k: u32,
     /// 1: merge with the current list; 0: start a new one.
     pub has_prev: u32,

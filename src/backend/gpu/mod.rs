@@ -36,7 +36,7 @@ use crate::plan::{plan, PlanLimits, Problem, TilePlan};
 use crate::rows::RowSet;
 use crate::tensor::MatrixRef;
 use crate::weights::{ClpOutput, Weighting};
-pub use context::{grid_2d, ParamArena, Readback};
+pub use context::{grid_2d, ParamArena, Readback, MAX_WORKGROUPS_PER_DIMENSION};
 pub use context::{list_adapters, AdapterSummary, Gpu};
 
 /// Tunables of the engine.

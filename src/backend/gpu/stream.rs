@@ -42,6 +42,10 @@ struct Staging {
     eo: Vec<u8>,
 }
 
+/// Uniform slots per submission: the most dispatches recorded between two submits (a missing
+/// tile's normalisation plus the first overlap tile's normalise, similarity and top-k).
+const ARENA_SLOTS: u32 = 8;
+
 /// Encoding state of one run: the open encoder, the uniform arena, the last submission, the
 /// staging buffers and the stage timings.
 pub(super) struct Flow<'e> {
@@ -58,7 +62,7 @@ impl<'e> Flow<'e> {
         Flow {
             engine,
             enc: engine.encoder("clp"),
-            arena: ParamArena::new(&engine.gpu, 8),
+            arena: ParamArena::new(&engine.gpu, ARENA_SLOTS),
             in_flight: None,
             staging: Staging::default(),
             stats: Stats::default(),
