@@ -6,7 +6,9 @@
 // Bindings (group 0): 0 params (uniform), 1 best_index (rows × k u32), 2 weight (rows × k f32),
 // 3 source (tile_rows × dim elements of params.dtype packed in u32 words), 4 numer (rows ×
 // (dim + 1) f32, read_write).
-// Dispatch: workgroups (ceil((dim + 1) / 256), rows); one invocation per output column.
+// Dispatch: workgroups (ceil((dim + 1) / WG), rows); one invocation per output column.
+// Overrides (no defaults; set from Rust): WG = COMBINE_WORKGROUP, at least k (each invocation
+// stages one selection).
 // Precision: source decoded to f32, f32 multiply-add in t order, tiles in order (deterministic).
 // Bounds: columns > dim and rows ≥ params.rows skip; accumulate = 0 overwrites numer.
 
@@ -27,7 +29,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> source: array<u32>;
 @group(0) @binding(4) var<storage, read_write> numer: array<f32>;
 
-const WG: u32 = 256u;
+override WG: u32;
 
 var<workgroup> local_row: array<u32, WG>;
 var<workgroup> local_w: array<f32, WG>;

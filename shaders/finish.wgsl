@@ -8,8 +8,9 @@
 // read from the Gram matrix). No NaN or Inf is ever written.
 // Bindings (group 0): 0 params (uniform), 1 numer (rows × (dim + 1) f32), 2 h_status (rows
 // u32), 3 guard (f32), 4 out (rows × dim f32, write), 5 status (rows u32, write).
-// Dispatch: one workgroup of 256 per row; row = workgroup_id.x + workgroup_id.y *
-// num_workgroups.x. Precision: f32 division; fixed-order reductions (deterministic).
+// Dispatch: one workgroup of WG per row; row = workgroup_id.x + workgroup_id.y *
+// num_workgroups.x. Overrides (no defaults; set from Rust): WG = FINISH_WORKGROUP, a power of
+// two. Precision: f32 division; fixed-order reductions (deterministic).
 
 struct Params {
     rows: u32,
@@ -29,7 +30,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> status: array<u32>;
 
-const WG: u32 = 256u;
+override WG: u32;
 
 var<workgroup> partial: array<f32, WG>;
 var<workgroup> bad: atomic<u32>;

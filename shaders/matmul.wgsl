@@ -9,9 +9,12 @@
 // Logical element A[r][t] = a[t * lda + r] if a_trans else a[r * lda + t]; B[t][j] likewise
 // with ldb and b_trans. When ones_col = 1, logical column j == b_cols of B reads 1.0 (so the
 // last column of C holds the row sums of A), and n = b_cols + 1.
-// Dispatch: workgroups (ceil(n / 64), ceil(m / 64)); 256 invocations, each a 4 × 4 block of C
-// at rows ty + 16 i, columns tx + 16 j of the workgroup's 64 × 64 tile; k in steps of 16
-// through workgroup memory.
+// Dispatch: workgroups (ceil(n / TILE), ceil(m / TILE)); WG_SIDE × WG_SIDE invocations
+// (WG_SIDE = TILE / BLOCK), each a BLOCK × BLOCK block of C at rows ty + WG_SIDE i, columns
+// tx + WG_SIDE j of the workgroup's TILE × TILE tile; k in steps of TK = WG_SIDE through
+// workgroup memory (so each invocation stages BLOCK elements of each tile).
+// Overrides (no defaults; set from Rust): TILE = MATMUL_TILE, a multiple of BLOCK; the others
+// derive from it.
 // Precision: f32 multiply-add in a fixed order (deterministic). Bounds: out-of-range elements of
 // A and B load as 0; C is written only inside m × n.
 
@@ -35,12 +38,14 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<u32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
-const TILE: u32 = 64u;
-const TK: u32 = 16u;
-const WG_SIDE: u32 = 16u;
+override TILE: u32;
+const BLOCK: u32 = 4u;
+override WG_SIDE: u32 = TILE / BLOCK;
+override TK: u32 = WG_SIDE;
+override TILE_ELEMS: u32 = TK * TILE;
 
-var<workgroup> a_tile: array<f32, 1024>; // [TK][TILE]
-var<workgroup> b_tile: array<f32, 1024>; // [TK][TILE]
+var<workgroup> a_tile: array<f32, TILE_ELEMS>; // [TK][TILE]
+var<workgroup> b_tile: array<f32, TILE_ELEMS>; // [TK][TILE]
 
 fn decode_b(i: u32) -> f32 {
     switch params.b_dtype {
@@ -81,7 +86,7 @@ fn load_b(t: u32, j: u32) -> f32 {
     return decode_b(t * params.ldb + j);
 }
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(WG_SIDE, WG_SIDE)
 fn matmul(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_id) lid3: vec3<u32>,
@@ -91,15 +96,15 @@ fn matmul(
     let col0 = wg.x * TILE;
     let tx = lid3.x;
     let ty = lid3.y;
-    var acc: array<f32, 16>;
-    for (var i = 0u; i < 16u; i++) {
+    var acc: array<f32, BLOCK * BLOCK>;
+    for (var i = 0u; i < BLOCK * BLOCK; i++) {
         acc[i] = 0.0;
     }
     for (var t0 = 0u; t0 < params.k; t0 += TK) {
         // Each invocation stages 4 elements of each tile; the index order follows the stored
         // layout so neighbouring invocations read neighbouring addresses.
-        for (var q = 0u; q < 4u; q++) {
-            let e = lid + q * 256u;
+        for (var q = 0u; q < BLOCK; q++) {
+            let e = lid + q * (WG_SIDE * WG_SIDE);
             var r: u32;
             var t: u32;
             if params.a_trans == 1u {
@@ -123,28 +128,28 @@ fn matmul(
         }
         workgroupBarrier();
         for (var t = 0u; t < TK; t++) {
-            var av: array<f32, 4>;
-            var bv: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
+            var av: array<f32, BLOCK>;
+            var bv: array<f32, BLOCK>;
+            for (var i = 0u; i < BLOCK; i++) {
                 av[i] = a_tile[t * TILE + ty + WG_SIDE * i];
                 bv[i] = b_tile[t * TILE + tx + WG_SIDE * i];
             }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i * 4u + j] = fma(av[i], bv[j], acc[i * 4u + j]);
+            for (var i = 0u; i < BLOCK; i++) {
+                for (var j = 0u; j < BLOCK; j++) {
+                    acc[i * BLOCK + j] = fma(av[i], bv[j], acc[i * BLOCK + j]);
                 }
             }
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < 4u; i++) {
+    for (var i = 0u; i < BLOCK; i++) {
         let r = row0 + ty + WG_SIDE * i;
         if r < params.m {
-            for (var j = 0u; j < 4u; j++) {
+            for (var j = 0u; j < BLOCK; j++) {
                 let col = col0 + tx + WG_SIDE * j;
                 if col < params.n {
                     let idx = r * params.ldc + col;
-                    var v = acc[i * 4u + j];
+                    var v = acc[i * BLOCK + j];
                     if params.accumulate == 1u {
                         v = c[idx] + v;
                     }

@@ -3,7 +3,9 @@
 // Bindings (group 0): 0 params (uniform), 1 src (rows × cols elements of params.dtype, packed in
 // u32 words), 2 dst (rows × cols f32, the normalised rows), 3 status (rows u32: 0 ok, 1 all
 // zeros, 2 contains NaN/Inf).
-// Dispatch: one workgroup per row; row = workgroup_id.x + workgroup_id.y * num_workgroups.x.
+// Dispatch: one workgroup of WG per row; row = workgroup_id.x + workgroup_id.y *
+// num_workgroups.x. Overrides (no defaults; set from Rust): WG = NORMALIZE_WORKGROUP, a power
+// of two.
 // Precision: inputs decoded to f32; the row is scaled by its max-abs before squaring, so the sum
 // of squares neither overflows nor underflows; reductions are fixed-order trees (deterministic).
 // Bounds: rows ≥ params.rows return at once; zero and non-finite rows are written as zeros.
@@ -20,7 +22,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(3) var<storage, read_write> status: array<u32>;
 
-const WG: u32 = 256u;
+override WG: u32;
 
 var<workgroup> partial: array<f32, WG>;
 var<workgroup> bad: atomic<u32>;

@@ -9,8 +9,10 @@
 // a bitonic sort in workgroup memory.
 // Bindings (group 0): 0 params (uniform), 1 scores (rows × score_stride f32, read), 2 best_score
 // (rows × k f32, read_write), 3 best_index (rows × k u32, read_write).
-// Dispatch: one workgroup of 256 per row; row = workgroup_id.x + workgroup_id.y *
-// num_workgroups.x. Requires 1 ≤ k ≤ 256 and k ≤ (has_prev ? k : 0) + cols (the host checks).
+// Dispatch: one workgroup of WG per row; row = workgroup_id.x + workgroup_id.y *
+// num_workgroups.x. Requires 1 ≤ k ≤ WG and k ≤ (has_prev ? k : 0) + cols (the host checks).
+// Overrides (no defaults; set from Rust): WG = MAX_TOP_K, a power of two (one invocation per
+// list entry; the bitonic sort).
 // Precision: scores are compared exactly as f32 (no arithmetic). Output is deterministic.
 
 struct Params {
@@ -29,10 +31,12 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> best_score: array<f32>;
 @group(0) @binding(3) var<storage, read_write> best_index: array<u32>;
 
-const WG: u32 = 256u;
+override WG: u32;
+// Buckets of one 8-bit radix digit.
+const RADIX_BINS: u32 = 256u;
 const EMPTY_INDEX: u32 = 0xffffffffu;
 
-var<workgroup> hist: array<atomic<u32>, 256>;
+var<workgroup> hist: array<atomic<u32>, RADIX_BINS>;
 var<workgroup> scan_gt: array<u32, WG>;
 var<workgroup> scan_eq: array<u32, WG>;
 var<workgroup> sel_key: array<u32, WG>;
@@ -95,7 +99,9 @@ fn topk(
     var need = k;
     for (var round = 0u; round < 4u; round++) {
         let shift = 24u - 8u * round;
-        atomicStore(&hist[lid], 0u);
+        for (var b = lid; b < RADIX_BINS; b += WG) {
+            atomicStore(&hist[b], 0u);
+        }
         workgroupBarrier();
         for (var i = lid; i < n; i += WG) {
             let key = cand_key(row, i);
@@ -106,7 +112,7 @@ fn topk(
         workgroupBarrier();
         if lid == 0u {
             var above = 0u;
-            var digit = 255u;
+            var digit = RADIX_BINS - 1u;
             loop {
                 let h = atomicLoad(&hist[digit]);
                 if above + h >= need || digit == 0u {

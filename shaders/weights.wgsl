@@ -9,7 +9,8 @@
 // records Σ|w|, the scale the finish stage's cancellation guard compares |Σ w| with.
 // Bindings (group 0): 0 params (uniform), 1 best_score (rows × k f32, read), 2 weight (rows × k
 // f32, read_write), 3 guard_scale (rows f32, write).
-// Dispatch: ceil(rows / 64) workgroups of 64, one invocation per row (k ≤ 256 terms each).
+// Dispatch: ceil(rows / WG) workgroups of WG, one invocation per row (k ≤ MAX_TOP_K terms
+// each). Overrides (no defaults; set from Rust): WG = WEIGHTS_WORKGROUP.
 // Precision: f32, summed in index order (deterministic). Bounds: rows ≥ params.rows skip.
 
 struct Params {
@@ -24,7 +25,9 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> weight: array<f32>;
 @group(0) @binding(3) var<storage, read_write> guard_scale: array<f32>;
 
-@compute @workgroup_size(64)
+override WG: u32;
+
+@compute @workgroup_size(WG)
 fn weights(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row = gid.x;
     if row >= params.rows {

@@ -3,6 +3,7 @@
 //! buffers together fit the GPU-memory budget. Buffers are allocated once from the plan and
 //! reused for every tile.
 
+use crate::backend::gpu::MAX_WORKGROUPS_PER_DIMENSION;
 use crate::error::{Error, Result};
 use crate::tensor::DType;
 
@@ -42,8 +43,8 @@ pub struct PlanLimits {
 /// enough that one similarity tile (4096 × 8192 f32 = 128 MiB) fits lavapipe's binding limit.
 const PREFERRED_M_ROWS: usize = 4096;
 const PREFERRED_O_ROWS: usize = 8192;
-/// Dispatch-dimension limit on rows handled per workgroup row (combine).
-const MAX_DISPATCH_ROWS: usize = 65_535;
+/// Most missing rows per tile: `combine` dispatches one workgroup row per missing row.
+const MAX_DISPATCH_ROWS: usize = MAX_WORKGROUPS_PER_DIMENSION as usize;
 
 /// The chosen tiling and the buffer sizes that follow from it.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
@@ -58,43 +59,150 @@ pub struct TilePlan {
     pub largest_buffer_bytes: u64,
 }
 
-/// Sizes in bytes of every buffer for tiles of `mt` × `ot` (name, bytes).
-pub fn buffer_sizes(p: &Problem, mt: usize, ot: usize) -> Vec<(&'static str, u64)> {
-    let (dh, ds) = (p.helper_dim as u64, p.source_dim as u64);
-    let (mt, ot) = (mt as u64, ot as u64);
-    let he = p.helper_dtype.size_bytes() as u64;
-    let se = p.source_dtype.size_bytes() as u64;
-    let mut v = vec![
-        ("missing helper rows", mt * dh * he),
-        ("normalised missing rows", mt * dh * 4),
-        ("missing row status", mt * 4),
-        ("overlap helper rows (slot 0)", ot * dh * he),
-        ("overlap helper rows (slot 1)", ot * dh * he),
-        ("normalised overlap rows", ot * dh * 4),
-        ("source rows (slot 0)", ot * ds * se),
-        ("source rows (slot 1)", ot * ds * se),
-        ("weighted sums", mt * (ds + 1) * 4),
-        ("output rows", mt * ds * 4),
-        ("output status", mt * 4),
-    ];
-    match p.k {
-        Some(k) => {
-            let k = k as u64;
-            v.extend([
-                ("similarity tile", mt * ot * 4),
-                ("top-k scores", mt * k * 4),
-                ("top-k indices", mt * k * 4),
-                ("weights", mt * k * 4),
-                ("guard scales", mt * 4),
-                ("readback", mt * (ds + 1 + 3 * k) * 4),
-            ]);
+/// What a planned buffer is used as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BufferUse {
+    /// A storage buffer the kernels bind (also a copy source and destination).
+    Storage,
+    /// The map-readable buffer results are copied into.
+    Readback,
+}
+
+/// One planned buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct BufferSpec {
+    /// Label of the buffer (also named in limit errors).
+    pub name: &'static str,
+    /// Bytes the run needs; 0 for a buffer the mode does not use (it is allocated at the
+    /// minimum size so that every bind group stays complete, and not budgeted).
+    pub bytes: u64,
+    /// How it is used.
+    pub usage: BufferUse,
+}
+
+/// Every device buffer of one run for tiles of `m_rows` × `o_rows`: the one table the planner
+/// budgets with and the engine allocates from.
+#[derive(Debug, Clone, Copy)]
+pub struct BufferPlan {
+    /// Raw missing helper rows.
+    pub hm_raw: BufferSpec,
+    /// Normalised missing rows (f32).
+    pub hm_hat: BufferSpec,
+    /// Statuses of the missing rows.
+    pub hm_status: BufferSpec,
+    /// Raw overlap helper rows, two upload slots.
+    pub ho_raw: [BufferSpec; 2],
+    /// Normalised overlap rows (f32).
+    pub ho_hat: BufferSpec,
+    /// Statuses of the overlap rows.
+    pub ho_status: BufferSpec,
+    /// Raw source rows, two upload slots.
+    pub eo_raw: [BufferSpec; 2],
+    /// Weighted sums with the weight sum as last column.
+    pub numer: BufferSpec,
+    /// Output rows.
+    pub out: BufferSpec,
+    /// Output statuses.
+    pub status: BufferSpec,
+    /// Top-k: one similarity tile.
+    pub scores: BufferSpec,
+    /// Top-k: running best scores.
+    pub best_score: BufferSpec,
+    /// Top-k: running best indices.
+    pub best_index: BufferSpec,
+    /// Top-k: weights.
+    pub weight: BufferSpec,
+    /// Top-k: guard scales.
+    pub guard: BufferSpec,
+    /// Dense: the Gram matrix G = Ĥ_Oᵀ [E_O | 1].
+    pub gram: BufferSpec,
+    /// Readback: rows | status | top-k scores | top-k indices | weights.
+    pub readback: BufferSpec,
+}
+
+impl BufferPlan {
+    /// The buffers of problem `p` for tiles of `m_rows` × `o_rows`.
+    pub fn new(p: &Problem, m_rows: usize, o_rows: usize) -> BufferPlan {
+        let (dh, ds) = (p.helper_dim as u64, p.source_dim as u64);
+        let (mt, ot) = (m_rows as u64, o_rows as u64);
+        let he = p.helper_dtype.size_bytes() as u64;
+        let se = p.source_dtype.size_bytes() as u64;
+        let k = p.k.unwrap_or(0) as u64;
+        let top_k = |bytes: u64| if p.k.is_some() { bytes } else { 0 };
+        let dense = |bytes: u64| if p.k.is_none() { bytes } else { 0 };
+        let storage = |name, bytes| BufferSpec {
+            name,
+            bytes,
+            usage: BufferUse::Storage,
+        };
+        BufferPlan {
+            hm_raw: storage("missing helper rows", mt * dh * he),
+            hm_hat: storage("normalised missing rows", mt * dh * 4),
+            hm_status: storage("missing row status", mt * 4),
+            ho_raw: [
+                storage("overlap helper rows (slot 0)", ot * dh * he),
+                storage("overlap helper rows (slot 1)", ot * dh * he),
+            ],
+            ho_hat: storage("normalised overlap rows", ot * dh * 4),
+            ho_status: storage("overlap row status", ot * 4),
+            eo_raw: [
+                storage("source rows (slot 0)", ot * ds * se),
+                storage("source rows (slot 1)", ot * ds * se),
+            ],
+            numer: storage("weighted sums", mt * (ds + 1) * 4),
+            out: storage("output rows", mt * ds * 4),
+            status: storage("output status", mt * 4),
+            scores: storage("similarity tile", top_k(mt * ot * 4)),
+            best_score: storage("top-k scores", top_k(mt * k * 4)),
+            best_index: storage("top-k indices", top_k(mt * k * 4)),
+            weight: storage("weights", top_k(mt * k * 4)),
+            guard: storage("guard scales", top_k(mt * 4)),
+            gram: storage("Gram matrix", dense(dh * (ds + 1) * 4)),
+            readback: BufferSpec {
+                name: "readback",
+                bytes: mt * (ds + 1 + 3 * k) * 4,
+                usage: BufferUse::Readback,
+            },
         }
-        None => v.extend([
-            ("Gram matrix", dh * (ds + 1) * 4),
-            ("readback", mt * (ds + 1) * 4),
-        ]),
     }
-    v
+
+    /// Every buffer, in a fixed order.
+    pub fn entries(&self) -> [&BufferSpec; 19] {
+        [
+            &self.hm_raw,
+            &self.hm_hat,
+            &self.hm_status,
+            &self.ho_raw[0],
+            &self.ho_raw[1],
+            &self.ho_hat,
+            &self.ho_status,
+            &self.eo_raw[0],
+            &self.eo_raw[1],
+            &self.numer,
+            &self.out,
+            &self.status,
+            &self.scores,
+            &self.best_score,
+            &self.best_index,
+            &self.weight,
+            &self.guard,
+            &self.gram,
+            &self.readback,
+        ]
+    }
+
+    /// Bytes of all buffers together.
+    pub fn total_bytes(&self) -> u64 {
+        self.entries().iter().map(|b| b.bytes).sum()
+    }
+
+    /// The largest buffer (the last of equals).
+    pub fn largest(&self) -> &BufferSpec {
+        self.entries()
+            .into_iter()
+            .max_by_key(|b| b.bytes)
+            .expect("the plan has buffers")
+    }
 }
 
 /// Chooses tile sizes for `p` within `limits`.
@@ -107,11 +215,10 @@ pub fn plan(p: &Problem, limits: &PlanLimits) -> Result<TilePlan> {
     let o_cap = PREFERRED_O_ROWS.min(limits.max_o_rows.max(1)).max(k);
     let mut ot = p.overlap.clamp(1, o_cap);
     loop {
-        let total_of =
-            |mt: usize, ot: usize| -> u64 { buffer_sizes(p, mt, ot).iter().map(|s| s.1).sum() };
-        let sizes = buffer_sizes(p, mt, ot);
-        let total: u64 = sizes.iter().map(|s| s.1).sum();
-        let (big_name, big) = sizes.iter().copied().max_by_key(|s| s.1).unwrap_or(("", 0));
+        let total_of = |mt: usize, ot: usize| BufferPlan::new(p, mt, ot).total_bytes();
+        let buffers = BufferPlan::new(p, mt, ot);
+        let total = buffers.total_bytes();
+        let (big_name, big) = (buffers.largest().name, buffers.largest().bytes);
         if big <= limits.max_binding_bytes && total <= limits.budget_bytes {
             return Ok(TilePlan {
                 m_rows: mt,

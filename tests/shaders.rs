@@ -1,8 +1,81 @@
-//! Every WGSL file parses and validates with naga: no GPU needed, so a broken shader is caught
-//! even on machines that never run the path that uses it.
+//! Every WGSL file parses and validates with naga, first as written and then with the crate's
+//! `override` values applied (as pipeline creation applies them): no GPU needed, so a broken
+//! shader or a bad workgroup/tile size is caught even on machines that never run the path that
+//! uses it. Every failure is collected and reported together.
 
-#[test]
-fn every_shader_validates() {
+use clp_gpu::kernels::{Shader, SHADERS};
+use naga::valid::{Capabilities, ValidationFlags, Validator};
+
+fn validator() -> Validator {
+    // unpack2x16float (f16 decoding) is the one capability the kernels need beyond core WGSL;
+    // every Vulkan, Metal and DX12 device has it.
+    Validator::new(
+        ValidationFlags::all(),
+        Capabilities::SHADER_FLOAT16_IN_FLOAT32,
+    )
+}
+
+/// Parses, validates, applies `constants` and validates again; every problem as one line.
+fn check(name: &str, src: &str, constants: &[(&str, f64)]) -> Vec<String> {
+    let module = match naga::front::wgsl::parse_str(src) {
+        Ok(m) => m,
+        Err(e) => return vec![format!("{name}: {}", e.emit_to_string(src))],
+    };
+    let mut problems = Vec::new();
+    // File name = kernel = entry point.
+    if !module.entry_points.iter().any(|ep| ep.name == name) {
+        problems.push(format!("{name}: no entry point named `{name}`"));
+    }
+    let info = match validator().validate(&module) {
+        Ok(info) => info,
+        Err(e) => {
+            problems.push(format!("{name}: {}", e.emit_to_string(src)));
+            return problems;
+        }
+    };
+    let mut values = naga::back::PipelineConstants::default();
+    for &(key, value) in constants {
+        values.insert(key.to_string(), value);
+    }
+    let entry = Some((naga::ShaderStage::Compute, name));
+    match naga::back::pipeline_constants::process_overrides(&module, &info, entry, &values) {
+        Ok((resolved, _)) => problems.extend(check_limits(name, &resolved)),
+        Err(e) => problems.push(format!("{name} with overrides {constants:?}: {e}")),
+    }
+    problems
+}
+
+/// WebGPU's default limits, which every adapter offers: a workgroup size that passes naga but
+/// exceeds these would only fail at pipeline creation on some devices.
+const MAX_INVOCATIONS: u32 = 256;
+const MAX_WORKGROUP_STORAGE_BYTES: u32 = 16_384;
+
+/// Checks the resolved entry point's workgroup size and workgroup memory against the limits.
+fn check_limits(name: &str, module: &naga::Module) -> Vec<String> {
+    let mut problems = Vec::new();
+    for ep in &module.entry_points {
+        let [x, y, z] = ep.workgroup_size;
+        if x * y * z > MAX_INVOCATIONS {
+            problems.push(format!(
+                "{name}: workgroup {x} x {y} x {z} exceeds {MAX_INVOCATIONS} invocations"
+            ));
+        }
+    }
+    let bytes: u32 = module
+        .global_variables
+        .iter()
+        .filter(|(_, v)| v.space == naga::AddressSpace::WorkGroup)
+        .map(|(_, v)| module.types[v.ty].inner.size(module.to_ctx()))
+        .sum();
+    if bytes > MAX_WORKGROUP_STORAGE_BYTES {
+        problems.push(format!(
+            "{name}: {bytes} bytes of workgroup memory exceed {MAX_WORKGROUP_STORAGE_BYTES}"
+        ));
+    }
+    problems
+}
+
+fn shader_files() -> Vec<std::path::PathBuf> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("shaders/ exists")
@@ -11,41 +84,78 @@ fn every_shader_validates() {
         .collect();
     files.sort();
     assert!(!files.is_empty(), "no shaders found in {}", dir.display());
+    files
+}
+
+fn embedded(name: &str) -> Option<&'static Shader> {
+    SHADERS.iter().find(|s| s.name == name)
+}
+
+#[test]
+fn every_shader_validates_with_its_overrides() {
+    let mut problems = Vec::new();
+    let files = shader_files();
     for path in &files {
-        let src = std::fs::read_to_string(path).expect("readable shader");
-        let module = naga::front::wgsl::parse_str(&src)
-            .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&src)));
-        // unpack2x16float (f16 decoding) is the one capability the kernels need beyond core
-        // WGSL; every Vulkan, Metal and DX12 device has it.
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32,
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&src)));
-        // File name = kernel = entry point.
-        let stem = path
+        let name = path
             .file_stem()
             .and_then(|s| s.to_str())
             .expect("utf-8 name");
+        let src = std::fs::read_to_string(path).expect("readable shader");
+        // Every file on disk is the one the crate embeds, with its override values.
+        let Some(shader) = embedded(name) else {
+            problems.push(format!("{name}: not embedded in kernels::SHADERS"));
+            continue;
+        };
+        if shader.wgsl != src {
+            problems.push(format!("{name}: the embedded source differs from the file"));
+        }
+        problems.extend(check(name, &src, shader.constants));
+    }
+    if SHADERS.len() != files.len() {
+        problems.push(format!(
+            "{} shaders embedded, {} files",
+            SHADERS.len(),
+            files.len()
+        ));
+    }
+    assert!(
+        problems.is_empty(),
+        "{} shader problem(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn a_bad_override_value_is_caught() {
+    for shader in SHADERS {
+        let (key, _) = shader.constants[0];
+        let bad = [(key, 0.0)];
         assert!(
-            module.entry_points.iter().any(|ep| ep.name == stem),
-            "{}: no entry point named `{stem}`",
-            path.display()
+            !check(shader.name, shader.wgsl, &bad).is_empty(),
+            "{}: {key} = 0 was accepted",
+            shader.name
+        );
+        let too_big = [(key, 4096.0)];
+        assert!(
+            !check(shader.name, shader.wgsl, &too_big).is_empty(),
+            "{}: {key} = 4096 was accepted",
+            shader.name
+        );
+        let missing = check(shader.name, shader.wgsl, &[]);
+        assert!(
+            !missing.is_empty(),
+            "{}: validated without its override values",
+            shader.name
         );
     }
-    // Every file on disk is the one the crate embeds.
-    for path in &files {
-        let stem = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default();
-        let embedded = clp_gpu::kernels::SHADERS.iter().find(|(n, _)| *n == stem);
-        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
-        assert_eq!(
-            embedded.map(|e| e.1),
-            Some(on_disk.as_str()),
-            "{stem} not embedded"
-        );
-    }
+}
+
+#[test]
+fn every_failure_is_reported() {
+    let broken = "fn broken( {";
+    let bad_types = "@compute @workgroup_size(1) fn bad() { let x: u32 = 1.5; }";
+    let mut problems = check("broken", broken, &[]);
+    problems.extend(check("bad", bad_types, &[]));
+    assert_eq!(problems.len(), 2, "{problems:?}");
 }

@@ -1,8 +1,16 @@
 //! `combine`: accumulates Σ w · E_O[index] (and Σ w in the extra last column) over the selected
 //! rows that fall in one overlap tile.
 
-use super::{Access, Pipeline};
-use crate::backend::gpu::{Gpu, ParamArena};
+use super::{Access, Pipeline, Recorder};
+use crate::backend::gpu::{Gpu, MAX_WORKGROUPS_PER_DIMENSION};
+
+/// Invocations per workgroup (one per output column); the shader's `WG` override. Also the
+/// most selections per row a workgroup can stage, so it must be at least [`super::MAX_TOP_K`].
+pub const COMBINE_WORKGROUP: u32 = 256;
+const _: () = assert!(COMBINE_WORKGROUP as usize >= super::MAX_TOP_K);
+
+/// Values of the shader's `override` constants.
+pub(super) const CONSTANTS: &[(&str, f64)] = &[("WG", COMBINE_WORKGROUP as f64)];
 
 /// Mirrors `Params` in `shaders/combine.wgsl`.
 #[repr(C)]
@@ -27,6 +35,18 @@ pub struct CombineParams {
 }
 const _: () = assert!(std::mem::size_of::<CombineParams>() == 32);
 
+/// The buffers one combine step binds, in binding order.
+pub struct CombineBuffers<'a> {
+    /// Selected overlap indices (rows × k).
+    pub best_index: &'a wgpu::Buffer,
+    /// Their weights (rows × k).
+    pub weight: &'a wgpu::Buffer,
+    /// The overlap tile's source rows.
+    pub source: &'a wgpu::Buffer,
+    /// Weighted sums (rows × (dim + 1)).
+    pub numer: &'a wgpu::Buffer,
+}
+
 /// The combine pipeline.
 pub struct CombineKernel(Pipeline);
 
@@ -34,37 +54,25 @@ impl CombineKernel {
     /// Builds the pipeline.
     pub fn new(gpu: &Gpu) -> Self {
         use Access::*;
-        CombineKernel(Pipeline::new(
+        CombineKernel(Pipeline::new::<CombineParams>(
             gpu,
             "combine",
-            &[Uniform, Read, Read, Read, ReadWrite],
+            &[Read, Read, Read, ReadWrite],
         ))
     }
 
     /// Records one tile's accumulation (rows must be ≤ 65,535: one workgroup row each).
-    pub fn encode(
-        &self,
-        gpu: &Gpu,
-        encoder: &mut wgpu::CommandEncoder,
-        arena: &mut ParamArena,
-        params: CombineParams,
-        best_index: &wgpu::Buffer,
-        weight: &wgpu::Buffer,
-        source: &wgpu::Buffer,
-        numer: &wgpu::Buffer,
-    ) {
+    pub fn encode(&self, rec: &mut Recorder, params: CombineParams, b: CombineBuffers) {
         assert!(
-            params.rows <= 65_535,
+            params.rows <= MAX_WORKGROUPS_PER_DIMENSION,
             "combine tile of {} rows",
             params.rows
         );
-        let groups = ((params.dim + 1).div_ceil(256), params.rows);
+        let groups = ((params.dim + 1).div_ceil(COMBINE_WORKGROUP), params.rows);
         self.0.dispatch(
-            gpu,
-            encoder,
-            arena,
+            rec,
             &params,
-            &[best_index, weight, source, numer],
+            &[b.best_index, b.weight, b.source, b.numer],
             groups,
         );
     }

@@ -1,8 +1,14 @@
 //! `finish`: out = numer / Σw per row, or a zeroed row with a reject status (see
 //! [`crate::weights::RejectReason::from_code`]).
 
-use super::{Access, Pipeline};
-use crate::backend::gpu::{grid_2d, Gpu, ParamArena};
+use super::{Access, Pipeline, Recorder};
+use crate::backend::gpu::{grid_2d, Gpu};
+
+/// Invocations per workgroup (one workgroup per row); the shader's `WG` override.
+pub const FINISH_WORKGROUP: u32 = 256;
+
+/// Values of the shader's `override` constants.
+pub(super) const CONSTANTS: &[(&str, f64)] = &[("WG", FINISH_WORKGROUP as f64)];
 
 /// Mirrors `Params` in `shaders/finish.wgsl`.
 #[repr(C)]
@@ -27,6 +33,20 @@ pub struct FinishParams {
 }
 const _: () = assert!(std::mem::size_of::<FinishParams>() == 32);
 
+/// The buffers the finish stage binds, in binding order.
+pub struct FinishBuffers<'a> {
+    /// Weighted sums (rows × (dim + 1)).
+    pub numer: &'a wgpu::Buffer,
+    /// Statuses of the helper rows.
+    pub h_status: &'a wgpu::Buffer,
+    /// Guard scales (mode 0) or the matrix holding the guard column (mode 1).
+    pub guard: &'a wgpu::Buffer,
+    /// Output rows.
+    pub out: &'a wgpu::Buffer,
+    /// Output statuses.
+    pub status: &'a wgpu::Buffer,
+}
+
 /// The finish pipeline.
 pub struct FinishKernel(Pipeline);
 
@@ -34,33 +54,20 @@ impl FinishKernel {
     /// Builds the pipeline.
     pub fn new(gpu: &Gpu) -> Self {
         use Access::*;
-        FinishKernel(Pipeline::new(
+        FinishKernel(Pipeline::new::<FinishParams>(
             gpu,
             "finish",
-            &[Uniform, Read, Read, Read, ReadWrite, ReadWrite],
+            &[Read, Read, Read, ReadWrite, ReadWrite],
         ))
     }
 
     /// Records the final division and guards.
-    pub fn encode(
-        &self,
-        gpu: &Gpu,
-        encoder: &mut wgpu::CommandEncoder,
-        arena: &mut ParamArena,
-        params: FinishParams,
-        numer: &wgpu::Buffer,
-        h_status: &wgpu::Buffer,
-        guard: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-        status: &wgpu::Buffer,
-    ) {
+    pub fn encode(&self, rec: &mut Recorder, params: FinishParams, b: FinishBuffers) {
         let groups = grid_2d(params.rows);
         self.0.dispatch(
-            gpu,
-            encoder,
-            arena,
+            rec,
             &params,
-            &[numer, h_status, guard, out, status],
+            &[b.numer, b.h_status, b.guard, b.out, b.status],
             groups,
         );
     }

@@ -1,12 +1,17 @@
-//! `matmul`: C (m × n) = A · B or C += A · B, f32 accumulation, 64 × 64 tiles with 4 × 4
-//! register blocks; A is f32, B any of f32/f16/bf16 with an optional implicit ones column
+//! `matmul`: C (m × n) = A · B or C += A · B, f32 accumulation, [`MATMUL_TILE`]² output tiles
+//! with 4 × 4 register blocks; A is f32, B any of f32/f16/bf16 with an optional implicit ones column
 //! (see `shaders/matmul.wgsl` for the layouts).
 
-use super::{Access, Pipeline};
-use crate::backend::gpu::{Gpu, ParamArena};
+use super::{Access, Pipeline, Recorder};
+use crate::backend::gpu::Gpu;
 
-/// Output tile side of one workgroup (matches `TILE` in the shader).
+/// Output tile side of one workgroup; the shader's `TILE` override. The workgroup is
+/// (TILE / 4) × (TILE / 4) invocations, each computing a 4 × 4 block.
 pub const MATMUL_TILE: u32 = 64;
+const _: () = assert!(MATMUL_TILE % 4 == 0 && MATMUL_TILE > 0);
+
+/// Values of the shader's `override` constants.
+pub(super) const CONSTANTS: &[(&str, f64)] = &[("TILE", MATMUL_TILE as f64)];
 
 /// Mirrors `Params` in `shaders/matmul.wgsl`.
 #[repr(C)]
@@ -39,6 +44,16 @@ pub struct MatmulParams {
 }
 const _: () = assert!(std::mem::size_of::<MatmulParams>() == 48);
 
+/// The buffers one GEMM binds, in binding order.
+pub struct MatmulBuffers<'a> {
+    /// A (f32).
+    pub a: &'a wgpu::Buffer,
+    /// B (elements of `params.b_dtype`).
+    pub b: &'a wgpu::Buffer,
+    /// C (f32).
+    pub c: &'a wgpu::Buffer,
+}
+
 /// The GEMM pipeline.
 pub struct MatmulKernel(Pipeline);
 
@@ -46,29 +61,19 @@ impl MatmulKernel {
     /// Builds the pipeline.
     pub fn new(gpu: &Gpu) -> Self {
         use Access::*;
-        MatmulKernel(Pipeline::new(
+        MatmulKernel(Pipeline::new::<MatmulParams>(
             gpu,
             "matmul",
-            &[Uniform, Read, Read, ReadWrite],
+            &[Read, Read, ReadWrite],
         ))
     }
 
     /// Records C (+)= A · B.
-    pub fn encode(
-        &self,
-        gpu: &Gpu,
-        encoder: &mut wgpu::CommandEncoder,
-        arena: &mut ParamArena,
-        params: MatmulParams,
-        a: &wgpu::Buffer,
-        b: &wgpu::Buffer,
-        c: &wgpu::Buffer,
-    ) {
+    pub fn encode(&self, rec: &mut Recorder, params: MatmulParams, b: MatmulBuffers) {
         let groups = (
             params.n.div_ceil(MATMUL_TILE),
             params.m.div_ceil(MATMUL_TILE),
         );
-        self.0
-            .dispatch(gpu, encoder, arena, &params, &[a, b, c], groups);
+        self.0.dispatch(rec, &params, &[b.a, b.b, b.c], groups);
     }
 }

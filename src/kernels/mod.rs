@@ -1,7 +1,13 @@
 //! The compute kernels, one file each beside one WGSL file in `shaders/` (file name = kernel =
 //! entry point). Each kernel has a `#[repr(C)]` Pod params struct mirroring the shader's
 //! uniform block (sizes asserted at compile time), an explicit bind-group layout in the shader's
-//! binding order, and `encode`, which records one dispatch.
+//! binding order (the params uniform first, sized from the params struct), a table of the
+//! shader's `override` constants, and `encode`, which records one dispatch.
+//!
+//! Workgroup and tile sizes live in Rust only: every shader declares them as `override`
+//! constants without a default, [`SHADERS`] lists the value of each (from the kernel's Rust
+//! constant, the same one its dispatch count uses), and pipeline creation applies them. The naga
+//! test applies the same table, so a missing or invalid value fails without a GPU.
 //!
 //! [`Kernels`] builds every pipeline once at start-up.
 
@@ -12,39 +18,85 @@ mod normalize;
 mod topk;
 mod weights;
 
-pub use combine::{CombineKernel, CombineParams};
-pub use finish::{FinishKernel, FinishParams};
-pub use matmul::{MatmulKernel, MatmulParams};
-pub use normalize::{NormalizeKernel, NormalizeParams};
-pub use topk::{TopKKernel, TopKParams, MAX_TOP_K};
-pub use weights::{WeightsKernel, WeightsParams};
+pub use combine::{CombineBuffers, CombineKernel, CombineParams, COMBINE_WORKGROUP};
+pub use finish::{FinishBuffers, FinishKernel, FinishParams, FINISH_WORKGROUP};
+pub use matmul::{MatmulBuffers, MatmulKernel, MatmulParams, MATMUL_TILE};
+pub use normalize::{NormalizeBuffers, NormalizeKernel, NormalizeParams, NORMALIZE_WORKGROUP};
+pub use topk::{TopKBuffers, TopKKernel, TopKParams, MAX_TOP_K};
+pub use weights::{WeightsBuffers, WeightsKernel, WeightsParams, WEIGHTS_WORKGROUP};
 
 use crate::backend::gpu::{Gpu, ParamArena};
 
-/// WGSL source of every kernel, by name (also walked by the naga validation test).
-pub const SHADERS: &[(&str, &str)] = &[
-    ("normalize", include_str!("../../shaders/normalize.wgsl")),
-    ("matmul", include_str!("../../shaders/matmul.wgsl")),
-    ("topk", include_str!("../../shaders/topk.wgsl")),
-    ("weights", include_str!("../../shaders/weights.wgsl")),
-    ("combine", include_str!("../../shaders/combine.wgsl")),
-    ("finish", include_str!("../../shaders/finish.wgsl")),
+/// One kernel's shader: its name (= file stem = entry point), WGSL source and the values of its
+/// `override` constants.
+#[derive(Debug, Clone, Copy)]
+pub struct Shader {
+    /// Kernel name, file stem and entry point.
+    pub name: &'static str,
+    /// The WGSL source, embedded from `shaders/{name}.wgsl`.
+    pub wgsl: &'static str,
+    /// `(override name, value)` for every override the shader declares.
+    pub constants: &'static [(&'static str, f64)],
+}
+
+/// Every kernel's shader (also walked by the naga validation test).
+pub const SHADERS: &[Shader] = &[
+    Shader {
+        name: "normalize",
+        wgsl: include_str!("../../shaders/normalize.wgsl"),
+        constants: normalize::CONSTANTS,
+    },
+    Shader {
+        name: "matmul",
+        wgsl: include_str!("../../shaders/matmul.wgsl"),
+        constants: matmul::CONSTANTS,
+    },
+    Shader {
+        name: "topk",
+        wgsl: include_str!("../../shaders/topk.wgsl"),
+        constants: topk::CONSTANTS,
+    },
+    Shader {
+        name: "weights",
+        wgsl: include_str!("../../shaders/weights.wgsl"),
+        constants: weights::CONSTANTS,
+    },
+    Shader {
+        name: "combine",
+        wgsl: include_str!("../../shaders/combine.wgsl"),
+        constants: combine::CONSTANTS,
+    },
+    Shader {
+        name: "finish",
+        wgsl: include_str!("../../shaders/finish.wgsl"),
+        constants: finish::CONSTANTS,
+    },
 ];
 
-fn source(name: &str) -> &'static str {
+fn shader(name: &str) -> &'static Shader {
     SHADERS
         .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, s)| *s)
+        .find(|s| s.name == name)
         .expect("kernel listed in SHADERS")
 }
 
-/// How a binding is accessed; bindings are numbered in the order given.
+/// How a storage binding is accessed; storage bindings follow the params uniform (binding 0) and
+/// are numbered in the order given.
 #[derive(Clone, Copy)]
 enum Access {
-    Uniform,
     Read,
     ReadWrite,
+}
+
+/// Where a kernel records its dispatch: the GPU, the open encoder and the uniform arena of the
+/// current submission.
+pub struct Recorder<'a> {
+    /// The GPU context.
+    pub gpu: &'a Gpu,
+    /// The open command encoder.
+    pub encoder: &'a mut wgpu::CommandEncoder,
+    /// Uniform slots of the current submission.
+    pub arena: &'a mut ParamArena,
 }
 
 /// A compiled kernel: its pipeline and explicit bind-group layout.
@@ -54,36 +106,42 @@ struct Pipeline {
     pipeline: wgpu::ComputePipeline,
 }
 
+fn layout_entry(binding: u32, ty: wgpu::BufferBindingType, min: u64) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty,
+            has_dynamic_offset: false,
+            min_binding_size: std::num::NonZeroU64::new(min),
+        },
+        count: None,
+    }
+}
+
 impl Pipeline {
-    fn new(gpu: &Gpu, name: &'static str, access: &[Access]) -> Pipeline {
+    /// Builds kernel `name` with a `P` params uniform at binding 0 followed by `storage`.
+    fn new<P: bytemuck::Pod>(gpu: &Gpu, name: &'static str, storage: &[Access]) -> Pipeline {
         let device = &gpu.device;
+        let shader = shader(name);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(source(name).into()),
+            source: wgpu::ShaderSource::Wgsl(shader.wgsl.into()),
         });
-        let entries: Vec<wgpu::BindGroupLayoutEntry> = access
-            .iter()
-            .enumerate()
-            .map(|(i, a)| wgpu::BindGroupLayoutEntry {
-                binding: i as u32,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: match a {
-                    Access::Uniform => wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
-                    Access::Read | Access::ReadWrite => wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Storage {
-                            read_only: matches!(a, Access::Read),
-                        },
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
-                },
-                count: None,
-            })
-            .collect();
+        let params_bytes = std::mem::size_of::<P>() as u64;
+        let mut entries = vec![layout_entry(
+            0,
+            wgpu::BufferBindingType::Uniform,
+            params_bytes,
+        )];
+        entries.extend(storage.iter().enumerate().map(|(i, a)| {
+            let read_only = matches!(a, Access::Read);
+            layout_entry(
+                i as u32 + 1,
+                wgpu::BufferBindingType::Storage { read_only },
+                0,
+            )
+        }));
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(name),
             entries: &entries,
@@ -98,7 +156,10 @@ impl Pipeline {
             layout: Some(&pipeline_layout),
             module: &module,
             entry_point: Some(name),
-            compilation_options: wgpu::PipelineCompilationOptions::default(),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: shader.constants,
+                ..Default::default()
+            },
             cache: None,
         });
         Pipeline {
@@ -108,13 +169,11 @@ impl Pipeline {
         }
     }
 
-    /// Records one dispatch with `params` (queued into `arena`) followed by `buffers` as the
+    /// Records one dispatch with `params` (queued into the arena) followed by `buffers` as the
     /// bindings after the uniform, in layout order.
     fn dispatch<P: bytemuck::Pod>(
         &self,
-        gpu: &Gpu,
-        encoder: &mut wgpu::CommandEncoder,
-        arena: &mut ParamArena,
+        rec: &mut Recorder,
         params: &P,
         buffers: &[&wgpu::Buffer],
         groups: (u32, u32),
@@ -122,9 +181,10 @@ impl Pipeline {
         if groups.0 == 0 || groups.1 == 0 {
             return;
         }
+        let gpu = rec.gpu;
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
-            resource: wgpu::BindingResource::Buffer(arena.push(gpu, params)),
+            resource: wgpu::BindingResource::Buffer(rec.arena.push(gpu, params)),
         }];
         for (i, b) in buffers.iter().enumerate() {
             entries.push(wgpu::BindGroupEntry {
@@ -137,10 +197,12 @@ impl Pipeline {
             layout: &self.layout,
             entries: &entries,
         });
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(self.name),
-            timestamp_writes: None,
-        });
+        let mut pass = rec
+            .encoder
+            .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(self.name),
+                timestamp_writes: None,
+            });
         pass.set_pipeline(&self.pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(groups.0, groups.1, 1);

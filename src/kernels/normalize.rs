@@ -1,8 +1,14 @@
 //! `normalize`: L2-normalises rows (f32/f16/bf16 in, f32 out) and records each row's status
 //! (0 ok, 1 zero, 2 non-finite; see [`crate::weights::RowStatus`]).
 
-use super::{Access, Pipeline};
-use crate::backend::gpu::{grid_2d, Gpu, ParamArena};
+use super::{Access, Pipeline, Recorder};
+use crate::backend::gpu::{grid_2d, Gpu};
+
+/// Invocations per workgroup (one workgroup per row); the shader's `WG` override.
+pub const NORMALIZE_WORKGROUP: u32 = 256;
+
+/// Values of the shader's `override` constants.
+pub(super) const CONSTANTS: &[(&str, f64)] = &[("WG", NORMALIZE_WORKGROUP as f64)];
 
 /// Mirrors `Params` in `shaders/normalize.wgsl`.
 #[repr(C)]
@@ -19,6 +25,16 @@ pub struct NormalizeParams {
 }
 const _: () = assert!(std::mem::size_of::<NormalizeParams>() == 16);
 
+/// The buffers one normalisation binds, in binding order.
+pub struct NormalizeBuffers<'a> {
+    /// Input rows (elements of `params.dtype`).
+    pub src: &'a wgpu::Buffer,
+    /// Normalised f32 rows.
+    pub dst: &'a wgpu::Buffer,
+    /// Row statuses.
+    pub status: &'a wgpu::Buffer,
+}
+
 /// The normalisation pipeline.
 pub struct NormalizeKernel(Pipeline);
 
@@ -26,26 +42,17 @@ impl NormalizeKernel {
     /// Builds the pipeline.
     pub fn new(gpu: &Gpu) -> Self {
         use Access::*;
-        NormalizeKernel(Pipeline::new(
+        NormalizeKernel(Pipeline::new::<NormalizeParams>(
             gpu,
             "normalize",
-            &[Uniform, Read, ReadWrite, ReadWrite],
+            &[Read, ReadWrite, ReadWrite],
         ))
     }
 
     /// Records the normalisation of `params.rows` rows of `src` into `dst` and `status`.
-    pub fn encode(
-        &self,
-        gpu: &Gpu,
-        encoder: &mut wgpu::CommandEncoder,
-        arena: &mut ParamArena,
-        params: NormalizeParams,
-        src: &wgpu::Buffer,
-        dst: &wgpu::Buffer,
-        status: &wgpu::Buffer,
-    ) {
+    pub fn encode(&self, rec: &mut Recorder, params: NormalizeParams, b: NormalizeBuffers) {
         let groups = grid_2d(params.rows);
         self.0
-            .dispatch(gpu, encoder, arena, &params, &[src, dst, status], groups);
+            .dispatch(rec, &params, &[b.src, b.dst, b.status], groups);
     }
 }

@@ -1,11 +1,16 @@
 //! `topk`: merges a tile of similarity scores into each row's running best-k list (exact radix
 //! select plus bitonic sort; order: score descending, index ascending).
 
-use super::{Access, Pipeline};
-use crate::backend::gpu::{grid_2d, Gpu, ParamArena};
+use super::{Access, Pipeline, Recorder};
+use crate::backend::gpu::{grid_2d, Gpu};
 
-/// Largest k the kernel supports (one workgroup of 256 holds the list).
+/// Largest k the kernel supports: one invocation per list entry, so this is also the
+/// workgroup size (the shader's `WG` override). A power of two (the bitonic sort).
 pub const MAX_TOP_K: usize = 256;
+const _: () = assert!(MAX_TOP_K.is_power_of_two());
+
+/// Values of the shader's `override` constants.
+pub(super) const CONSTANTS: &[(&str, f64)] = &[("WG", MAX_TOP_K as f64)];
 
 /// Mirrors `Params` in `shaders/topk.wgsl`.
 #[repr(C)]
@@ -19,7 +24,7 @@ pub struct TopKParams {
     pub score_stride: u32,
     /// Global index of the tile's first column.
     pub col_offset: u32,
-    /// Entries kept per row (1..=256).
+    /// Entries kept per row (1..=[`MAX_TOP_K`]).
     pub k: u32,
     /// 1: merge with the current list; 0: start a new one.
     pub has_prev: u32,
@@ -46,6 +51,16 @@ impl TopKParams {
     }
 }
 
+/// The buffers one top-k merge binds, in binding order.
+pub struct TopKBuffers<'a> {
+    /// The similarity tile.
+    pub scores: &'a wgpu::Buffer,
+    /// Running best scores (rows × k).
+    pub best_score: &'a wgpu::Buffer,
+    /// Running best indices (rows × k).
+    pub best_index: &'a wgpu::Buffer,
+}
+
 /// The top-k pipeline.
 pub struct TopKKernel(Pipeline);
 
@@ -53,26 +68,17 @@ impl TopKKernel {
     /// Builds the pipeline.
     pub fn new(gpu: &Gpu) -> Self {
         use Access::*;
-        TopKKernel(Pipeline::new(
+        TopKKernel(Pipeline::new::<TopKParams>(
             gpu,
             "topk",
-            &[Uniform, Read, ReadWrite, ReadWrite],
+            &[Read, ReadWrite, ReadWrite],
         ))
     }
 
     /// Records the merge of `scores` into `best_score` / `best_index`.
     ///
-    /// Preconditions (checked): 1 ≤ k ≤ 256 and k ≤ cols + (has_prev ? k : 0).
-    pub fn encode(
-        &self,
-        gpu: &Gpu,
-        encoder: &mut wgpu::CommandEncoder,
-        arena: &mut ParamArena,
-        params: TopKParams,
-        scores: &wgpu::Buffer,
-        best_score: &wgpu::Buffer,
-        best_index: &wgpu::Buffer,
-    ) {
+    /// Preconditions (checked): 1 ≤ k ≤ [`MAX_TOP_K`] and k ≤ cols + (has_prev ? k : 0).
+    pub fn encode(&self, rec: &mut Recorder, params: TopKParams, b: TopKBuffers) {
         assert!(
             params.k >= 1 && params.k as usize <= MAX_TOP_K,
             "top-k {} out of range",
@@ -86,11 +92,9 @@ impl TopKKernel {
         );
         let groups = grid_2d(params.rows);
         self.0.dispatch(
-            gpu,
-            encoder,
-            arena,
+            rec,
             &params,
-            &[scores, best_score, best_index],
+            &[b.scores, b.best_score, b.best_index],
             groups,
         );
     }

@@ -1,8 +1,14 @@
 //! `weights`: selected similarities → combination weights (CLP, softmax, sparsemax; OMP weights
 //! come from the host) and the per-row guard scale Σ|w|.
 
-use super::{Access, Pipeline};
-use crate::backend::gpu::{Gpu, ParamArena};
+use super::{Access, Pipeline, Recorder};
+use crate::backend::gpu::Gpu;
+
+/// Invocations per workgroup (one invocation per row); the shader's `WG` override.
+pub const WEIGHTS_WORKGROUP: u32 = 64;
+
+/// Values of the shader's `override` constants.
+pub(super) const CONSTANTS: &[(&str, f64)] = &[("WG", WEIGHTS_WORKGROUP as f64)];
 
 /// Mirrors `Params` in `shaders/weights.wgsl`.
 #[repr(C)]
@@ -19,6 +25,16 @@ pub struct WeightsParams {
 }
 const _: () = assert!(std::mem::size_of::<WeightsParams>() == 16);
 
+/// The buffers the weights stage binds, in binding order.
+pub struct WeightsBuffers<'a> {
+    /// Selected similarities (rows × k).
+    pub best_score: &'a wgpu::Buffer,
+    /// Weights (rows × k; read in mode 3).
+    pub weight: &'a wgpu::Buffer,
+    /// Per-row guard scale Σ|w|.
+    pub guard_scale: &'a wgpu::Buffer,
+}
+
 /// The weights pipeline.
 pub struct WeightsKernel(Pipeline);
 
@@ -26,31 +42,20 @@ impl WeightsKernel {
     /// Builds the pipeline.
     pub fn new(gpu: &Gpu) -> Self {
         use Access::*;
-        WeightsKernel(Pipeline::new(
+        WeightsKernel(Pipeline::new::<WeightsParams>(
             gpu,
             "weights",
-            &[Uniform, Read, ReadWrite, ReadWrite],
+            &[Read, ReadWrite, ReadWrite],
         ))
     }
 
     /// Records weights and guard scales for `params.rows` rows.
-    pub fn encode(
-        &self,
-        gpu: &Gpu,
-        encoder: &mut wgpu::CommandEncoder,
-        arena: &mut ParamArena,
-        params: WeightsParams,
-        best_score: &wgpu::Buffer,
-        weight: &wgpu::Buffer,
-        guard_scale: &wgpu::Buffer,
-    ) {
-        let groups = (params.rows.div_ceil(64), 1);
+    pub fn encode(&self, rec: &mut Recorder, params: WeightsParams, b: WeightsBuffers) {
+        let groups = (params.rows.div_ceil(WEIGHTS_WORKGROUP), 1);
         self.0.dispatch(
-            gpu,
-            encoder,
-            arena,
+            rec,
             &params,
-            &[best_score, weight, guard_scale],
+            &[b.best_score, b.weight, b.guard_scale],
             groups,
         );
     }

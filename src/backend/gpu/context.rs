@@ -337,11 +337,15 @@ impl ParamArena {
     }
 }
 
+/// Most workgroups one dispatch dimension may have (WebGPU's default limit, which every adapter
+/// offers).
+pub const MAX_WORKGROUPS_PER_DIMENSION: u32 = 65_535;
+
 /// Workgroup counts `(x, y)` covering `n` one-dimensional items within the 65,535-per-dimension
 /// limit; shaders recover the item as `x + y * num_workgroups.x`. `n = 0` gives `(0, 0)`, which
 /// the dispatch helper skips.
 pub fn grid_2d(n: u32) -> (u32, u32) {
-    const MAX: u32 = 65_535;
+    const MAX: u32 = MAX_WORKGROUPS_PER_DIMENSION;
     if n <= MAX {
         (n, (n > 0) as u32)
     } else {
