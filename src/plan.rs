@@ -3,7 +3,7 @@
 //! buffers together fit the GPU-memory budget. Buffers are allocated once from the plan and
 //! reused for every tile.
 
-use crate::backend::gpu::MAX_WORKGROUPS_PER_DIMENSION;
+use crate::backend::gpu::context::MAX_WORKGROUPS_PER_DIMENSION;
 use crate::error::{Error, Result};
 use crate::tensor::DType;
 

@@ -1,16 +1,21 @@
 //! `combine`: accumulates Σ w · E_O[index] (and Σ w in the extra last column) over the selected
 //! rows that fall in one overlap tile.
 
-use super::{Access, Pipeline, Recorder};
-use crate::backend::gpu::{Gpu, MAX_WORKGROUPS_PER_DIMENSION};
+use super::pipeline::{Access, Pipeline, Recorder, Shader};
+use crate::backend::gpu::context::{Gpu, MAX_WORKGROUPS_PER_DIMENSION};
 
 /// Invocations per workgroup (one per output column); the shader's `WG` override. Also the
-/// most selections per row a workgroup can stage, so it must be at least [`super::MAX_TOP_K`].
+/// most selections per row a workgroup can stage, so it must be at least [`super::topk::MAX_TOP_K`].
 pub const COMBINE_WORKGROUP: u32 = 256;
-const _: () = assert!(COMBINE_WORKGROUP as usize >= super::MAX_TOP_K);
+const _: () = assert!(COMBINE_WORKGROUP as usize >= super::topk::MAX_TOP_K);
 
 /// Values of the shader's `override` constants.
-pub(super) const CONSTANTS: &[(&str, f64)] = &[("WG", COMBINE_WORKGROUP as f64)];
+/// The `combine` shader and the values of its `override` constants.
+pub(super) const SHADER: Shader = Shader {
+    name: "combine",
+    wgsl: include_str!("../../shaders/combine.wgsl"),
+    constants: &[("WG", COMBINE_WORKGROUP as f64)],
+};
 
 /// Mirrors `Params` in `shaders/combine.wgsl`.
 #[repr(C)]
@@ -56,7 +61,7 @@ impl CombineKernel {
         use Access::*;
         CombineKernel(Pipeline::new::<CombineParams>(
             gpu,
-            "combine",
+            &SHADER,
             &[Read, Read, Read, ReadWrite],
         ))
     }

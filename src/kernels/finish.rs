@@ -1,14 +1,19 @@
 //! `finish`: out = numer / Σw per row, or a zeroed row with a reject status (see
 //! [`crate::weights::RejectReason::from_code`]).
 
-use super::{Access, Pipeline, Recorder};
-use crate::backend::gpu::{grid_2d, Gpu};
+use super::pipeline::{Access, Pipeline, Recorder, Shader};
+use crate::backend::gpu::context::{grid_2d, Gpu};
 
 /// Invocations per workgroup (one workgroup per row); the shader's `WG` override.
 pub const FINISH_WORKGROUP: u32 = 256;
 
 /// Values of the shader's `override` constants.
-pub(super) const CONSTANTS: &[(&str, f64)] = &[("WG", FINISH_WORKGROUP as f64)];
+/// The `finish` shader and the values of its `override` constants.
+pub(super) const SHADER: Shader = Shader {
+    name: "finish",
+    wgsl: include_str!("../../shaders/finish.wgsl"),
+    constants: &[("WG", FINISH_WORKGROUP as f64)],
+};
 
 /// Mirrors `Params` in `shaders/finish.wgsl`.
 #[repr(C)]
@@ -56,7 +61,7 @@ impl FinishKernel {
         use Access::*;
         FinishKernel(Pipeline::new::<FinishParams>(
             gpu,
-            "finish",
+            &SHADER,
             &[Read, Read, Read, ReadWrite, ReadWrite],
         ))
     }

@@ -2,8 +2,8 @@
 //! with 4 × 4 register blocks; A is f32, B any of f32/f16/bf16 with an optional implicit ones column
 //! (see `shaders/matmul.wgsl` for the layouts).
 
-use super::{Access, Pipeline, Recorder};
-use crate::backend::gpu::Gpu;
+use super::pipeline::{Access, Pipeline, Recorder, Shader};
+use crate::backend::gpu::context::Gpu;
 
 /// Output tile side of one workgroup; the shader's `TILE` override. The workgroup is
 /// (TILE / 4) × (TILE / 4) invocations, each computing a 4 × 4 block.
@@ -11,7 +11,12 @@ pub const MATMUL_TILE: u32 = 64;
 const _: () = assert!(MATMUL_TILE % 4 == 0 && MATMUL_TILE > 0);
 
 /// Values of the shader's `override` constants.
-pub(super) const CONSTANTS: &[(&str, f64)] = &[("TILE", MATMUL_TILE as f64)];
+/// The `matmul` shader and the values of its `override` constants.
+pub(super) const SHADER: Shader = Shader {
+    name: "matmul",
+    wgsl: include_str!("../../shaders/matmul.wgsl"),
+    constants: &[("TILE", MATMUL_TILE as f64)],
+};
 
 /// Mirrors `Params` in `shaders/matmul.wgsl`.
 #[repr(C)]
@@ -63,7 +68,7 @@ impl MatmulKernel {
         use Access::*;
         MatmulKernel(Pipeline::new::<MatmulParams>(
             gpu,
-            "matmul",
+            &SHADER,
             &[Read, Read, ReadWrite],
         ))
     }

@@ -1,14 +1,19 @@
 //! `normalize`: L2-normalises rows (f32/f16/bf16 in, f32 out) and records each row's status
 //! (0 ok, 1 zero, 2 non-finite; see [`crate::weights::RowStatus`]).
 
-use super::{Access, Pipeline, Recorder};
-use crate::backend::gpu::{grid_2d, Gpu};
+use super::pipeline::{Access, Pipeline, Recorder, Shader};
+use crate::backend::gpu::context::{grid_2d, Gpu};
 
 /// Invocations per workgroup (one workgroup per row); the shader's `WG` override.
 pub const NORMALIZE_WORKGROUP: u32 = 256;
 
 /// Values of the shader's `override` constants.
-pub(super) const CONSTANTS: &[(&str, f64)] = &[("WG", NORMALIZE_WORKGROUP as f64)];
+/// The `normalize` shader and the values of its `override` constants.
+pub(super) const SHADER: Shader = Shader {
+    name: "normalize",
+    wgsl: include_str!("../../shaders/normalize.wgsl"),
+    constants: &[("WG", NORMALIZE_WORKGROUP as f64)],
+};
 
 /// Mirrors `Params` in `shaders/normalize.wgsl`.
 #[repr(C)]
@@ -44,7 +49,7 @@ impl NormalizeKernel {
         use Access::*;
         NormalizeKernel(Pipeline::new::<NormalizeParams>(
             gpu,
-            "normalize",
+            &SHADER,
             &[Read, ReadWrite, ReadWrite],
         ))
     }

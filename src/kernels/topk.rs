@@ -1,8 +1,8 @@
 //! `topk`: merges a tile of similarity scores into each row's running best-k list (exact radix
 //! select plus bitonic sort; order: score descending, index ascending).
 
-use super::{Access, Pipeline, Recorder};
-use crate::backend::gpu::{grid_2d, Gpu};
+use super::pipeline::{Access, Pipeline, Recorder, Shader};
+use crate::backend::gpu::context::{grid_2d, Gpu};
 
 /// Largest k the kernel supports: one invocation per list entry, so this is also the
 /// workgroup size (the shader's `WG` override). A power of two (the bitonic sort).
@@ -10,7 +10,12 @@ pub const MAX_TOP_K: usize = 256;
 const _: () = assert!(MAX_TOP_K.is_power_of_two());
 
 /// Values of the shader's `override` constants.
-pub(super) const CONSTANTS: &[(&str, f64)] = &[("WG", MAX_TOP_K as f64)];
+/// The `topk` shader and the values of its `override` constants.
+pub(super) const SHADER: Shader = Shader {
+    name: "topk",
+    wgsl: include_str!("../../shaders/topk.wgsl"),
+    constants: &[("WG", MAX_TOP_K as f64)],
+};
 
 /// Mirrors `Params` in `shaders/topk.wgsl`.
 #[repr(C)]
@@ -70,7 +75,7 @@ impl TopKKernel {
         use Access::*;
         TopKKernel(Pipeline::new::<TopKParams>(
             gpu,
-            "topk",
+            &SHADER,
             &[Read, ReadWrite, ReadWrite],
         ))
     }

@@ -1,14 +1,19 @@
 //! `weights`: selected similarities → combination weights (CLP, softmax, sparsemax; OMP weights
 //! come from the host) and the per-row guard scale Σ|w|.
 
-use super::{Access, Pipeline, Recorder};
-use crate::backend::gpu::Gpu;
+use super::pipeline::{Access, Pipeline, Recorder, Shader};
+use crate::backend::gpu::context::Gpu;
 
 /// Invocations per workgroup (one invocation per row); the shader's `WG` override.
 pub const WEIGHTS_WORKGROUP: u32 = 64;
 
 /// Values of the shader's `override` constants.
-pub(super) const CONSTANTS: &[(&str, f64)] = &[("WG", WEIGHTS_WORKGROUP as f64)];
+/// The `weights` shader and the values of its `override` constants.
+pub(super) const SHADER: Shader = Shader {
+    name: "weights",
+    wgsl: include_str!("../../shaders/weights.wgsl"),
+    constants: &[("WG", WEIGHTS_WORKGROUP as f64)],
+};
 
 /// Mirrors `Params` in `shaders/weights.wgsl`.
 #[repr(C)]
@@ -44,7 +49,7 @@ impl WeightsKernel {
         use Access::*;
         WeightsKernel(Pipeline::new::<WeightsParams>(
             gpu,
-            "weights",
+            &SHADER,
             &[Read, ReadWrite, ReadWrite],
         ))
     }

@@ -30,7 +30,7 @@ mod ops;
 mod stream;
 mod topk;
 
-use crate::backend::{self, ClpBackend, Stats, TileOut};
+use crate::backend::api::{self, ClpBackend, Stats, TileOut};
 use crate::kernels::Kernels;
 use crate::plan::{plan, PlanLimits, Problem, TilePlan};
 use crate::rows::RowSet;
@@ -161,7 +161,7 @@ impl Engine {
         e_overlap: &MatrixRef,
         weighting: &Weighting,
     ) -> Result<ClpOutput> {
-        backend::collect(self, h_missing, h_overlap, e_overlap, weighting)
+        api::collect(self, h_missing, h_overlap, e_overlap, weighting)
     }
 
     fn encoder(&self, label: &str) -> wgpu::CommandEncoder {

@@ -5,7 +5,7 @@
 
 use super::buffers::Buffers;
 use super::{u32_of, Engine, ParamArena};
-use crate::backend::{self, stage, Stats, TileOut};
+use crate::backend::api::{self, stage, Stats, TileOut};
 use crate::error::Result;
 use crate::kernels::{NormalizeBuffers, NormalizeParams, Recorder};
 use crate::plan::{BufferPlan, Problem};
@@ -245,7 +245,7 @@ impl Engine {
         inputs: Inputs,
         sink: &mut dyn FnMut(&TileOut) -> Result<()>,
     ) -> Result<Stats> {
-        let p = backend::problem(inputs.hm, inputs.ho, inputs.eo, inputs.weighting)?;
+        let p = api::problem(inputs.hm, inputs.ho, inputs.eo, inputs.weighting)?;
         if p.missing == 0 {
             return Ok(Stats::default());
         }
@@ -259,14 +259,14 @@ impl Engine {
             p,
             b,
             inputs,
-            o_tiles: backend::tiles(p.overlap, tp.o_rows),
+            o_tiles: api::tiles(p.overlap, tp.o_rows),
             flow,
         };
         if p.k.is_none() {
             run.accumulate_gram()?;
         }
         let mut host = HostTile::new(tp.m_rows, p.source_dim, p.k.unwrap_or(0));
-        for (m0, m1) in backend::tiles(p.missing, tp.m_rows) {
+        for (m0, m1) in api::tiles(p.missing, tp.m_rows) {
             run.missing_tile((m0, m1))?;
             run.read_tile(m1 - m0, &mut host)?;
             let t = Instant::now();

@@ -4,7 +4,7 @@
 
 use super::stream::{Host, Run};
 use super::u32_of;
-use crate::backend::{self, stage};
+use crate::backend::api::stage;
 use crate::error::Result;
 use crate::kernels::{
     CombineBuffers, CombineParams, FinishBuffers, FinishParams, MatmulBuffers, MatmulParams,
@@ -103,7 +103,7 @@ impl Run<'_> {
             .readback
             .read(gpu, bytes, bytemuck::pod_collect_to_vec::<u8, u32>)?;
         let t = Instant::now();
-        let w = backend::omp_tile_weights(inputs.hm, inputs.ho, m0, m1, &indices, k, atoms)?;
+        let w = crate::weights::omp_tile_weights(inputs.hm, inputs.ho, m0, m1, &indices, k, atoms)?;
         self.flow.stats.add(stage::COMBINE, t.elapsed());
         gpu.upload(&b.weight, bytemuck::cast_slice(&w));
         Ok(())
