@@ -6,4 +6,6 @@ pub mod bench;
 pub mod evaluate;
 pub mod inspect;
 pub mod shrink;
+pub mod stream;
+pub mod timer;
 pub mod trim;

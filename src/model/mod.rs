@@ -4,7 +4,9 @@
 
 pub mod config;
 pub mod hub;
+pub mod json;
 pub mod naming;
+pub mod pair;
 pub mod rewrite;
 pub mod safetensors;
 pub mod writer;

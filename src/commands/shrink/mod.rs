@@ -166,7 +166,7 @@ pub fn shrink(opts: &ShrinkOptions) -> Result<ShrinkReport> {
         ));
     }
     let model_dir = hub::resolve_model_dir(&opts.model, "--model")?;
-    crate::commands::apply::refuse_out_over_input(&opts.out, &[&model_dir])?;
+    writer::refuse_out_over_input(&opts.out, &[&model_dir])?;
     let model = ModelDir::open(&model_dir)?;
     let w = &model.weights;
     let config_layers = layers::LAYER_COUNT_KEYS
@@ -312,7 +312,7 @@ pub fn shrink(opts: &ShrinkOptions) -> Result<ShrinkReport> {
             keys_updated.push("layer_types".into());
         }
     }
-    crate::model::config::write_json(&out_dir.join("config.json"), &Value::Object(config))?;
+    crate::model::json::write_json(&out_dir.join("config.json"), &Value::Object(config))?;
     rewrite::copy_files(&model_dir, &out_dir, &["generation_config.json"])?;
     rewrite::copy_files(&model_dir, &out_dir, TOKENIZER_FILES)?;
 
@@ -332,7 +332,7 @@ pub fn shrink(opts: &ShrinkOptions) -> Result<ShrinkReport> {
     };
     let value = serde_json::to_value(&report)
         .map_err(|e| Error::Model(format!("cannot serialise the report: {e}")))?;
-    crate::model::config::write_json(&out_dir.join("shrink_report.json"), &value)?;
+    crate::model::json::write_json(&out_dir.join("shrink_report.json"), &value)?;
     staging.commit()?;
     Ok(report)
 }

@@ -81,7 +81,7 @@ pub struct EditCounts {
 impl TokenizerJson {
     /// Reads and checks `path`.
     pub fn read(path: &Path) -> Result<TokenizerJson> {
-        let root = crate::model::config::read_json_object(
+        let root = crate::model::json::read_json_object(
             path,
             "trim needs a fast tokenizer: save one with AutoTokenizer.from_pretrained(...).save_pretrained(DIR)",
         )?;
