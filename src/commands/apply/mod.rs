@@ -1,21 +1,25 @@
 //! `clp-gpu apply`: a source model plus a helper's tokenizer in, a loadable model directory out.
 //!
-//! Stages (each timed in `clp_transfer.json`):
-//! 1. **read**: resolve the directories (offline), parse every JSON file, load both tokenizers,
-//!    map and validate every safetensors header, find the vocabulary-sized tensors and check
-//!    their shapes and dtypes, and create the staging directory beside OUT. Every bad input
-//!    fails here, before any tensor data is read.
-//! 2. **match**: overlap by exact token string (`--match canonical`: or by canonical form),
-//!    special tokens by role, the rest missing.
-//! 3. **gather**: copy only the rows needed (helper rows of overlap and missing tokens; source
-//!    rows of overlap tokens, with the input embedding, lm_head and output bias side by side as
-//!    the columns of one matrix, so one set of weights serves all three).
-//! 4. **compute**: the CLP combination on the GPU engine or the CPU reference; rejected rows get
-//!    the fallback: the mean of the overlapping source rows.
-//! 5. **write**: the new vocabulary tensors in the source dtype (overlap and by-role rows copied
-//!    bit-exactly, computed rows rounded to nearest even, padding rows zero), every other
-//!    tensor copied byte-for-byte, sharded like the source; config, tokenizer files, report;
-//!    then the staging directory is renamed to OUT.
+//! Stages (each timed in `clp_transfer.json`), one file each, run in order by [`apply`]:
+//! 1. **read** ([`read`]): resolve the directories (offline), parse every JSON file, load both
+//!    tokenizers, map and validate every safetensors header, find the vocabulary-sized tensors
+//!    and check their shapes and dtypes. Every bad input fails here, before any tensor data is
+//!    read.
+//! 2. **match** (here): overlap by exact token string (`--match canonical`: or by canonical
+//!    form), special tokens by role, the rest missing; then the staging directory is created
+//!    beside OUT and the backend opened. **gather** ([`rows`]): describe the rows needed
+//!    (helper rows of overlap and missing tokens; source rows of overlap tokens, with the input
+//!    embedding, lm_head and output bias side by side as the columns of one matrix, so one set
+//!    of weights serves all three) and compute the fallback row.
+//! 3. **lay out the output** ([`layout`]): every tensor copied byte-for-byte, sharded like the
+//!    source, the new vocabulary tensors reserved in place; overlap and by-role rows copied
+//!    bit-exactly.
+//! 4. **compute** ([`rows`]): the CLP combination on the chosen backend; a [`rows::RowWriter`]
+//!    receives the finished tiles, encodes the rows in the source dtype (rounded to nearest
+//!    even) and writes them into the reserved rows; rejected rows get the fallback: the mean of
+//!    the overlapping source rows. Padding rows stay zero.
+//! 5. **write metadata** ([`metadata`]): config, tokenizer files, provenance, report; then the
+//!    staging directory is renamed to OUT.
 
 mod layout;
 mod metadata;

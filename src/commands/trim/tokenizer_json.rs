@@ -95,44 +95,8 @@ impl TokenizerJson {
             .get("model")
             .and_then(Value::as_object)
             .ok_or_else(|| bad("no `model` object; restore the original file".into()))?;
-        let ty = model.get("type").and_then(Value::as_str);
-        let kind = match ty {
-            Some("BPE") => ModelKind::Bpe,
-            Some("WordPiece") => ModelKind::WordPiece,
-            Some("WordLevel") => ModelKind::WordLevel,
-            Some("Unigram") => ModelKind::Unigram,
-            // Old files omit the type; BPE is the only model with merges.
-            None if model.contains_key("merges") => ModelKind::Bpe,
-            other => {
-                return Err(bad(format!(
-                    "model type {} is not supported; trim handles BPE, WordPiece, WordLevel and Unigram tokenizers",
-                    other.map_or("(missing)".to_string(), |t| format!("`{t}`"))
-                )))
-            }
-        };
-        let model_vocab: HashSet<String> = match (kind, model.get("vocab")) {
-            (ModelKind::Unigram, Some(Value::Array(pieces))) => pieces
-                .iter()
-                .map(|p| {
-                    p.get(0)
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                        .ok_or_else(|| bad("a Unigram `model.vocab` entry is not [piece, score]; restore the original file".into()))
-                })
-                .collect::<Result<_>>()?,
-            (ModelKind::Unigram, _) => {
-                return Err(bad(
-                    "Unigram `model.vocab` is not a list; restore the original file".into(),
-                ))
-            }
-            (_, Some(Value::Object(v))) => v.keys().cloned().collect(),
-            _ => {
-                return Err(bad(
-                    "`model.vocab` is not an object of token → id; restore the original file"
-                        .into(),
-                ))
-            }
-        };
+        let kind = model_kind(model, &bad)?;
+        let model_vocab = model_vocab(kind, model, &bad)?;
         let prefix = model
             .get("continuing_subword_prefix")
             .and_then(Value::as_str)
@@ -142,42 +106,11 @@ impl TokenizerJson {
                 ""
             })
             .to_string();
-        let mut merges = Vec::new();
-        let mut merges_as_strings = false;
-        if kind == ModelKind::Bpe {
-            let list = match model.get("merges") {
-                Some(Value::Array(l)) => l.as_slice(),
-                None | Some(Value::Null) => &[],
-                Some(_) => {
-                    return Err(bad(
-                        "`model.merges` is not a list; restore the original file".into(),
-                    ))
-                }
-            };
-            for (i, m) in list.iter().enumerate() {
-                let pair = match m {
-                    Value::String(s) => {
-                        merges_as_strings = true;
-                        let mut it = s.split(' ');
-                        match (it.next(), it.next(), it.next()) {
-                            (Some(a), Some(b), None) => Some((a.to_string(), b.to_string())),
-                            _ => None,
-                        }
-                    }
-                    Value::Array(p) => match p.as_slice() {
-                        [Value::String(a), Value::String(b)] => Some((a.clone(), b.clone())),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                let pair = pair.ok_or_else(|| {
-                    bad(format!(
-                        "merge {i} is neither \"a b\" nor [\"a\", \"b\"]; restore the original file"
-                    ))
-                })?;
-                merges.push(pair);
-            }
-        }
+        let (merges, merges_as_strings) = if kind == ModelKind::Bpe {
+            read_merges(model, &bad)?
+        } else {
+            (Vec::new(), false)
+        };
         let max_chars_per_word = model
             .get("max_input_chars_per_word")
             .and_then(Value::as_u64)
@@ -756,6 +689,93 @@ impl Serialize for OrderedEntries<'_> {
         }
         m.end()
     }
+}
+
+/// The tokenizer model's type (`model.type`; old BPE files omit it).
+fn model_kind(model: &Map<String, Value>, bad: &dyn Fn(String) -> Error) -> Result<ModelKind> {
+    let ty = model.get("type").and_then(Value::as_str);
+    Ok(match ty {
+        Some("BPE") => ModelKind::Bpe,
+        Some("WordPiece") => ModelKind::WordPiece,
+        Some("WordLevel") => ModelKind::WordLevel,
+        Some("Unigram") => ModelKind::Unigram,
+        // Old files omit the type; BPE is the only model with merges.
+        None if model.contains_key("merges") => ModelKind::Bpe,
+        other => {
+            return Err(bad(format!(
+                "model type {} is not supported; trim handles BPE, WordPiece, WordLevel and Unigram tokenizers",
+                other.map_or("(missing)".to_string(), |t| format!("`{t}`"))
+            )))
+        }
+    })
+}
+
+/// The token strings of `model.vocab` (Unigram: a list of [piece, score]; else token → id).
+fn model_vocab(
+    kind: ModelKind,
+    model: &Map<String, Value>,
+    bad: &dyn Fn(String) -> Error,
+) -> Result<HashSet<String>> {
+    match (kind, model.get("vocab")) {
+        (ModelKind::Unigram, Some(Value::Array(pieces))) => pieces
+            .iter()
+            .map(|p| {
+                p.get(0)
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| bad("a Unigram `model.vocab` entry is not [piece, score]; restore the original file".into()))
+            })
+            .collect::<Result<_>>(),
+        (ModelKind::Unigram, _) => Err(bad(
+            "Unigram `model.vocab` is not a list; restore the original file".into(),
+        )),
+        (_, Some(Value::Object(v))) => Ok(v.keys().cloned().collect()),
+        _ => Err(bad(
+            "`model.vocab` is not an object of token → id; restore the original file".into(),
+        )),
+    }
+}
+
+/// BPE `model.merges` as pairs, and whether they were written as `"a b"` strings.
+fn read_merges(
+    model: &Map<String, Value>,
+    bad: &dyn Fn(String) -> Error,
+) -> Result<(Vec<(String, String)>, bool)> {
+    let list = match model.get("merges") {
+        Some(Value::Array(l)) => l.as_slice(),
+        None | Some(Value::Null) => &[],
+        Some(_) => {
+            return Err(bad(
+                "`model.merges` is not a list; restore the original file".into(),
+            ))
+        }
+    };
+    let mut merges = Vec::new();
+    let mut merges_as_strings = false;
+    for (i, m) in list.iter().enumerate() {
+        let pair = match m {
+            Value::String(s) => {
+                merges_as_strings = true;
+                let mut it = s.split(' ');
+                match (it.next(), it.next(), it.next()) {
+                    (Some(a), Some(b), None) => Some((a.to_string(), b.to_string())),
+                    _ => None,
+                }
+            }
+            Value::Array(p) => match p.as_slice() {
+                [Value::String(a), Value::String(b)] => Some((a.clone(), b.clone())),
+                _ => None,
+            },
+            _ => None,
+        };
+        let pair = pair.ok_or_else(|| {
+            bad(format!(
+                "merge {i} is neither \"a b\" nor [\"a\", \"b\"]; restore the original file"
+            ))
+        })?;
+        merges.push(pair);
+    }
+    Ok((merges, merges_as_strings))
 }
 
 /// tokenizer.json text of `root`: pretty, vocabulary in id order, trailing newline.
