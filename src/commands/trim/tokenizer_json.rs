@@ -370,6 +370,29 @@ impl TokenizerJson {
             .get_mut("model")
             .and_then(Value::as_object_mut)
             .ok_or_else(|| Error::bad_file(path, "no `model` object"))?;
+        self.trim_model_vocab(model, new_ids);
+        if self.kind == ModelKind::Bpe {
+            let merges = self.kept_merges(new_ids);
+            counts.merges_after = merges.len();
+            model.insert("merges".into(), Value::Array(merges));
+        }
+        if let Some(Value::Array(added)) = root.get_mut("added_tokens") {
+            remap_added_tokens(added, &id_of, path)?;
+        }
+        if let Some(pp) = root.get_mut("post_processor") {
+            remap_processor(pp, &id_of);
+        }
+        if let Some(Value::Object(p)) = root.get_mut("padding") {
+            if let Some(id) = p.get("pad_token").and_then(Value::as_str).and_then(id_of) {
+                p.insert("pad_id".into(), Value::from(id));
+            }
+        }
+        Ok((root, counts))
+    }
+
+    /// `model.vocab` (and Unigram's `unk_id`) of the kept tokens, with their new ids.
+    fn trim_model_vocab(&self, model: &mut Map<String, Value>, new_ids: &HashMap<String, u32>) {
+        let id_of = |t: &str| new_ids.get(t).copied();
         match self.kind {
             ModelKind::Unigram => {
                 let old_unk = model.get("unk_id").and_then(Value::as_u64).and_then(|i| {
@@ -404,47 +427,22 @@ impl TokenizerJson {
                 model.insert("vocab".into(), Value::Object(vocab));
             }
         }
-        if self.kind == ModelKind::Bpe {
-            let keep = |t: &str| self.model_vocab.contains(t) && new_ids.contains_key(t);
-            let merges: Vec<Value> = self
-                .merges
-                .iter()
-                .filter(|(a, b)| keep(a) && keep(b) && keep(&self.merge_result(a, b)))
-                .map(|(a, b)| {
-                    if self.merges_as_strings {
-                        Value::String(format!("{a} {b}"))
-                    } else {
-                        Value::Array(vec![Value::String(a.clone()), Value::String(b.clone())])
-                    }
-                })
-                .collect();
-            counts.merges_after = merges.len();
-            model.insert("merges".into(), Value::Array(merges));
-        }
-        if let Some(Value::Array(added)) = root.get_mut("added_tokens") {
-            for t in added.iter_mut() {
-                let content = t.get("content").and_then(Value::as_str).map(str::to_owned);
-                let new = content.as_deref().and_then(id_of).ok_or_else(|| {
-                    Error::Model(format!(
-                        "added token {content:?} of {} was not kept (a bug in clp-gpu; please report it)",
-                        path.display()
-                    ))
-                })?;
-                if let Some(o) = t.as_object_mut() {
-                    o.insert("id".into(), Value::from(new));
+    }
+
+    /// BPE: the merges whose parts and result are all kept, in the file's format.
+    fn kept_merges(&self, new_ids: &HashMap<String, u32>) -> Vec<Value> {
+        let keep = |t: &str| self.model_vocab.contains(t) && new_ids.contains_key(t);
+        self.merges
+            .iter()
+            .filter(|(a, b)| keep(a) && keep(b) && keep(&self.merge_result(a, b)))
+            .map(|(a, b)| {
+                if self.merges_as_strings {
+                    Value::String(format!("{a} {b}"))
+                } else {
+                    Value::Array(vec![Value::String(a.clone()), Value::String(b.clone())])
                 }
-            }
-            added.sort_by_key(|t| t.get("id").and_then(Value::as_u64));
-        }
-        if let Some(pp) = root.get_mut("post_processor") {
-            remap_processor(pp, &id_of);
-        }
-        if let Some(Value::Object(p)) = root.get_mut("padding") {
-            if let Some(id) = p.get("pad_token").and_then(Value::as_str).and_then(id_of) {
-                p.insert("pad_id".into(), Value::from(id));
-            }
-        }
-        Ok((root, counts))
+            })
+            .collect()
     }
 
     /// vocab.txt (WordPiece) of an edited file: model tokens in id order, one per line.
@@ -689,6 +687,28 @@ impl Serialize for OrderedEntries<'_> {
         }
         m.end()
     }
+}
+
+/// `added_tokens` with their new ids, sorted by id; every added token must have been kept.
+fn remap_added_tokens(
+    added: &mut [Value],
+    id_of: &dyn Fn(&str) -> Option<u32>,
+    path: &Path,
+) -> Result<()> {
+    for t in added.iter_mut() {
+        let content = t.get("content").and_then(Value::as_str).map(str::to_owned);
+        let new = content.as_deref().and_then(id_of).ok_or_else(|| {
+            Error::Model(format!(
+                "added token {content:?} of {} was not kept (a bug in clp-gpu; please report it)",
+                path.display()
+            ))
+        })?;
+        if let Some(o) = t.as_object_mut() {
+            o.insert("id".into(), Value::from(new));
+        }
+    }
+    added.sort_by_key(|t| t.get("id").and_then(Value::as_u64));
+    Ok(())
 }
 
 /// The tokenizer model's type (`model.type`; old BPE files omit it).
