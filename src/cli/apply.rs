@@ -2,8 +2,9 @@
 
 use crate::backend::Backend;
 use crate::commands::apply::{apply, ApplyOptions};
+use crate::error::Error;
 use crate::vocab::MatchMode;
-use crate::TopK;
+use crate::{TopK, Weighting};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -16,6 +17,32 @@ pub enum BackendArg {
     Cpu,
     /// The plain-Rust f64 CPU reference (slow; for checking).
     CpuReference,
+}
+
+/// `--weighting` on the command line: clp, softmax, sparsemax or omp (the variants carry no doc
+/// comments so that `--help` keeps listing the plain names; the argument's help explains them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightingArg {
+    // cos / Σcos, the original CLP-Transfer.
+    Clp,
+    // exp(cos/T), WECHSEL.
+    Softmax,
+    // FOCUS.
+    Sparsemax,
+    // Orthogonal matching pursuit with K atoms, tokensurgeon.
+    Omp,
+}
+
+impl WeightingArg {
+    /// The name [`Weighting::from_parts`] takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightingArg::Clp => "clp",
+            WeightingArg::Softmax => "softmax",
+            WeightingArg::Sparsemax => "sparsemax",
+            WeightingArg::Omp => "omp",
+        }
+    }
 }
 
 /// Build a target model: the source model's weights with the helper's tokenizer.
@@ -48,8 +75,8 @@ pub struct ApplyArgs {
     /// How the selected neighbours are weighted: clp (cos / Σcos, the original), softmax
     /// (exp(cos/T), WECHSEL), sparsemax (FOCUS), omp (orthogonal matching pursuit with K atoms,
     /// tokensurgeon). All but clp need --top-k K. `clp-gpu evaluate` compares them on your pair.
-    #[arg(long, default_value = "clp", value_parser = ["clp", "softmax", "sparsemax", "omp"])]
-    pub weighting: String,
+    #[arg(long, value_enum, default_value = "clp")]
+    pub weighting: WeightingArg,
     /// Softmax temperature.
     #[arg(long, default_value_t = 0.1)]
     pub temperature: f32,
@@ -79,14 +106,14 @@ pub struct ApplyArgs {
 
 /// Runs `apply` and prints its summary.
 pub fn run(args: ApplyArgs, arguments: Vec<String>) -> anyhow::Result<()> {
+    let weighting = Weighting::from_parts(args.weighting.name(), args.top_k, args.temperature)
+        .map_err(Error::Argument)?;
     let opts = ApplyOptions {
         source: args.source,
         helper: args.helper,
         helper_tokenizer: args.helper_tokenizer,
         out: args.out,
-        top_k: args.top_k,
-        weighting: args.weighting,
-        temperature: args.temperature,
+        weighting,
         match_mode: args.match_mode,
         backend: match args.backend {
             BackendArg::Gpu => Backend::Gpu,

@@ -7,16 +7,21 @@
 //!
 //! Rows the guards reject get the same fallback as in `apply` (the overlap mean) and are
 //! counted. Everything runs on the chosen backend through the same streaming pipeline.
+//!
+//! Stages: check the options and read the pair ([`read_pair`]); split the overlap into hidden
+//! and anchor tokens ([`Split`]); describe the row sets and read the hidden rows' truth
+//! ([`Rows`]); score the baselines, then every weighting.
 
-use crate::backend::Backend;
-use crate::backend::TileOut;
-use crate::commands::apply::{file_stored, mean_rows, open_files, read_pair};
+use crate::backend::{Backend, ClpBackend, TileOut};
+use crate::commands::stream::{mean_rows, sd_rows};
 use crate::error::{Error, Result};
+use crate::model::pair::{file_stored, open_files, read_pair, ModelPair};
 use crate::rows::RowSet;
 use crate::synthetic::Rng;
 use crate::tensor::MatrixRef;
 use crate::vocab::{match_tokens, MatchMode};
 use crate::weights::Weighting;
+use std::fs::File;
 use std::time::Instant;
 
 /// What to evaluate.
@@ -111,6 +116,100 @@ fn summarise(method: String, mut cos: Vec<f64>, rejected: usize, seconds: f64) -
     }
 }
 
+/// The overlap split into hidden (scored) and anchor pairs, as indices into `matching.overlap`.
+struct Split {
+    /// `(target id, source id)` of every overlapping token.
+    overlap: Vec<(u32, u32)>,
+    /// Hidden pairs, ascending.
+    held: Vec<usize>,
+    /// Anchor pairs, ascending.
+    kept: Vec<usize>,
+}
+
+impl Split {
+    /// A seeded shuffle of the overlap; the first `holdout` share is hidden.
+    fn new(overlap: Vec<(u32, u32)>, holdout: f64, seed: u64) -> Result<Split> {
+        let o = overlap.len();
+        let n_hold = ((o as f64 * holdout).round() as usize).clamp(1, o.max(1));
+        if o < 2 || n_hold >= o {
+            return Err(Error::Model(format!(
+                "only {o} overlapping tokens: evaluate needs enough to hide {:.0}% and keep the rest as anchors; check the tokenizers or try --match canonical",
+                holdout * 100.0
+            )));
+        }
+        let mut order: Vec<usize> = (0..o).collect();
+        let mut rng = Rng::new(seed);
+        for i in (1..o).rev() {
+            order.swap(i, rng.below(i + 1));
+        }
+        let (mut held, mut kept) = (order[..n_hold].to_vec(), order[n_hold..].to_vec());
+        held.sort_unstable();
+        kept.sort_unstable();
+        Ok(Split {
+            overlap,
+            held,
+            kept,
+        })
+    }
+
+    /// One side (`.0` target, `.1` source) of the pairs `ix`.
+    fn pick(&self, ix: &[usize], side: fn(&(u32, u32)) -> u32) -> Vec<u32> {
+        ix.iter().map(|&i| side(&self.overlap[i])).collect()
+    }
+}
+
+/// The row sets of one evaluation and the true rows of the hidden tokens.
+struct Rows<'a> {
+    /// Helper rows of the hidden tokens (the "missing" rows).
+    hidden: RowSet<'a>,
+    /// Helper rows of the anchors.
+    anchor_helper: RowSet<'a>,
+    /// Source rows of the anchors.
+    anchor_source: RowSet<'a>,
+    /// The true source rows of the hidden tokens, in f64.
+    truth: Vec<Vec<f64>>,
+    /// Column means of the anchor source rows (baseline and fallback).
+    mean: Vec<f32>,
+}
+
+impl<'a> Rows<'a> {
+    /// Describes the row sets (input embeddings only) and reads the hidden rows' truth.
+    fn read(pair: &'a ModelPair, files: &'a [Vec<File>; 2], split: &Split) -> Result<Rows<'a>> {
+        let (src, hlp) = (&pair.source.weights, &pair.helper.weights);
+        let src_m = src.matrix(&pair.src_t.input)?;
+        let hlp_m = hlp.matrix(&pair.hlp_t.input)?;
+        let s = file_stored(src, &files[0], &pair.src_t.input, &src_m)?;
+        let h = file_stored(hlp, &files[1], &pair.hlp_t.input, &hlp_m)?;
+        let (held, kept) = (&split.held, &split.kept);
+        let hidden =
+            RowSet::new("hidden helper rows", vec![h])?.select(split.pick(held, |p| p.0))?;
+        let anchor_helper =
+            RowSet::new("anchor helper rows", vec![h])?.select(split.pick(kept, |p| p.0))?;
+        let anchor_source =
+            RowSet::new("anchor source rows", vec![s])?.select(split.pick(kept, |p| p.1))?;
+        let truth =
+            RowSet::new("hidden source rows", vec![s])?.select(split.pick(held, |p| p.1))?;
+        let mut bytes = Vec::new();
+        truth.gather(0, truth.rows(), &mut bytes)?;
+        let truth_m = MatrixRef::new(
+            truth.name(),
+            &bytes,
+            truth.dtype(),
+            truth.rows(),
+            truth.cols(),
+        )?;
+        let truth = (0..truth.rows()).map(|r| truth_m.row_f64(r)).collect();
+        let mean = mean_rows(&anchor_source)?;
+        Ok(Rows {
+            hidden,
+            anchor_helper,
+            anchor_source,
+            truth,
+            mean,
+        })
+    }
+}
+
 /// Runs the evaluation; see the module docs.
 pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateReport> {
     if !(opts.holdout > 0.0 && opts.holdout < 1.0) {
@@ -124,63 +223,33 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateReport> {
     }
     let pair = read_pair(&opts.source, &opts.helper, opts.helper_tokenizer.as_deref())?;
     let matching = match_tokens(&pair.source_vocab, &pair.target_vocab, opts.match_mode)?;
-    let o = matching.overlap.len();
-    let n_hold = ((o as f64 * opts.holdout).round() as usize).clamp(1, o.max(1));
-    if o < 2 || n_hold >= o {
-        return Err(Error::Model(format!(
-            "only {o} overlapping tokens: evaluate needs enough to hide {:.0}% and keep the rest as anchors; check the tokenizers or try --match canonical",
-            opts.holdout * 100.0
-        )));
+    let split = Split::new(matching.overlap, opts.holdout, opts.seed)?;
+    let files = [
+        open_files(&pair.source.weights)?,
+        open_files(&pair.helper.weights)?,
+    ];
+    let rows = Rows::read(&pair, &files, &split)?;
+    let mut scores = baselines(&rows, opts.seed)?;
+    let backend = opts.backend.create(opts.memory_bytes)?;
+    for w in &opts.weightings {
+        scores.push(score_weighting(backend.as_ref(), &rows, w)?);
     }
-    // Seeded shuffle; the first n_hold pairs are hidden.
-    let mut order: Vec<usize> = (0..o).collect();
-    let mut rng = Rng::new(opts.seed);
-    for i in (1..o).rev() {
-        order.swap(i, rng.below(i + 1));
-    }
-    let (mut held, mut kept): (Vec<usize>, Vec<usize>) =
-        (order[..n_hold].to_vec(), order[n_hold..].to_vec());
-    held.sort_unstable();
-    kept.sort_unstable();
-    let pick = |ix: &[usize], side: fn(&(u32, u32)) -> u32| -> Vec<u32> {
-        ix.iter().map(|&i| side(&matching.overlap[i])).collect()
-    };
-    let source_files = open_files(&pair.source.weights)?;
-    let helper_files = open_files(&pair.helper.weights)?;
-    let src_m = pair.source.weights.matrix(&pair.src_t.input)?;
-    let hlp_m = pair.helper.weights.matrix(&pair.hlp_t.input)?;
-    let s = file_stored(
-        &pair.source.weights,
-        &source_files,
-        &pair.src_t.input,
-        &src_m,
-    )?;
-    let h = file_stored(
-        &pair.helper.weights,
-        &helper_files,
-        &pair.hlp_t.input,
-        &hlp_m,
-    )?;
-    let hm = RowSet::new("hidden helper rows", vec![h])?.select(pick(&held, |p| p.0))?;
-    let ho = RowSet::new("anchor helper rows", vec![h])?.select(pick(&kept, |p| p.0))?;
-    let eo = RowSet::new("anchor source rows", vec![s])?.select(pick(&kept, |p| p.1))?;
-    let truth = RowSet::new("hidden source rows", vec![s])?.select(pick(&held, |p| p.1))?;
-    let mut bytes = Vec::new();
-    truth.gather(0, truth.rows(), &mut bytes)?;
-    let truth_m = MatrixRef::new(
-        truth.name(),
-        &bytes,
-        truth.dtype(),
-        truth.rows(),
-        truth.cols(),
-    )?;
-    let true_rows: Vec<Vec<f64>> = (0..truth.rows()).map(|r| truth_m.row_f64(r)).collect();
-    let mean = mean_rows(&eo)?;
+    let (o, n_hold) = (split.overlap.len(), split.held.len());
+    Ok(EvaluateReport {
+        backend: backend.describe(),
+        overlap: o,
+        held_out: n_hold,
+        anchors: o - n_hold,
+        scores,
+    })
+}
 
+/// The two baselines: the anchor mean, and a random row from N(mean, sd) per column.
+fn baselines(rows: &Rows, seed: u64) -> Result<Vec<MethodScore>> {
     let mut scores = Vec::new();
-    // Baselines.
+    let mean = &rows.mean;
     let t = Instant::now();
-    let cos: Vec<f64> = true_rows.iter().map(|r| cosine(&mean, r)).collect();
+    let cos: Vec<f64> = rows.truth.iter().map(|r| cosine(mean, r)).collect();
     scores.push(summarise(
         "baseline: mean of the anchor rows".into(),
         cos,
@@ -188,24 +257,10 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateReport> {
         t.elapsed().as_secs_f64(),
     ));
     let t = Instant::now();
-    let mut var = vec![0.0f64; eo.cols()];
-    let mut chunk = Vec::new();
-    for r0 in (0..eo.rows()).step_by(4096) {
-        let r1 = (r0 + 4096).min(eo.rows());
-        eo.gather(r0, r1, &mut chunk)?;
-        let m = MatrixRef::new(eo.name(), &chunk, eo.dtype(), r1 - r0, eo.cols())?;
-        for r in 0..m.rows {
-            for (c, v) in var.iter_mut().enumerate() {
-                *v += (m.get(r, c) as f64 - mean[c] as f64).powi(2);
-            }
-        }
-    }
-    let sd: Vec<f64> = var
-        .iter()
-        .map(|v| (v / eo.rows().max(1) as f64).sqrt())
-        .collect();
-    let mut rng = Rng::new(opts.seed ^ 0x00ba_5e11);
-    let cos: Vec<f64> = true_rows
+    let sd = sd_rows(&rows.anchor_source, mean)?;
+    let mut rng = Rng::new(seed ^ 0x00ba_5e11);
+    let cos: Vec<f64> = rows
+        .truth
         .iter()
         .map(|r| {
             let x: Vec<f32> = mean
@@ -222,36 +277,38 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateReport> {
         0,
         t.elapsed().as_secs_f64(),
     ));
+    Ok(scores)
+}
 
-    let backend = opts.backend.create(opts.memory_bytes)?;
-    for w in &opts.weightings {
-        let t = Instant::now();
-        let mut cos = Vec::with_capacity(n_hold);
-        let mut rejected = 0;
-        backend.run(&hm, &ho, &eo, w, &mut |tile: &TileOut| {
-            for (i, &code) in tile.status.iter().enumerate() {
-                let truth = &true_rows[tile.start + i];
-                if code != 0 {
-                    rejected += 1;
-                    cos.push(cosine(&mean, truth));
-                } else {
-                    cos.push(cosine(&tile.rows[i * tile.dim..(i + 1) * tile.dim], truth));
-                }
+/// Predicts the hidden rows with `w` on `backend` and scores them against the truth; rejected
+/// rows are scored as the fallback (the anchor mean).
+fn score_weighting(backend: &dyn ClpBackend, rows: &Rows, w: &Weighting) -> Result<MethodScore> {
+    let t = Instant::now();
+    let mut cos = Vec::with_capacity(rows.truth.len());
+    let mut rejected = 0;
+    let sink = &mut |tile: &TileOut| {
+        for (i, &code) in tile.status.iter().enumerate() {
+            let truth = &rows.truth[tile.start + i];
+            if code != 0 {
+                rejected += 1;
+                cos.push(cosine(&rows.mean, truth));
+            } else {
+                cos.push(cosine(&tile.rows[i * tile.dim..(i + 1) * tile.dim], truth));
             }
-            Ok(())
-        })?;
-        scores.push(summarise(
-            w.label(),
-            cos,
-            rejected,
-            t.elapsed().as_secs_f64(),
-        ));
-    }
-    Ok(EvaluateReport {
-        backend: backend.describe(),
-        overlap: o,
-        held_out: n_hold,
-        anchors: o - n_hold,
-        scores,
-    })
+        }
+        Ok(())
+    };
+    backend.run(
+        &rows.hidden,
+        &rows.anchor_helper,
+        &rows.anchor_source,
+        w,
+        sink,
+    )?;
+    Ok(summarise(
+        w.label(),
+        cos,
+        rejected,
+        t.elapsed().as_secs_f64(),
+    ))
 }

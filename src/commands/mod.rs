@@ -1,9 +1,12 @@
 //! The subcommands as library functions: each takes typed options, runs its stages and returns
-//! a report; printing lives in [`crate::cli`].
+//! a report; printing lives in [`crate::cli`]. Shared by them: [`timer`] (seconds per stage
+//! for the reports) and [`stream`] (statistics over a row set, streamed in chunks).
 
 pub mod apply;
 pub mod bench;
 pub mod evaluate;
 pub mod inspect;
 pub mod shrink;
+pub mod stream;
+pub mod timer;
 pub mod trim;

@@ -5,9 +5,13 @@
 //! `text_config`; those are read from there when the top level lacks them.
 
 use crate::error::{Error, Result};
+use crate::model::json::read_json_object;
 use crate::model::naming;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
+
+// `crate::vocab` still imports the JSON helpers from here.
+pub use crate::model::json::read_optional_json_object;
 
 /// Keys under which architectures store the width of the input embedding, in lookup order.
 const HIDDEN_SIZE_KEYS: &[&str] = &["hidden_size", "n_embd", "d_model", "dim", "embedding_size"];
@@ -72,60 +76,6 @@ impl ModelConfig {
             tie_word_embeddings,
         })
     }
-}
-
-/// Reads a JSON file that must hold an object. `missing_fix` is appended when it does not exist.
-pub fn read_json_object(path: &Path, missing_fix: &str) -> Result<Map<String, Value>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::bad_file(
-                path,
-                format!("file not found; {missing_fix}"),
-            ))
-        }
-        Err(e) => {
-            return Err(Error::bad_file(
-                path,
-                format!("cannot read: {e}; check the file's permissions"),
-            ))
-        }
-    };
-    parse_json_object(path, &text)
-}
-
-/// Reads a JSON object file if it exists (`Ok(None)` when absent; malformed content is an error).
-pub fn read_optional_json_object(path: &Path) -> Result<Option<Map<String, Value>>> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => parse_json_object(path, &t).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::bad_file(
-            path,
-            format!("cannot read: {e}; check the file's permissions"),
-        )),
-    }
-}
-
-fn parse_json_object(path: &Path, text: &str) -> Result<Map<String, Value>> {
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(Error::bad_file(
-            path,
-            "expected a JSON object at the top level; restore the original file",
-        )),
-        Err(e) => Err(Error::bad_file(
-            path,
-            format!("malformed JSON ({e}); restore the original file"),
-        )),
-    }
-}
-
-/// Writes `value` as pretty JSON (2-space indent, trailing newline), the way `transformers` does.
-pub fn write_json(path: &Path, value: &Value) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value)
-        .map_err(|e| Error::bad_file(path, format!("cannot serialise JSON: {e}")))?;
-    text.push('\n');
-    std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }
 
 #[cfg(test)]

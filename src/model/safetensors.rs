@@ -5,7 +5,7 @@
 //! when a caller slices it, so a 7B model costs a few header pages here.
 
 use crate::error::{Error, Result};
-use crate::model::config::read_optional_json_object;
+use crate::model::json::read_optional_json_object;
 use crate::tensor::{DType, MatrixRef};
 use memmap2::Mmap;
 use safetensors::tensor::{SafeTensorError, SafeTensors};
@@ -62,6 +62,102 @@ pub struct Weights {
     tensors: BTreeMap<String, TensorInfo>,
 }
 
+/// The weight file names of `dir`, the index's tensor → file map when sharded, and whether it
+/// is sharded.
+type Located = (Vec<String>, Option<BTreeMap<String, String>>, bool);
+
+/// Finds the weight files of `dir`: `model.safetensors`, else the shards of the index.
+fn locate_files(dir: &Path) -> Result<Located> {
+    let single = dir.join(SINGLE_FILE);
+    let index_path = dir.join(INDEX_FILE);
+    if single.is_file() {
+        return Ok((vec![SINGLE_FILE.to_string()], None, false));
+    }
+    if let Some(index) = read_optional_json_object(&index_path)? {
+        let weight_map = read_weight_map(&index_path, &index)?;
+        let mut files: Vec<String> = weight_map.values().cloned().collect();
+        files.sort();
+        files.dedup();
+        if files.is_empty() {
+            return Err(Error::bad_file(
+                &index_path,
+                "`weight_map` is empty; restore the original index file",
+            ));
+        }
+        for f in &files {
+            if !dir.join(f).is_file() {
+                return Err(Error::bad_file(
+                    &index_path,
+                    format!("points at shard `{f}`, which is missing from {}; download the missing shard", dir.display()),
+                ));
+            }
+        }
+        return Ok((files, Some(weight_map), true));
+    }
+    let fix = if dir.join("pytorch_model.bin").exists()
+        || dir.join("pytorch_model.bin.index.json").exists()
+    {
+        "only PyTorch .bin weights found: convert them to safetensors (save_pretrained(..., safe_serialization=True))"
+    } else {
+        "download the model weights into this directory"
+    };
+    Err(Error::bad_file(
+        dir,
+        format!("neither {SINGLE_FILE} nor {INDEX_FILE} found; {fix}"),
+    ))
+}
+
+/// The index's `weight_map`, every entry a plain file name inside the directory.
+fn read_weight_map(
+    index_path: &Path,
+    index: &serde_json::Map<String, Value>,
+) -> Result<BTreeMap<String, String>> {
+    let map = index
+        .get("weight_map")
+        .and_then(Value::as_object)
+        .ok_or_else(|| {
+            Error::bad_file(
+                index_path,
+                "no `weight_map` object; restore the original index file",
+            )
+        })?;
+    let mut weight_map = BTreeMap::new();
+    for (tensor, file) in map {
+        let file = file.as_str().ok_or_else(|| {
+            Error::bad_file(index_path, format!("weight_map entry `{tensor}` is not a file name; restore the original index file"))
+        })?;
+        if file.contains('/') || file.contains('\\') || file == ".." {
+            return Err(Error::bad_file(
+                index_path,
+                format!("weight_map entry `{tensor}` points outside the directory (`{file}`)"),
+            ));
+        }
+        weight_map.insert(tensor.clone(), file.to_string());
+    }
+    Ok(weight_map)
+}
+
+/// Every tensor of the index must be in the shard the index names.
+fn check_weight_map(
+    dir: &Path,
+    weight_map: &BTreeMap<String, String>,
+    files: &[WeightFile],
+    tensors: &BTreeMap<String, TensorInfo>,
+) -> Result<()> {
+    for (tensor, file) in weight_map {
+        let found = tensors
+            .get(tensor)
+            .map(|t| files[t.file].file_name.as_str());
+        if found != Some(file.as_str()) {
+            return Err(Error::bad_file(
+                dir.join(INDEX_FILE),
+                format!("maps tensor `{tensor}` to `{file}`, which does not contain it; restore the matching index and shards"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The engine's dtype of a safetensors dtype, if it is one clp-gpu can compute with.
 pub fn engine_dtype(dtype: safetensors::Dtype) -> Option<DType> {
     match dtype {
@@ -75,67 +171,7 @@ pub fn engine_dtype(dtype: safetensors::Dtype) -> Option<DType> {
 impl Weights {
     /// Finds, maps and validates the safetensors files of `dir`.
     pub fn open(dir: &Path) -> Result<Weights> {
-        let single = dir.join(SINGLE_FILE);
-        let index_path = dir.join(INDEX_FILE);
-        let (file_names, weight_map, sharded) = if single.is_file() {
-            (vec![SINGLE_FILE.to_string()], None, false)
-        } else if let Some(index) = read_optional_json_object(&index_path)? {
-            let map = index
-                .get("weight_map")
-                .and_then(Value::as_object)
-                .ok_or_else(|| {
-                    Error::bad_file(
-                        &index_path,
-                        "no `weight_map` object; restore the original index file",
-                    )
-                })?;
-            let mut weight_map = BTreeMap::new();
-            for (tensor, file) in map {
-                let file = file.as_str().ok_or_else(|| {
-                    Error::bad_file(&index_path, format!("weight_map entry `{tensor}` is not a file name; restore the original index file"))
-                })?;
-                if file.contains('/') || file.contains('\\') || file == ".." {
-                    return Err(Error::bad_file(
-                        &index_path,
-                        format!(
-                            "weight_map entry `{tensor}` points outside the directory (`{file}`)"
-                        ),
-                    ));
-                }
-                weight_map.insert(tensor.clone(), file.to_string());
-            }
-            let mut files: Vec<String> = weight_map.values().cloned().collect();
-            files.sort();
-            files.dedup();
-            if files.is_empty() {
-                return Err(Error::bad_file(
-                    &index_path,
-                    "`weight_map` is empty; restore the original index file",
-                ));
-            }
-            for f in &files {
-                if !dir.join(f).is_file() {
-                    return Err(Error::bad_file(
-                        &index_path,
-                        format!("points at shard `{f}`, which is missing from {}; download the missing shard", dir.display()),
-                    ));
-                }
-            }
-            (files, Some(weight_map), true)
-        } else {
-            let fix = if dir.join("pytorch_model.bin").exists()
-                || dir.join("pytorch_model.bin.index.json").exists()
-            {
-                "only PyTorch .bin weights found: convert them to safetensors (save_pretrained(..., safe_serialization=True))"
-            } else {
-                "download the model weights into this directory"
-            };
-            return Err(Error::bad_file(
-                dir,
-                format!("neither {SINGLE_FILE} nor {INDEX_FILE} found; {fix}"),
-            ));
-        };
-
+        let (file_names, weight_map, sharded) = locate_files(dir)?;
         let mut files = Vec::with_capacity(file_names.len());
         let mut tensors: BTreeMap<String, TensorInfo> = BTreeMap::new();
         for (fi, name) in file_names.iter().enumerate() {
@@ -167,17 +203,7 @@ impl Weights {
             files.push(file);
         }
         if let Some(weight_map) = &weight_map {
-            for (tensor, file) in weight_map {
-                let found = tensors
-                    .get(tensor)
-                    .map(|t| files[t.file].file_name.as_str());
-                if found != Some(file.as_str()) {
-                    return Err(Error::bad_file(
-                        dir.join(INDEX_FILE),
-                        format!("maps tensor `{tensor}` to `{file}`, which does not contain it; restore the matching index and shards"),
-                    ));
-                }
-            }
+            check_weight_map(dir, weight_map, &files, &tensors)?;
         }
         Ok(Weights {
             dir: dir.to_path_buf(),

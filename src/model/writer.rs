@@ -158,7 +158,7 @@ pub fn write_index(dir: &Path, shards: &[OutShard]) -> Result<()> {
     }
     let index =
         json!({ "metadata": { "total_size": total }, "weight_map": Value::Object(weight_map) });
-    crate::model::config::write_json(&dir.join(crate::model::safetensors::INDEX_FILE), &index)
+    crate::model::json::write_json(&dir.join(crate::model::safetensors::INDEX_FILE), &index)
 }
 
 /// The staging directory of an output; removed on drop unless committed.
@@ -220,6 +220,22 @@ pub fn check_out(out: &Path, force: bool) -> Result<()> {
             out.display(),
             parent.display()
         )));
+    }
+    Ok(())
+}
+
+/// OUT must not be one of the input directories (with --force that would delete an input).
+pub fn refuse_out_over_input(out: &Path, inputs: &[&Path]) -> Result<()> {
+    let Ok(out_c) = out.canonicalize() else {
+        return Ok(());
+    };
+    for dir in inputs {
+        if dir.canonicalize().is_ok_and(|d| d == out_c) {
+            return Err(Error::Argument(format!(
+                "--out {} is an input directory; choose a different output directory",
+                out.display()
+            )));
+        }
     }
     Ok(())
 }

@@ -20,13 +20,16 @@ pub mod layers;
 pub mod svd;
 
 use crate::error::{Error, Result};
+use crate::model::json::write_json;
+use crate::model::pair::vocab_tensors;
 use crate::model::rewrite::{self, TensorAction};
 use crate::model::safetensors::engine_dtype;
 use crate::model::writer::{self, OutShard, OutTensor, Staging, TensorData};
-use crate::model::{hub, naming, ModelDir, TOKENIZER_FILES};
+use crate::model::{hub, ModelDir, Weights, TOKENIZER_FILES};
+use nalgebra::DMatrix;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// File (in OUT) holding V_Dᵀ after a width reduction.
@@ -159,15 +162,7 @@ pub fn select_layers(choice: &LayerChoice, layers: usize) -> Result<Vec<usize>> 
 /// returns `Ok`.
 pub fn shrink(opts: &ShrinkOptions) -> Result<ShrinkReport> {
     let started = Instant::now();
-    writer::check_out(&opts.out, opts.force)?;
-    if opts.layers == LayerChoice::All && opts.hidden_size.is_none() {
-        return Err(Error::Argument(
-            "nothing to do: pass --keep-every R, --layers LIST and/or --hidden-size D".into(),
-        ));
-    }
-    let model_dir = hub::resolve_model_dir(&opts.model, "--model")?;
-    crate::commands::apply::refuse_out_over_input(&opts.out, &[&model_dir])?;
-    let model = ModelDir::open(&model_dir)?;
+    let (model_dir, model) = read(opts)?;
     let w = &model.weights;
     let config_layers = layers::LAYER_COUNT_KEYS
         .iter()
@@ -175,10 +170,67 @@ pub fn shrink(opts: &ShrinkOptions) -> Result<ShrinkReport> {
         .map(|n| n as usize);
     let stack = layers::find_stack(w.tensor_names(), config_layers, &w.describe())?;
     let kept = select_layers(&opts.layers, stack.layers)?;
+    let mut actions = layer_actions(w, &stack, &kept);
+    let width = match opts.hidden_size {
+        Some(dim) => Some(reduce_width(&model, dim, &mut actions)?),
+        None => None,
+    };
 
+    let staging = Staging::create(&opts.out, opts.force)?;
+    let out_dir = staging.path().to_path_buf();
+    let written = rewrite::write_weights(w, &out_dir, &actions)?;
+    drop(actions);
+    if let Some((h, bytes)) = &width {
+        write_projection(&out_dir, h, bytes)?;
+    }
+    let keys_updated = write_config(&model, &stack, &kept, &out_dir)?;
+    rewrite::copy_files(&model_dir, &out_dir, &["generation_config.json"])?;
+    rewrite::copy_files(&model_dir, &out_dir, TOKENIZER_FILES)?;
+
+    let report = ShrinkReport {
+        out: opts.out.clone(),
+        model: model_dir.clone(),
+        layer_prefix: stack.prefix.clone(),
+        layers_before: stack.layers,
+        layers_kept: kept,
+        config_keys_updated: keys_updated,
+        params_before: rewrite::total_params(w),
+        params_after: written.params,
+        bytes_before: w.total_bytes(),
+        bytes_after: written.bytes,
+        hidden: width.map(|(h, _)| h),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let value = serde_json::to_value(&report)
+        .map_err(|e| Error::Model(format!("cannot serialise the report: {e}")))?;
+    write_json(&out_dir.join("shrink_report.json"), &value)?;
+    staging.commit()?;
+    Ok(report)
+}
+
+/// Checks the options and opens the model (headers only); returns its resolved directory too.
+fn read(opts: &ShrinkOptions) -> Result<(PathBuf, ModelDir)> {
+    writer::check_out(&opts.out, opts.force)?;
+    if opts.layers == LayerChoice::All && opts.hidden_size.is_none() {
+        return Err(Error::Argument(
+            "nothing to do: pass --keep-every R, --layers LIST and/or --hidden-size D".into(),
+        ));
+    }
+    let model_dir = hub::resolve_model_dir(&opts.model, "--model")?;
+    writer::refuse_out_over_input(&opts.out, &[&model_dir])?;
+    let model = ModelDir::open(&model_dir)?;
+    Ok((model_dir, model))
+}
+
+/// The layer tensors: kept ones renamed to their new index, the others dropped.
+fn layer_actions(
+    w: &Weights,
+    stack: &layers::LayerStack,
+    kept: &[usize],
+) -> BTreeMap<String, TensorAction> {
     let mut actions: BTreeMap<String, TensorAction> = BTreeMap::new();
     for name in w.tensor_names() {
-        match stack.rename(name, &kept) {
+        match stack.rename(name, kept) {
             None => {}
             Some(None) => {
                 actions.insert(name.to_string(), TensorAction::Drop);
@@ -188,115 +240,133 @@ pub fn shrink(opts: &ShrinkOptions) -> Result<ShrinkReport> {
             }
         }
     }
+    actions
+}
 
-    let mut hidden = None;
-    let mut projection: Option<Vec<u8>> = None;
-    if let Some(dim) = opts.hidden_size {
-        let tokens = model
-            .config
-            .raw
-            .get("vocab_size")
-            .and_then(Value::as_u64)
-            .unwrap_or(0) as usize;
-        let vt = naming::find_vocab_tensors(
-            w,
-            model.config.model_type.as_deref(),
-            model.config.hidden_size,
-            tokens,
-            "model",
-        )?;
-        let e = w.matrix(&vt.input)?;
-        if w.info(&vt.input).map(|t| t.shape.len()) != Some(2) {
-            return Err(Error::Model(format!(
-                "`{}` is not a matrix; --hidden-size needs a 2-D input embedding",
-                vt.input
-            )));
+/// `--hidden-size`: the input embedding (and an untied lm_head of its shape) reduced by SVD;
+/// returns the report and the bytes of V_Dᵀ (F32).
+fn reduce_width(
+    model: &ModelDir,
+    dim: usize,
+    actions: &mut BTreeMap<String, TensorAction>,
+) -> Result<(HiddenReport, Vec<u8>)> {
+    let w = &model.weights;
+    let tokens = model
+        .config
+        .raw
+        .get("vocab_size")
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as usize;
+    let vt = vocab_tensors(model, tokens, "model")?;
+    let e = w.matrix(&vt.input)?;
+    if w.info(&vt.input).map(|t| t.shape.len()) != Some(2) {
+        return Err(Error::Model(format!(
+            "`{}` is not a matrix; --hidden-size needs a 2-D input embedding",
+            vt.input
+        )));
+    }
+    let red = svd::reduce(&e, dim, &vt.input)?;
+    reduce_tensor(w, &vt.input, &red.basis, actions)?;
+    let lm_head = vt
+        .output
+        .filter(|o| w.info(o).map(|t| &t.shape) == w.info(&vt.input).map(|t| &t.shape));
+    let lm_head_energy_kept = match &lm_head {
+        Some(o) => Some(reduce_tensor(w, o, &red.basis, actions)?),
+        None => None,
+    };
+    let d = e.cols;
+    let mut p = Vec::with_capacity(dim * d);
+    for k in 0..dim {
+        for c in 0..d {
+            p.push(red.basis[(c, k)] as f32);
         }
-        let red = svd::reduce(&e, dim, &vt.input)?;
-        let mut reduce_tensor = |name: &str| -> Result<f64> {
-            let m = w.matrix(name)?;
-            let info = w
-                .info(name)
-                .ok_or_else(|| Error::Model(format!("tensor `{name}` vanished")))?;
-            let dtype = engine_dtype(info.dtype).ok_or_else(|| {
-                Error::Model(format!(
-                    "tensor `{name}` has dtype {:?}; --hidden-size supports F32, F16 and BF16",
-                    info.dtype
-                ))
-            })?;
-            let (values, energy) = svd::project(&m, &red.basis);
-            let new_name = match actions.get(name) {
-                Some(TensorAction::Copy(n)) => n.clone(),
-                _ => name.to_string(),
-            };
-            actions.insert(
-                name.to_string(),
-                TensorAction::Replace {
-                    name: new_name,
-                    dtype: info.dtype,
-                    shape: vec![m.rows, dim],
-                    bytes: dtype.encode(&values),
-                },
-            );
-            Ok(energy)
-        };
-        reduce_tensor(&vt.input)?;
-        let lm_head = vt
-            .output
-            .filter(|o| w.info(o).map(|t| &t.shape) == w.info(&vt.input).map(|t| &t.shape));
-        let lm_head_energy_kept = match &lm_head {
-            Some(o) => Some(reduce_tensor(o)?),
-            None => None,
-        };
-        let d = e.cols;
-        let mut p = Vec::with_capacity(dim * d);
-        for k in 0..dim {
-            for c in 0..d {
-                p.push(red.basis[(c, k)] as f32);
-            }
-        }
-        projection = Some(crate::tensor::DType::F32.encode(&p));
-        hidden = Some(HiddenReport {
-            method: "truncated SVD E = U Σ Vᵀ (f64, via the eigen-decomposition of EᵀE): reduced embedding = E V_D = U_D Σ_D (top-D left singular vectors scaled by their singular values)".into(),
-            embedding: vt.input.clone(),
-            lm_head: lm_head.clone(),
-            width_before: d,
-            width_after: dim,
-            spectrum_kept: red.spectrum_kept,
-            singular_values: red.singular_values.clone(),
-            lm_head_energy_kept,
-            projection: format!("{PROJECTION_FILE}: `{PROJECTION_TENSOR}` = V_Dᵀ ({dim} x {d}, F32); embedding ≈ reduced @ projection"),
-            note: format!(
-                "only {} changed width; every other tensor is still {d} wide and config.json keeps the old hidden size, so the model needs training (or a learned projection) before it runs",
-                match &lm_head { Some(o) => format!("`{}` and `{o}`", vt.input), None => format!("`{}`", vt.input) }
+    }
+    let projection = crate::tensor::DType::F32.encode(&p);
+    let reduced = match &lm_head {
+        Some(o) => format!("`{}` and `{o}`", vt.input),
+        None => format!("`{}`", vt.input),
+    };
+    let hidden = HiddenReport {
+        method: "truncated SVD E = U Σ Vᵀ (f64, via the eigen-decomposition of EᵀE): reduced embedding = E V_D = U_D Σ_D (top-D left singular vectors scaled by their singular values)".into(),
+        embedding: vt.input.clone(),
+        lm_head,
+        width_before: d,
+        width_after: dim,
+        spectrum_kept: red.spectrum_kept,
+        singular_values: red.singular_values.clone(),
+        lm_head_energy_kept,
+        projection: format!("{PROJECTION_FILE}: `{PROJECTION_TENSOR}` = V_Dᵀ ({dim} x {d}, F32); embedding ≈ reduced @ projection"),
+        note: format!(
+            "only {reduced} changed width; every other tensor is still {d} wide and config.json keeps the old hidden size, so the model needs training (or a learned projection) before it runs"
+        ),
+    };
+    Ok((hidden, projection))
+}
+
+/// Replaces tensor `name` (keeping a layer rename) by its projection on `basis`; returns the
+/// share of its energy kept.
+fn reduce_tensor(
+    w: &Weights,
+    name: &str,
+    basis: &DMatrix<f64>,
+    actions: &mut BTreeMap<String, TensorAction>,
+) -> Result<f64> {
+    let m = w.matrix(name)?;
+    let info = w
+        .info(name)
+        .ok_or_else(|| Error::Model(format!("tensor `{name}` vanished")))?;
+    let dtype = engine_dtype(info.dtype).ok_or_else(|| {
+        Error::Model(format!(
+            "tensor `{name}` has dtype {:?}; --hidden-size supports F32, F16 and BF16",
+            info.dtype
+        ))
+    })?;
+    let (values, energy) = svd::project(&m, basis);
+    let new_name = match actions.get(name) {
+        Some(TensorAction::Copy(n)) => n.clone(),
+        _ => name.to_string(),
+    };
+    actions.insert(
+        name.to_string(),
+        TensorAction::Replace {
+            name: new_name,
+            dtype: info.dtype,
+            shape: vec![m.rows, basis.ncols()],
+            bytes: dtype.encode(&values),
+        },
+    );
+    Ok(energy)
+}
+
+/// Writes V_Dᵀ to [`PROJECTION_FILE`].
+fn write_projection(out_dir: &Path, h: &HiddenReport, bytes: &[u8]) -> Result<()> {
+    let shard = OutShard {
+        file_name: PROJECTION_FILE.to_string(),
+        metadata: BTreeMap::from([
+            ("embedding".to_string(), h.embedding.clone()),
+            (
+                "meaning".to_string(),
+                "embedding ≈ reduced_embedding @ projection (V_D transposed)".to_string(),
             ),
-        });
-    }
+        ]),
+        tensors: vec![OutTensor {
+            name: PROJECTION_TENSOR.to_string(),
+            dtype: safetensors::Dtype::F32,
+            shape: vec![h.width_after, h.width_before],
+            data: TensorData::Owned(bytes),
+        }],
+    };
+    writer::write_shard(out_dir, &shard, &mut |_| {})?;
+    Ok(())
+}
 
-    let staging = Staging::create(&opts.out, opts.force)?;
-    let out_dir = staging.path().to_path_buf();
-    let written = rewrite::write_weights(w, &out_dir, &actions)?;
-    drop(actions);
-    if let (Some(bytes), Some(h)) = (&projection, &hidden) {
-        let shard = OutShard {
-            file_name: PROJECTION_FILE.to_string(),
-            metadata: BTreeMap::from([
-                ("embedding".to_string(), h.embedding.clone()),
-                (
-                    "meaning".to_string(),
-                    "embedding ≈ reduced_embedding @ projection (V_D transposed)".to_string(),
-                ),
-            ]),
-            tensors: vec![OutTensor {
-                name: PROJECTION_TENSOR.to_string(),
-                dtype: safetensors::Dtype::F32,
-                shape: vec![h.width_after, h.width_before],
-                data: TensorData::Owned(bytes),
-            }],
-        };
-        writer::write_shard(&out_dir, &shard, &mut |_| {})?;
-    }
-
+/// config.json with the new layer count (and `layer_types`); returns the keys updated.
+fn write_config(
+    model: &ModelDir,
+    stack: &layers::LayerStack,
+    kept: &[usize],
+    out_dir: &Path,
+) -> Result<Vec<String>> {
     let mut config = model.config.raw.clone();
     let mut keys_updated = Vec::new();
     for key in layers::LAYER_COUNT_KEYS {
@@ -312,29 +382,8 @@ pub fn shrink(opts: &ShrinkOptions) -> Result<ShrinkReport> {
             keys_updated.push("layer_types".into());
         }
     }
-    crate::model::config::write_json(&out_dir.join("config.json"), &Value::Object(config))?;
-    rewrite::copy_files(&model_dir, &out_dir, &["generation_config.json"])?;
-    rewrite::copy_files(&model_dir, &out_dir, TOKENIZER_FILES)?;
-
-    let report = ShrinkReport {
-        out: opts.out.clone(),
-        model: model_dir.clone(),
-        layer_prefix: stack.prefix.clone(),
-        layers_before: stack.layers,
-        layers_kept: kept,
-        config_keys_updated: keys_updated,
-        params_before: rewrite::total_params(w),
-        params_after: written.params,
-        bytes_before: w.total_bytes(),
-        bytes_after: written.bytes,
-        hidden,
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    let value = serde_json::to_value(&report)
-        .map_err(|e| Error::Model(format!("cannot serialise the report: {e}")))?;
-    crate::model::config::write_json(&out_dir.join("shrink_report.json"), &value)?;
-    staging.commit()?;
-    Ok(report)
+    write_json(&out_dir.join("config.json"), &Value::Object(config))?;
+    Ok(keys_updated)
 }
 
 #[cfg(test)]

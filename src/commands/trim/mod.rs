@@ -16,23 +16,32 @@
 //!    corpus is tokenized again with both tokenizers and compared line by line.
 //! 5. **write**: kept rows of the vocabulary tensors in the new order (bytes copied), every
 //!    other tensor byte-for-byte; config ids and `vocab_size`; tokenizer files; the report;
-//!    then the staging directory is renamed to OUT.
+//!    then the staging directory is renamed to OUT ([`write`]).
+//!
+//! Selection is [`select`]; each stage is one function here, [`trim`] runs them in order.
 
 pub mod corpus;
+mod select;
 pub mod tokenizer_json;
+mod write;
 
+use crate::commands::timer::Timer;
 use crate::error::{Error, Result};
-use crate::model::rewrite::{self, numel, TensorAction};
+use crate::model::json::{read_optional_json_object, write_json};
+use crate::model::pair::rebuilt_vocab_tensors;
+use crate::model::rewrite;
 use crate::model::writer::{self, Staging};
-use crate::model::{hub, naming, ModelDir};
+use crate::model::{hub, ModelDir, VocabTensors};
 use crate::vocab::Vocab;
 use corpus::{CorpusCounts, Verification};
 use indicatif::ProgressBar;
-use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use select::Selection;
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-use tokenizer_json::{ModelKind, TokenizerJson};
+use std::time::Duration;
+use tokenizer_json::{EditCounts, ModelKind, TokenizerJson};
+use write::{TrimmedTokenizer, WriteOutcome};
 
 /// What `trim` needs to know.
 #[derive(Debug, Clone)]
@@ -53,18 +62,6 @@ pub struct TrimOptions {
     pub verify: bool,
     /// Draw a spinner on stderr.
     pub progress: bool,
-}
-
-/// Why a token was kept (first reason that applies, in this order).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Reason {
-    Special,
-    KeepFile,
-    Frequency,
-    ByteAlphabet,
-    Alphabet,
-    UnkPath,
-    MergeClosure,
 }
 
 /// Tokens kept, per reason.
@@ -154,20 +151,6 @@ pub struct TrimReport {
     pub timings_s: BTreeMap<String, f64>,
 }
 
-struct Timer {
-    stages: BTreeMap<String, f64>,
-    last: Instant,
-}
-
-impl Timer {
-    fn lap(&mut self, stage: &str) {
-        let now = Instant::now();
-        self.stages
-            .insert(stage.to_string(), (now - self.last).as_secs_f64());
-        self.last = now;
-    }
-}
-
 fn spinner(enabled: bool) -> ProgressBar {
     if !enabled {
         return ProgressBar::hidden();
@@ -177,23 +160,96 @@ fn spinner(enabled: bool) -> ProgressBar {
     pb
 }
 
-/// Slow-tokenizer files that cannot be edited: not written to OUT.
-const SENTENCEPIECE_FILES: &[&str] =
-    &["tokenizer.model", "spiece.model", "sentencepiece.bpe.model"];
-/// Files copied unchanged.
-const COPIED_FILES: &[&str] = &[
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    "chat_template.json",
-];
-
 /// Runs the whole trim; see the module docs. Nothing exists at `opts.out` unless this returns `Ok`.
 pub fn trim(opts: &TrimOptions) -> Result<TrimReport> {
-    let mut timer = Timer {
-        stages: BTreeMap::new(),
-        last: Instant::now(),
+    let mut timer = Timer::start();
+    let input = read(opts)?;
+    let staging = Staging::create(&opts.out, opts.force)?;
+    timer.lap("read");
+
+    let counts = count(opts, &input)?;
+    timer.lap("count");
+
+    let gen_path = input.model_dir.join("generation_config.json");
+    let generation = read_optional_json_object(&gen_path)?;
+    let sel = select::select(&input, &counts, generation.as_ref(), opts.min_freq)?;
+    timer.lap("select");
+
+    let out_dir = staging.path().to_path_buf();
+    let (tokenizer, edit, verification) = trim_tokenizer(opts, &input, &sel, &out_dir)?;
+    timer.lap("tokenizer");
+
+    let outcome = write::write_output(&input, &sel, &tokenizer, generation, &out_dir)?;
+    timer.lap("write");
+
+    let report = report(opts, input, sel, edit, verification, outcome, &timer);
+    let value = serde_json::to_value(&report)
+        .map_err(|e| Error::Model(format!("cannot serialise the report: {e}")))?;
+    write_json(&out_dir.join("trim_report.json"), &value)?;
+    staging.commit()?;
+    Ok(report)
+}
+
+/// What the read stage found.
+pub(super) struct Read {
+    /// The resolved model directory.
+    model_dir: PathBuf,
+    /// The model.
+    model: ModelDir,
+    /// Its tokenizer.
+    vocab: Vocab,
+    /// Its tokenizer.json.
+    tj: TokenizerJson,
+    /// The vocabulary tensors: input embedding, then lm_head and output bias when present.
+    vocab_tensors: Vec<String>,
+    /// Rows of the input embedding.
+    embedding_rows_before: usize,
+    /// `--keep` tokens.
+    keep_tokens: Vec<String>,
+    /// The tokenizer as loaded for counting.
+    counting: tokenizers::Tokenizer,
+}
+
+/// Stage 1, **read**: options, model, tokenizer, vocabulary tensors, `--keep`.
+fn read(opts: &TrimOptions) -> Result<Read> {
+    check_options(opts)?;
+    let model_dir = hub::resolve_model_dir(&opts.model, "--model")?;
+    writer::refuse_out_over_input(&opts.out, &[&model_dir])?;
+    for c in &opts.corpora {
+        if !c.is_file() {
+            return Err(Error::Argument(format!(
+                "--corpus {}: no such file; pass a UTF-8 text file, one sentence or paragraph per line",
+                c.display()
+            )));
+        }
+    }
+    let model = ModelDir::open(&model_dir)?;
+    let vocab = Vocab::read(&model_dir, Some(&model.config.raw))?;
+    let tj = TokenizerJson::read(&model_dir.join("tokenizer.json"))?;
+    let vt = rebuilt_vocab_tensors(&model, vocab.len(), "model", "")?;
+    let mut vocab_tensors = vec![vt.input.clone()];
+    vocab_tensors.extend(vt.output.iter().cloned());
+    vocab_tensors.extend(vt.output_bias.iter().cloned());
+    let embedding_rows_before = check_rows(&model, &vocab, &vt, &vocab_tensors)?;
+    let keep_tokens = match &opts.keep {
+        Some(p) => read_keep_file(p, &vocab)?,
+        None => Vec::new(),
     };
-    // ---- read -------------------------------------------------------------------------------
+    let counting = tj.load_for_counting()?;
+    Ok(Read {
+        model_dir,
+        model,
+        vocab,
+        tj,
+        vocab_tensors,
+        embedding_rows_before,
+        keep_tokens,
+        counting,
+    })
+}
+
+/// The options checked before any file is read.
+fn check_options(opts: &TrimOptions) -> Result<()> {
     writer::check_out(&opts.out, opts.force)?;
     if !(opts.min_freq.is_finite() && (0.0..=1.0).contains(&opts.min_freq)) {
         return Err(Error::Argument(format!(
@@ -206,43 +262,24 @@ pub fn trim(opts: &TrimOptions) -> Result<TrimReport> {
             "--corpus: give at least one text file (one sentence or paragraph per line)".into(),
         ));
     }
-    let model_dir = hub::resolve_model_dir(&opts.model, "--model")?;
-    crate::commands::apply::refuse_out_over_input(&opts.out, &[&model_dir])?;
-    for c in &opts.corpora {
-        if !c.is_file() {
-            return Err(Error::Argument(format!(
-                "--corpus {}: no such file; pass a UTF-8 text file, one sentence or paragraph per line",
-                c.display()
-            )));
-        }
-    }
-    let model = ModelDir::open(&model_dir)?;
-    let vocab = Vocab::read(&model_dir, Some(&model.config.raw))?;
-    let tj = TokenizerJson::read(&model_dir.join("tokenizer.json"))?;
-    let vt = naming::find_vocab_tensors(
-        &model.weights,
-        model.config.model_type.as_deref(),
-        model.config.hidden_size,
-        vocab.len(),
-        "model",
-    )?;
-    if !model.config.tie_word_embeddings && vt.output.is_none() {
-        return Err(Error::Model(format!(
-            "{} says tie_word_embeddings = false but no output embedding (lm_head) is in {}; set tie_word_embeddings to true if the model is tied, or add the missing shard",
-            model.config.path.display(),
-            model.weights.describe()
-        )));
-    }
-    let mut vocab_tensors = vec![vt.input.clone()];
-    vocab_tensors.extend(vt.output.iter().cloned());
-    vocab_tensors.extend(vt.output_bias.iter().cloned());
+    Ok(())
+}
+
+/// Every vocabulary tensor must have the input embedding's rows, at least one per token;
+/// returns that row count.
+fn check_rows(
+    model: &ModelDir,
+    vocab: &Vocab,
+    vt: &VocabTensors,
+    names: &[String],
+) -> Result<usize> {
     let mut embedding_rows_before = 0;
-    for (i, name) in vocab_tensors.iter().enumerate() {
+    for (i, name) in names.iter().enumerate() {
         let info = model
             .weights
             .info(name)
             .ok_or_else(|| Error::Model(format!("tensor `{name}` vanished")))?;
-        let path = model.weights.file_of(name).unwrap_or(&model_dir);
+        let path = model.weights.file_of(name).unwrap_or(&model.dir);
         let rows = info.shape.first().copied().unwrap_or(0);
         if i == 0 {
             embedding_rows_before = rows;
@@ -259,151 +296,50 @@ pub fn trim(opts: &TrimOptions) -> Result<TrimReport> {
             ));
         }
     }
-    let keep_tokens = match &opts.keep {
-        Some(p) => read_keep_file(p, &vocab)?,
-        None => Vec::new(),
-    };
-    let counting = tj.load_for_counting()?;
-    let staging = Staging::create(&opts.out, opts.force)?;
-    timer.lap("read");
+    Ok(embedding_rows_before)
+}
 
-    // ---- count ------------------------------------------------------------------------------
+/// Stage 2, **count**: every corpus through the model's own tokenizer.
+fn count(opts: &TrimOptions, input: &Read) -> Result<Vec<CorpusCounts>> {
     let pb = spinner(opts.progress);
-    let unk_id = match tj.kind {
-        ModelKind::WordPiece => tj_model_unk(&tj).and_then(|t| vocab.id(&t)),
+    let unk_id = match input.tj.kind {
+        ModelKind::WordPiece => tj_model_unk(&input.tj).and_then(|t| input.vocab.id(&t)),
         _ => None,
     };
     let mut counts: Vec<CorpusCounts> = Vec::new();
     for c in &opts.corpora {
         let name = c.display().to_string();
-        counts.push(corpus::count(&counting, c, vocab.len(), unk_id, &|n| {
-            pb.set_message(format!("counting tokens of {name}: {n} lines"))
-        })?);
+        counts.push(corpus::count(
+            &input.counting,
+            c,
+            input.vocab.len(),
+            unk_id,
+            &|n| pb.set_message(format!("counting tokens of {name}: {n} lines")),
+        )?);
     }
     pb.finish_and_clear();
-    timer.lap("count");
+    Ok(counts)
+}
 
-    // ---- select -----------------------------------------------------------------------------
-    let n = vocab.len();
-    let mut reason: Vec<Option<Reason>> = vec![None; n];
-    let mark = |reason: &mut Vec<Option<Reason>>, token: &str, r: Reason| {
-        if let Some(id) = vocab.id(token) {
-            let slot = &mut reason[id as usize];
-            if slot.is_none() {
-                *slot = Some(r);
-            }
-        }
-    };
-    for t in tj.added_tokens().iter().chain(&tj.referenced_tokens()) {
-        mark(&mut reason, t, Reason::Special);
-    }
-    let mut config_ids: Vec<u64> = vocab.special.values().map(|&i| i as u64).collect();
-    config_ids.extend(rewrite::config_token_ids(&model.config.raw));
-    let gen_path = model_dir.join("generation_config.json");
-    let generation = crate::model::config::read_optional_json_object(&gen_path)?;
-    if let Some(g) = &generation {
-        config_ids.extend(rewrite::config_token_ids(g));
-    }
-    for id in config_ids {
-        if let Some(t) = u32::try_from(id).ok().and_then(|i| vocab.token(i)) {
-            mark(&mut reason, t, Reason::Special);
-        }
-    }
-    for t in &keep_tokens {
-        mark(&mut reason, t, Reason::KeepFile);
-    }
-    let mut summaries = Vec::new();
-    for c in &counts {
-        let mut distinct = 0;
-        let mut frequent = 0;
-        for (id, slot) in reason.iter_mut().enumerate() {
-            if c.counts[id] == 0 {
-                continue;
-            }
-            distinct += 1;
-            if c.frequency(id) >= opts.min_freq {
-                frequent += 1;
-                slot.get_or_insert(Reason::Frequency);
-            }
-        }
-        summaries.push(CorpusSummary {
-            path: c.path.clone(),
-            lines: c.lines,
-            tokens: c.tokens,
-            distinct_tokens: distinct,
-            frequent_tokens: frequent,
-        });
-    }
-    for t in tj.byte_alphabet() {
-        mark(&mut reason, &t, Reason::ByteAlphabet);
-    }
-    let dropped_seen: Vec<u32> = (0..n)
-        .filter(|&id| reason[id].is_none() && counts.iter().any(|c| c.counts[id] > 0))
-        .map(|id| id as u32)
-        .collect();
-    for id in dropped_seen {
-        if let Some(t) = vocab.token(id) {
-            for leaf in tj.leaves(t) {
-                mark(&mut reason, &leaf, Reason::Alphabet);
-            }
-        }
-    }
-    if tj.kind == ModelKind::WordPiece {
-        let spans: std::collections::BTreeSet<&String> =
-            counts.iter().flat_map(|c| &c.unk_spans).collect();
-        for span in spans {
-            for word in pre_tokenized_words(&counting, span)? {
-                for t in tj.wordpiece_path(&word) {
-                    mark(&mut reason, &t, Reason::UnkPath);
-                }
-            }
-        }
-    }
-    let kept_strings: HashSet<String> = (0..n)
-        .filter(|&id| reason[id].is_some())
-        .filter_map(|id| vocab.token(id as u32).map(str::to_owned))
-        .collect();
-    for t in tj.merge_closure(&kept_strings) {
-        mark(&mut reason, &t, Reason::MergeClosure);
-    }
-    let mut kept = KeptCounts::default();
-    let mut kept_ids: Vec<u32> = Vec::new();
-    let mut new_id: Vec<Option<u32>> = vec![None; n];
-    let mut new_ids: HashMap<String, u32> = HashMap::new();
-    for (id, r) in reason.iter().enumerate() {
-        let Some(r) = r else { continue };
-        let Some(token) = vocab.token(id as u32) else {
-            continue;
-        };
-        match r {
-            Reason::Special => kept.special += 1,
-            Reason::KeepFile => kept.keep_file += 1,
-            Reason::Frequency => kept.frequency += 1,
-            Reason::ByteAlphabet => kept.byte_alphabet += 1,
-            Reason::Alphabet => kept.alphabet += 1,
-            Reason::UnkPath => kept.unk_path += 1,
-            Reason::MergeClosure => kept.merge_closure += 1,
-        }
-        let new = kept_ids.len() as u32;
-        new_id[id] = Some(new);
-        new_ids.insert(token.to_string(), new);
-        kept_ids.push(id as u32);
-    }
-    timer.lap("select");
-
-    // ---- tokenizer --------------------------------------------------------------------------
-    let out_dir = staging.path().to_path_buf();
-    let (root, edit) = tj.trimmed(&new_ids)?;
-    let tokenizer_text = tokenizer_json::to_pretty(&tj.path, &root)?;
-    let written_path = out_dir.join("tokenizer.json");
-    let loaded = tokenizer_text.parse::<tokenizers::Tokenizer>().map_err(|e| {
+/// Stage 4, **tokenizer**: the trimmed tokenizer.json, reloaded and checked id by id, and
+/// (with `--verify`) every corpus tokenized again with both tokenizers.
+fn trim_tokenizer(
+    opts: &TrimOptions,
+    input: &Read,
+    sel: &Selection,
+    out_dir: &Path,
+) -> Result<(TrimmedTokenizer, EditCounts, Vec<Verification>)> {
+    let tj = &input.tj;
+    let (root, edit) = tj.trimmed(&sel.new_ids)?;
+    let text = tokenizer_json::to_pretty(&tj.path, &root)?;
+    let loaded = text.parse::<tokenizers::Tokenizer>().map_err(|e| {
         Error::Model(format!(
             "the trimmed tokenizer does not load ({}); (a bug in clp-gpu; please report it with {})",
             one_line(&e.to_string()),
             tj.path.display()
         ))
     })?;
-    for (token, &id) in &new_ids {
+    for (token, &id) in &sel.new_ids {
         if loaded.token_to_id(token) != Some(id) {
             return Err(Error::Model(format!(
                 "the trimmed tokenizer gives `{token}` id {:?} instead of {id}; the ids of {} are not in the layout the tokenizers crate expects (added tokens must follow the model vocabulary)",
@@ -412,90 +348,70 @@ pub fn trim(opts: &TrimOptions) -> Result<TrimReport> {
             )));
         }
     }
+    let verification = if opts.verify {
+        verify(opts, input, sel, &out_dir.join("tokenizer.json"), &root)?
+    } else {
+        Vec::new()
+    };
+    Ok((TrimmedTokenizer { root, text }, edit, verification))
+}
+
+/// Every corpus tokenized with the original and the trimmed tokenizer, compared line by line.
+fn verify(
+    opts: &TrimOptions,
+    input: &Read,
+    sel: &Selection,
+    written_path: &Path,
+    root: &serde_json::Map<String, Value>,
+) -> Result<Vec<Verification>> {
+    let trimmed_tj = TokenizerJson::from_root(written_path, root.clone())?;
+    let trimmed = trimmed_tj.load_for_counting()?;
+    let pb = spinner(opts.progress);
     let mut verification = Vec::new();
-    if opts.verify {
-        let trimmed_tj = TokenizerJson::from_root(&written_path, root.clone())?;
-        let trimmed = trimmed_tj.load_for_counting()?;
-        let pb = spinner(opts.progress);
-        for c in &opts.corpora {
-            let name = c.display().to_string();
-            verification.push(corpus::verify(&counting, &trimmed, c, &new_id, &|n| {
+    for c in &opts.corpora {
+        let name = c.display().to_string();
+        verification.push(corpus::verify(
+            &input.counting,
+            &trimmed,
+            c,
+            &sel.new_id,
+            &|n| {
                 pb.set_message(format!(
                     "checking the trimmed tokenizer on {name}: {n} lines"
                 ))
-            })?);
-        }
-        pb.finish_and_clear();
+            },
+        )?);
     }
-    timer.lap("tokenizer");
+    pb.finish_and_clear();
+    Ok(verification)
+}
 
-    // ---- write ------------------------------------------------------------------------------
-    let mut actions = BTreeMap::new();
-    let mut emb_before = 0;
-    let mut emb_after = 0;
-    for name in &vocab_tensors {
-        let action = gather_rows(&model, name, &kept_ids)?;
-        let info = model
-            .weights
-            .info(name)
-            .ok_or_else(|| Error::Model(format!("tensor `{name}` vanished")))?;
-        emb_before += numel(&info.shape);
-        if let TensorAction::Replace { shape, .. } = &action {
-            emb_after += numel(shape);
-        }
-        actions.insert(name.clone(), action);
-    }
-    let written = rewrite::write_weights(&model.weights, &out_dir, &actions)?;
-    drop(actions);
-    let map = |id: u64| -> Option<u64> {
-        usize::try_from(id)
-            .ok()
-            .and_then(|i| new_id.get(i).copied().flatten())
-            .map(u64::from)
-    };
-    let mut config = model.config.raw.clone();
-    config.insert("vocab_size".into(), Value::from(kept_ids.len()));
-    let mut unmapped: Vec<String> = rewrite::remap_token_ids(&mut config, &map)
-        .into_iter()
-        .map(|s| format!("config.json: {s}"))
-        .collect();
-    crate::model::config::write_json(&out_dir.join("config.json"), &Value::Object(config))?;
-    if let Some(mut g) = generation {
-        unmapped.extend(
-            rewrite::remap_token_ids(&mut g, &map)
-                .into_iter()
-                .map(|s| format!("generation_config.json: {s}")),
-        );
-        crate::model::config::write_json(
-            &out_dir.join("generation_config.json"),
-            &Value::Object(g),
-        )?;
-    }
-    let files_dropped = write_tokenizer_files(
-        &model_dir,
-        &out_dir,
-        &tj,
-        &root,
-        &tokenizer_text,
-        &new_ids,
-        &map,
-    )?;
-    timer.lap("write");
-
-    let tokens_after = kept_ids.len();
-    let report = TrimReport {
+/// The report of one trim.
+fn report(
+    opts: &TrimOptions,
+    input: Read,
+    sel: Selection,
+    edit: EditCounts,
+    verification: Vec<Verification>,
+    outcome: WriteOutcome,
+    timer: &Timer,
+) -> TrimReport {
+    let (tj, model) = (&input.tj, &input.model);
+    let (emb_before, emb_after) = (outcome.emb_before, outcome.emb_after);
+    let is_bpe = tj.kind == ModelKind::Bpe;
+    TrimReport {
         out: opts.out.clone(),
-        model: model_dir.clone(),
+        model: input.model_dir.clone(),
         tokenizer_model: tj.kind,
         min_freq: opts.min_freq,
-        corpora: summaries,
-        tokens_before: n,
-        tokens_after,
-        kept,
-        merges_before: (tj.kind == ModelKind::Bpe).then_some(edit.merges_before),
-        merges_after: (tj.kind == ModelKind::Bpe).then_some(edit.merges_after),
-        embedding_tensors: vocab_tensors,
-        embedding_rows_before,
+        corpora: sel.summaries,
+        tokens_before: input.vocab.len(),
+        tokens_after: sel.kept_ids.len(),
+        kept: sel.kept,
+        merges_before: is_bpe.then_some(edit.merges_before),
+        merges_after: is_bpe.then_some(edit.merges_after),
+        embedding_tensors: input.vocab_tensors.clone(),
+        embedding_rows_before: input.embedding_rows_before,
         embedding_params_before: emb_before,
         embedding_params_after: emb_after,
         embedding_params_removed_share: if emb_before == 0 {
@@ -504,19 +420,14 @@ pub fn trim(opts: &TrimOptions) -> Result<TrimReport> {
             1.0 - emb_after as f64 / emb_before as f64
         },
         model_params_before: rewrite::total_params(&model.weights),
-        model_params_after: written.params,
+        model_params_after: outcome.written.params,
         model_bytes_before: model.weights.total_bytes(),
-        model_bytes_after: written.bytes,
+        model_bytes_after: outcome.written.bytes,
         verification,
-        config_ids_unmapped: unmapped,
-        files_dropped,
-        timings_s: timer.stages.clone(),
-    };
-    let value = serde_json::to_value(&report)
-        .map_err(|e| Error::Model(format!("cannot serialise the report: {e}")))?;
-    crate::model::config::write_json(&out_dir.join("trim_report.json"), &value)?;
-    staging.commit()?;
-    Ok(report)
+        config_ids_unmapped: outcome.unmapped,
+        files_dropped: outcome.files_dropped,
+        timings_s: timer.stages().clone(),
+    }
 }
 
 fn one_line(s: &str) -> String {
@@ -561,128 +472,4 @@ fn read_keep_file(path: &Path, vocab: &Vocab) -> Result<Vec<String>> {
         out.push(t.to_string());
     }
     Ok(out)
-}
-
-/// The words the tokenizer's normalizer and pre-tokenizer make of `span`.
-fn pre_tokenized_words(tok: &tokenizers::Tokenizer, span: &str) -> Result<Vec<String>> {
-    use tokenizers::{Normalizer, OffsetReferential, OffsetType, PreTokenizer};
-    let fail = |e: tokenizers::Error| {
-        Error::Model(format!(
-            "the tokenizer failed on `{span}`: {}",
-            one_line(&e.to_string())
-        ))
-    };
-    let mut normalized = tokenizers::NormalizedString::from(span);
-    if let Some(n) = tok.get_normalizer() {
-        n.normalize(&mut normalized).map_err(fail)?;
-    }
-    let mut pre = tokenizers::PreTokenizedString::from(normalized);
-    if let Some(p) = tok.get_pre_tokenizer() {
-        p.pre_tokenize(&mut pre).map_err(fail)?;
-    }
-    Ok(pre
-        .get_splits(OffsetReferential::Original, OffsetType::Byte)
-        .into_iter()
-        .map(|(s, _, _)| s.to_string())
-        .collect())
-}
-
-/// Rows `ids` of tensor `name` (any dtype: rows are copied as bytes), in that order.
-fn gather_rows(model: &ModelDir, name: &str, ids: &[u32]) -> Result<TensorAction> {
-    let w = &model.weights;
-    let info = w
-        .info(name)
-        .ok_or_else(|| Error::Model(format!("tensor `{name}` not found in {}", w.describe())))?;
-    let bytes = w.bytes(name)?;
-    let rows = info.shape.first().copied().unwrap_or(0).max(1);
-    let row_bytes = bytes.len() / rows;
-    let mut out = Vec::with_capacity(ids.len() * row_bytes);
-    for &id in ids {
-        let r = id as usize;
-        out.extend_from_slice(&bytes[r * row_bytes..(r + 1) * row_bytes]);
-    }
-    let mut shape = info.shape.clone();
-    shape[0] = ids.len();
-    Ok(TensorAction::Replace {
-        name: name.to_string(),
-        dtype: info.dtype,
-        shape,
-        bytes: out,
-    })
-}
-
-/// Writes tokenizer.json and the other tokenizer files; returns the files not written.
-fn write_tokenizer_files(
-    model_dir: &Path,
-    out_dir: &Path,
-    tj: &TokenizerJson,
-    root: &Map<String, Value>,
-    tokenizer_text: &str,
-    new_ids: &HashMap<String, u32>,
-    map: &dyn Fn(u64) -> Option<u64>,
-) -> Result<Vec<String>> {
-    let write = |name: &str, text: &str| {
-        let p = out_dir.join(name);
-        std::fs::write(&p, text).map_err(|e| Error::io(&p, e))
-    };
-    write("tokenizer.json", tokenizer_text)?;
-    let tc_path = model_dir.join("tokenizer_config.json");
-    if let Some(tc) = crate::model::config::read_optional_json_object(&tc_path)? {
-        write(
-            "tokenizer_config.json",
-            &tokenizer_json::remap_tokenizer_config(&tc, map)?,
-        )?;
-    }
-    rewrite::copy_files(model_dir, out_dir, COPIED_FILES)?;
-    let mut dropped = Vec::new();
-    if model_dir.join("vocab.txt").is_file() {
-        if tj.kind == ModelKind::WordPiece {
-            write("vocab.txt", &TokenizerJson::vocab_txt(root))?;
-        } else {
-            dropped.push("vocab.txt".to_string());
-        }
-    }
-    let has_vocab_json = model_dir.join("vocab.json").is_file();
-    let merges_path = model_dir.join("merges.txt");
-    if has_vocab_json || merges_path.is_file() {
-        if tj.kind == ModelKind::Bpe {
-            let header = std::fs::read_to_string(&merges_path)
-                .ok()
-                .and_then(|t| t.lines().next().map(str::to_owned))
-                .filter(|l| l.starts_with("#version"));
-            let (vocab_json, merges) =
-                TokenizerJson::vocab_json_and_merges(root, header.as_deref());
-            if has_vocab_json {
-                write("vocab.json", &vocab_json)?;
-            }
-            if merges_path.is_file() {
-                write("merges.txt", &merges)?;
-            }
-        } else {
-            dropped.extend(
-                ["vocab.json", "merges.txt"]
-                    .iter()
-                    .filter(|f| model_dir.join(f).is_file())
-                    .map(|f| f.to_string()),
-            );
-        }
-    }
-    let added_path = model_dir.join("added_tokens.json");
-    if let Some(added) = crate::model::config::read_optional_json_object(&added_path)? {
-        let remapped: Map<String, Value> = added
-            .keys()
-            .filter_map(|t| Some((t.clone(), Value::from(*new_ids.get(t)?))))
-            .collect();
-        crate::model::config::write_json(
-            &out_dir.join("added_tokens.json"),
-            &Value::Object(remapped),
-        )?;
-    }
-    dropped.extend(
-        SENTENCEPIECE_FILES
-            .iter()
-            .filter(|f| model_dir.join(f).is_file())
-            .map(|f| f.to_string()),
-    );
-    Ok(dropped)
 }

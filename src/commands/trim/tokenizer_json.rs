@@ -81,7 +81,7 @@ pub struct EditCounts {
 impl TokenizerJson {
     /// Reads and checks `path`.
     pub fn read(path: &Path) -> Result<TokenizerJson> {
-        let root = crate::model::config::read_json_object(
+        let root = crate::model::json::read_json_object(
             path,
             "trim needs a fast tokenizer: save one with AutoTokenizer.from_pretrained(...).save_pretrained(DIR)",
         )?;
@@ -95,44 +95,8 @@ impl TokenizerJson {
             .get("model")
             .and_then(Value::as_object)
             .ok_or_else(|| bad("no `model` object; restore the original file".into()))?;
-        let ty = model.get("type").and_then(Value::as_str);
-        let kind = match ty {
-            Some("BPE") => ModelKind::Bpe,
-            Some("WordPiece") => ModelKind::WordPiece,
-            Some("WordLevel") => ModelKind::WordLevel,
-            Some("Unigram") => ModelKind::Unigram,
-            // Old files omit the type; BPE is the only model with merges.
-            None if model.contains_key("merges") => ModelKind::Bpe,
-            other => {
-                return Err(bad(format!(
-                    "model type {} is not supported; trim handles BPE, WordPiece, WordLevel and Unigram tokenizers",
-                    other.map_or("(missing)".to_string(), |t| format!("`{t}`"))
-                )))
-            }
-        };
-        let model_vocab: HashSet<String> = match (kind, model.get("vocab")) {
-            (ModelKind::Unigram, Some(Value::Array(pieces))) => pieces
-                .iter()
-                .map(|p| {
-                    p.get(0)
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                        .ok_or_else(|| bad("a Unigram `model.vocab` entry is not [piece, score]; restore the original file".into()))
-                })
-                .collect::<Result<_>>()?,
-            (ModelKind::Unigram, _) => {
-                return Err(bad(
-                    "Unigram `model.vocab` is not a list; restore the original file".into(),
-                ))
-            }
-            (_, Some(Value::Object(v))) => v.keys().cloned().collect(),
-            _ => {
-                return Err(bad(
-                    "`model.vocab` is not an object of token → id; restore the original file"
-                        .into(),
-                ))
-            }
-        };
+        let kind = model_kind(model, &bad)?;
+        let model_vocab = model_vocab(kind, model, &bad)?;
         let prefix = model
             .get("continuing_subword_prefix")
             .and_then(Value::as_str)
@@ -142,42 +106,11 @@ impl TokenizerJson {
                 ""
             })
             .to_string();
-        let mut merges = Vec::new();
-        let mut merges_as_strings = false;
-        if kind == ModelKind::Bpe {
-            let list = match model.get("merges") {
-                Some(Value::Array(l)) => l.as_slice(),
-                None | Some(Value::Null) => &[],
-                Some(_) => {
-                    return Err(bad(
-                        "`model.merges` is not a list; restore the original file".into(),
-                    ))
-                }
-            };
-            for (i, m) in list.iter().enumerate() {
-                let pair = match m {
-                    Value::String(s) => {
-                        merges_as_strings = true;
-                        let mut it = s.split(' ');
-                        match (it.next(), it.next(), it.next()) {
-                            (Some(a), Some(b), None) => Some((a.to_string(), b.to_string())),
-                            _ => None,
-                        }
-                    }
-                    Value::Array(p) => match p.as_slice() {
-                        [Value::String(a), Value::String(b)] => Some((a.clone(), b.clone())),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                let pair = pair.ok_or_else(|| {
-                    bad(format!(
-                        "merge {i} is neither \"a b\" nor [\"a\", \"b\"]; restore the original file"
-                    ))
-                })?;
-                merges.push(pair);
-            }
-        }
+        let (merges, merges_as_strings) = if kind == ModelKind::Bpe {
+            read_merges(model, &bad)?
+        } else {
+            (Vec::new(), false)
+        };
         let max_chars_per_word = model
             .get("max_input_chars_per_word")
             .and_then(Value::as_u64)
@@ -437,6 +370,29 @@ impl TokenizerJson {
             .get_mut("model")
             .and_then(Value::as_object_mut)
             .ok_or_else(|| Error::bad_file(path, "no `model` object"))?;
+        self.trim_model_vocab(model, new_ids);
+        if self.kind == ModelKind::Bpe {
+            let merges = self.kept_merges(new_ids);
+            counts.merges_after = merges.len();
+            model.insert("merges".into(), Value::Array(merges));
+        }
+        if let Some(Value::Array(added)) = root.get_mut("added_tokens") {
+            remap_added_tokens(added, &id_of, path)?;
+        }
+        if let Some(pp) = root.get_mut("post_processor") {
+            remap_processor(pp, &id_of);
+        }
+        if let Some(Value::Object(p)) = root.get_mut("padding") {
+            if let Some(id) = p.get("pad_token").and_then(Value::as_str).and_then(id_of) {
+                p.insert("pad_id".into(), Value::from(id));
+            }
+        }
+        Ok((root, counts))
+    }
+
+    /// `model.vocab` (and Unigram's `unk_id`) of the kept tokens, with their new ids.
+    fn trim_model_vocab(&self, model: &mut Map<String, Value>, new_ids: &HashMap<String, u32>) {
+        let id_of = |t: &str| new_ids.get(t).copied();
         match self.kind {
             ModelKind::Unigram => {
                 let old_unk = model.get("unk_id").and_then(Value::as_u64).and_then(|i| {
@@ -471,47 +427,22 @@ impl TokenizerJson {
                 model.insert("vocab".into(), Value::Object(vocab));
             }
         }
-        if self.kind == ModelKind::Bpe {
-            let keep = |t: &str| self.model_vocab.contains(t) && new_ids.contains_key(t);
-            let merges: Vec<Value> = self
-                .merges
-                .iter()
-                .filter(|(a, b)| keep(a) && keep(b) && keep(&self.merge_result(a, b)))
-                .map(|(a, b)| {
-                    if self.merges_as_strings {
-                        Value::String(format!("{a} {b}"))
-                    } else {
-                        Value::Array(vec![Value::String(a.clone()), Value::String(b.clone())])
-                    }
-                })
-                .collect();
-            counts.merges_after = merges.len();
-            model.insert("merges".into(), Value::Array(merges));
-        }
-        if let Some(Value::Array(added)) = root.get_mut("added_tokens") {
-            for t in added.iter_mut() {
-                let content = t.get("content").and_then(Value::as_str).map(str::to_owned);
-                let new = content.as_deref().and_then(id_of).ok_or_else(|| {
-                    Error::Model(format!(
-                        "added token {content:?} of {} was not kept (a bug in clp-gpu; please report it)",
-                        path.display()
-                    ))
-                })?;
-                if let Some(o) = t.as_object_mut() {
-                    o.insert("id".into(), Value::from(new));
+    }
+
+    /// BPE: the merges whose parts and result are all kept, in the file's format.
+    fn kept_merges(&self, new_ids: &HashMap<String, u32>) -> Vec<Value> {
+        let keep = |t: &str| self.model_vocab.contains(t) && new_ids.contains_key(t);
+        self.merges
+            .iter()
+            .filter(|(a, b)| keep(a) && keep(b) && keep(&self.merge_result(a, b)))
+            .map(|(a, b)| {
+                if self.merges_as_strings {
+                    Value::String(format!("{a} {b}"))
+                } else {
+                    Value::Array(vec![Value::String(a.clone()), Value::String(b.clone())])
                 }
-            }
-            added.sort_by_key(|t| t.get("id").and_then(Value::as_u64));
-        }
-        if let Some(pp) = root.get_mut("post_processor") {
-            remap_processor(pp, &id_of);
-        }
-        if let Some(Value::Object(p)) = root.get_mut("padding") {
-            if let Some(id) = p.get("pad_token").and_then(Value::as_str).and_then(id_of) {
-                p.insert("pad_id".into(), Value::from(id));
-            }
-        }
-        Ok((root, counts))
+            })
+            .collect()
     }
 
     /// vocab.txt (WordPiece) of an edited file: model tokens in id order, one per line.
@@ -756,6 +687,115 @@ impl Serialize for OrderedEntries<'_> {
         }
         m.end()
     }
+}
+
+/// `added_tokens` with their new ids, sorted by id; every added token must have been kept.
+fn remap_added_tokens(
+    added: &mut [Value],
+    id_of: &dyn Fn(&str) -> Option<u32>,
+    path: &Path,
+) -> Result<()> {
+    for t in added.iter_mut() {
+        let content = t.get("content").and_then(Value::as_str).map(str::to_owned);
+        let new = content.as_deref().and_then(id_of).ok_or_else(|| {
+            Error::Model(format!(
+                "added token {content:?} of {} was not kept (a bug in clp-gpu; please report it)",
+                path.display()
+            ))
+        })?;
+        if let Some(o) = t.as_object_mut() {
+            o.insert("id".into(), Value::from(new));
+        }
+    }
+    added.sort_by_key(|t| t.get("id").and_then(Value::as_u64));
+    Ok(())
+}
+
+/// The tokenizer model's type (`model.type`; old BPE files omit it).
+fn model_kind(model: &Map<String, Value>, bad: &dyn Fn(String) -> Error) -> Result<ModelKind> {
+    let ty = model.get("type").and_then(Value::as_str);
+    Ok(match ty {
+        Some("BPE") => ModelKind::Bpe,
+        Some("WordPiece") => ModelKind::WordPiece,
+        Some("WordLevel") => ModelKind::WordLevel,
+        Some("Unigram") => ModelKind::Unigram,
+        // Old files omit the type; BPE is the only model with merges.
+        None if model.contains_key("merges") => ModelKind::Bpe,
+        other => {
+            return Err(bad(format!(
+                "model type {} is not supported; trim handles BPE, WordPiece, WordLevel and Unigram tokenizers",
+                other.map_or("(missing)".to_string(), |t| format!("`{t}`"))
+            )))
+        }
+    })
+}
+
+/// The token strings of `model.vocab` (Unigram: a list of [piece, score]; else token → id).
+fn model_vocab(
+    kind: ModelKind,
+    model: &Map<String, Value>,
+    bad: &dyn Fn(String) -> Error,
+) -> Result<HashSet<String>> {
+    match (kind, model.get("vocab")) {
+        (ModelKind::Unigram, Some(Value::Array(pieces))) => pieces
+            .iter()
+            .map(|p| {
+                p.get(0)
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .ok_or_else(|| bad("a Unigram `model.vocab` entry is not [piece, score]; restore the original file".into()))
+            })
+            .collect::<Result<_>>(),
+        (ModelKind::Unigram, _) => Err(bad(
+            "Unigram `model.vocab` is not a list; restore the original file".into(),
+        )),
+        (_, Some(Value::Object(v))) => Ok(v.keys().cloned().collect()),
+        _ => Err(bad(
+            "`model.vocab` is not an object of token → id; restore the original file".into(),
+        )),
+    }
+}
+
+/// BPE `model.merges` as pairs, and whether they were written as `"a b"` strings.
+fn read_merges(
+    model: &Map<String, Value>,
+    bad: &dyn Fn(String) -> Error,
+) -> Result<(Vec<(String, String)>, bool)> {
+    let list = match model.get("merges") {
+        Some(Value::Array(l)) => l.as_slice(),
+        None | Some(Value::Null) => &[],
+        Some(_) => {
+            return Err(bad(
+                "`model.merges` is not a list; restore the original file".into(),
+            ))
+        }
+    };
+    let mut merges = Vec::new();
+    let mut merges_as_strings = false;
+    for (i, m) in list.iter().enumerate() {
+        let pair = match m {
+            Value::String(s) => {
+                merges_as_strings = true;
+                let mut it = s.split(' ');
+                match (it.next(), it.next(), it.next()) {
+                    (Some(a), Some(b), None) => Some((a.to_string(), b.to_string())),
+                    _ => None,
+                }
+            }
+            Value::Array(p) => match p.as_slice() {
+                [Value::String(a), Value::String(b)] => Some((a.clone(), b.clone())),
+                _ => None,
+            },
+            _ => None,
+        };
+        let pair = pair.ok_or_else(|| {
+            bad(format!(
+                "merge {i} is neither \"a b\" nor [\"a\", \"b\"]; restore the original file"
+            ))
+        })?;
+        merges.push(pair);
+    }
+    Ok((merges, merges_as_strings))
 }
 
 /// tokenizer.json text of `root`: pretty, vocabulary in id order, trailing newline.

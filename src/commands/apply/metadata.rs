@@ -1,0 +1,289 @@
+//! Stage 5, **write metadata**: config.json and generation_config.json with the target's
+//! vocabulary size and special-token ids, the target tokenizer's files, the per-token
+//! provenance (`--provenance`, JSON Lines) and the report `clp_transfer.json`. Generic file
+//! writing (safetensors shards, JSON) is [`crate::model::writer`] and [`crate::model::json`].
+
+use super::rows::Computed;
+use super::{ApplyOptions, ApplySummary};
+use crate::error::{Error, Result};
+use crate::model::json::{read_optional_json_object, write_json};
+use crate::model::pair::ModelPair;
+use crate::model::{ModelDir, TOKENIZER_FILES};
+use crate::tensor::MatrixRef;
+use crate::vocab::{Matching, SpecialRole, Vocab};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Everything the metadata of one transfer is made from.
+pub(super) struct Transfer<'a> {
+    /// The options.
+    pub opts: &'a ApplyOptions,
+    /// The inputs.
+    pub pair: &'a ModelPair,
+    /// The helper's input embedding.
+    pub helper_m: &'a MatrixRef<'a>,
+    /// How the tokens matched.
+    pub matching: &'a Matching,
+    /// What the computation left.
+    pub computed: &'a Computed,
+}
+
+/// One missing row that got the fallback.
+#[derive(Debug, Clone, serde::Serialize)]
+struct FallbackRow {
+    target_id: u32,
+    token: Option<String>,
+    reason: String,
+}
+
+/// Writes the configs and copies the tokenizer files into `out_dir`; writes the provenance to
+/// a temporary file beside its path and returns that (renamed once OUT is committed).
+pub(super) fn write_metadata(
+    t: &Transfer,
+    target_rows: usize,
+    out_dir: &Path,
+) -> Result<Option<PathBuf>> {
+    write_configs(&t.pair.source, &t.pair.target_vocab, target_rows, out_dir)?;
+    for f in TOKENIZER_FILES {
+        let from = t.pair.tokenizer_dir.join(f);
+        if from.is_file() {
+            std::fs::copy(&from, out_dir.join(f)).map_err(|e| Error::io(&from, e))?;
+        }
+    }
+    match &t.opts.provenance {
+        Some(p) => Ok(Some(write_provenance(t, p)?)),
+        None => Ok(None),
+    }
+}
+
+/// The special-token ids of the target, JSON null where the target has no token of the role.
+fn id_value(target: &Vocab, role: SpecialRole) -> Value {
+    target
+        .special
+        .get(&role)
+        .map_or(Value::Null, |&id| json!(id))
+}
+
+/// Sets every `*_token_id` key of `obj` that is present to the target's id.
+fn set_present_ids(obj: &mut Map<String, Value>, target: &Vocab) {
+    for role in SpecialRole::ALL {
+        let key = role.id_key();
+        if obj.contains_key(&key) {
+            obj.insert(key, id_value(target, role));
+        }
+    }
+}
+
+/// config.json (and generation_config.json when the source has one) with the target's
+/// vocabulary size and special-token ids.
+fn write_configs(
+    source: &ModelDir,
+    target: &Vocab,
+    target_rows: usize,
+    out_dir: &Path,
+) -> Result<()> {
+    let mut config = source.config.raw.clone();
+    config.insert("vocab_size".into(), json!(target_rows));
+    for role in SpecialRole::ALL {
+        let key = role.id_key();
+        let always = matches!(role, SpecialRole::Bos | SpecialRole::Eos | SpecialRole::Pad);
+        if config.contains_key(&key) || (always && target.special.contains_key(&role)) {
+            config.insert(key, id_value(target, role));
+        }
+    }
+    // Multimodal configs: the language model reads its own copy in text_config.
+    if let Some(Value::Object(text)) = config.get_mut("text_config") {
+        text.insert("vocab_size".into(), json!(target_rows));
+        set_present_ids(text, target);
+    }
+    write_json(&out_dir.join("config.json"), &Value::Object(config))?;
+
+    let gen_path = source.dir.join("generation_config.json");
+    if let Some(mut gen) = read_optional_json_object(&gen_path)? {
+        set_present_ids(&mut gen, target);
+        if gen.contains_key("decoder_start_token_id") {
+            gen.insert(
+                "decoder_start_token_id".into(),
+                id_value(target, SpecialRole::Bos),
+            );
+        }
+        write_json(&out_dir.join("generation_config.json"), &Value::Object(gen))?;
+    }
+    Ok(())
+}
+
+/// Writes the provenance JSON Lines to a temporary file beside `path`; returns its path.
+fn write_provenance(t: &Transfer, path: &Path) -> Result<PathBuf> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "provenance".into());
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let mut lines = provenance_lines(t);
+    lines.sort_by_key(|l| l.0);
+    let mut text = Vec::new();
+    for (_, l) in &lines {
+        serde_json::to_writer(&mut text, l).map_err(|e| Error::bad_file(path, e.to_string()))?;
+        text.push(b'\n');
+    }
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(&text).map_err(|e| Error::io(&tmp, e))?;
+    Ok(tmp)
+}
+
+/// One provenance line per by-role and per computed token, keyed by target id (unsorted).
+fn provenance_lines(t: &Transfer) -> Vec<(u32, Value)> {
+    let (matching, source, target) = (t.matching, &t.pair.source_vocab, &t.pair.target_vocab);
+    let mut lines: Vec<(u32, Value)> = Vec::new();
+    for r in &matching.by_role {
+        lines.push((
+            r.target_id,
+            json!({
+                "id": r.target_id, "token": target.token(r.target_id), "method": "special_role",
+                "role": r.role, "sources": [{"id": r.source_id, "token": source.token(r.source_id), "weight": 1.0}],
+            }),
+        ));
+    }
+    let fb: BTreeMap<usize, &str> = t
+        .computed
+        .fallback
+        .iter()
+        .map(|(i, r)| (*i, r.as_str()))
+        .collect();
+    for (i, &id) in matching.missing.iter().enumerate() {
+        lines.push((id, computed_line(t, i, id, fb.get(&i).copied())));
+    }
+    lines
+}
+
+/// The provenance of missing row `i` (target id `id`).
+fn computed_line(t: &Transfer, i: usize, id: u32, fallback: Option<&str>) -> Value {
+    let (matching, target) = (t.matching, &t.pair.target_vocab);
+    let token = target.token(id);
+    if let Some(reason) = fallback {
+        json!({"id": id, "token": token, "method": "fallback_mean", "reason": reason,
+               "note": "mean of all overlapping source rows"})
+    } else if let Some(sel) = &t.computed.selection {
+        let idx = &sel.indices[i * sel.k..(i + 1) * sel.k];
+        let scores = &sel.scores[i * sel.k..(i + 1) * sel.k];
+        let weights = &sel.weights[i * sel.k..(i + 1) * sel.k];
+        let sum: f64 = weights.iter().map(|&w| w as f64).sum();
+        let sources: Vec<Value> = idx
+            .iter()
+            .zip(scores.iter().zip(weights))
+            .filter(|(_, (_, &w))| w != 0.0)
+            .map(|(&j, (&s, &w))| {
+                let (tid, sid) = matching.overlap[j as usize];
+                json!({"id": sid, "token": target.token(tid), "similarity": s, "weight": w as f64 / sum})
+            })
+            .collect();
+        let method = format!("{}_top_k", t.opts.weighting.name());
+        json!({"id": id, "token": token, "method": method, "sources": sources})
+    } else {
+        json!({"id": id, "token": token, "method": "clp_dense",
+               "note": "weighted over every overlapping token (weight = cosine / sum of cosines); run with --top-k K to list sources"})
+    }
+}
+
+/// One line on how a weighting turns similarities into weights (for clp_transfer.json).
+fn weighting_rule(label: &str) -> &'static str {
+    match label.split(' ').next().unwrap_or("") {
+        "softmax" => "softmax: weight = exp((cos - max cos) / T) over the top-k, normalised to sum 1",
+        "sparsemax" => "sparsemax of the cosines over the top-k (weights sum to 1, most are 0)",
+        "omp" => "orthogonal matching pursuit: least-squares coefficients of k atoms chosen greedily among the 4k most similar tokens in the helper space, normalised to sum 1",
+        _ => "CLP: weight = cosine similarity in the helper embedding space / sum of weights",
+    }
+}
+
+/// Writes `clp_transfer.json` into `out_dir`.
+pub(super) fn write_report(t: &Transfer, summary: &ApplySummary, out_dir: &Path) -> Result<()> {
+    write_json(&out_dir.join("clp_transfer.json"), &report_json(t, summary))
+}
+
+/// How each special token of the target got its row.
+fn special_tokens(t: &Transfer) -> Vec<Value> {
+    let (matching, source, target) = (t.matching, &t.pair.source_vocab, &t.pair.target_vocab);
+    target
+        .special
+        .iter()
+        .map(|(role, &id)| {
+            let token = target.token(id);
+            let how = if let Some(&(_, s)) = matching.overlap.iter().find(|p| p.0 == id) {
+                json!({"how": "overlap", "source_id": s, "source_token": source.token(s)})
+            } else if let Some(r) = matching.by_role.iter().find(|r| r.target_id == id) {
+                json!({"how": "source_row_of_role", "source_role": r.role, "source_id": r.source_id, "source_token": source.token(r.source_id)})
+            } else {
+                json!({"how": "computed", "note": "the source has no token for this role"})
+            };
+            json!({"role": role, "target_id": id, "target_token": token, "mapping": how})
+        })
+        .collect()
+}
+
+/// The rows that got the fallback, with their target ids and tokens.
+fn fallback_rows(t: &Transfer) -> Vec<FallbackRow> {
+    t.computed
+        .fallback
+        .iter()
+        .map(|(i, reason)| {
+            let id = t.matching.missing[*i];
+            FallbackRow {
+                target_id: id,
+                token: t.pair.target_vocab.token(id).map(str::to_owned),
+                reason: reason.clone(),
+            }
+        })
+        .collect()
+}
+
+fn report_json(t: &Transfer, summary: &ApplySummary) -> Value {
+    let (pair, matching, helper_m) = (t.pair, t.matching, t.helper_m);
+    let (source, helper, src_t, hlp_t) = (&pair.source, &pair.helper, &pair.src_t, &pair.hlp_t);
+    let input_info = source.weights.info(&src_t.input);
+    json!({
+        "tool": "clp-gpu",
+        "version": env!("CARGO_PKG_VERSION"),
+        "arguments": t.opts.arguments,
+        "backend": summary.backend,
+        "adapter": summary.adapter,
+        "method": {
+            "top_k": summary.top_k,
+            "weighting": summary.weighting,
+            "weighting_rule": weighting_rule(&summary.weighting),
+            "overlap_rule": matching.mode.rule(),
+            "special_tokens": "a missing target special token takes the source row of the same role when there is one",
+            "output_dtype": summary.dtype,
+            "rounding": "computed rows rounded to nearest even in the source dtype",
+            "untied_output": "lm_head and output bias rows use the same weights as the input embedding",
+        },
+        "source": {
+            "dir": source.dir, "model_type": source.config.model_type, "weights": source.weights.describe(),
+            "size_bytes": source.weights.total_bytes(),
+            "tie_word_embeddings": source.config.tie_word_embeddings,
+            "input_embedding": src_t.input, "output_embedding": src_t.output, "output_bias": src_t.output_bias,
+            "embedding_rows": input_info.map(|t| t.shape[0]), "tokenizer_tokens": pair.source_vocab.len(),
+        },
+        "helper": {
+            "dir": helper.dir, "model_type": helper.config.model_type, "weights": helper.weights.describe(),
+            "size_bytes": helper.weights.total_bytes(),
+            "input_embedding": hlp_t.input, "embedding_rows": helper_m.rows, "dim": helper_m.cols, "dtype": helper_m.dtype.to_string(),
+        },
+        "target_tokenizer": { "dir": summary.target_tokenizer, "tokens": summary.target_tokens },
+        "target_rows": summary.target_rows,
+        "padding_rows": { "count": summary.target_rows - summary.target_tokens, "value": "zeros" },
+        "counts": {
+            "overlap": summary.overlap, "special_by_role": summary.special_by_role,
+            "computed": summary.computed, "fallback": summary.fallback,
+        },
+        "matching": matching.report(&pair.source_vocab, &pair.target_vocab, 10),
+        "special_tokens": special_tokens(t),
+        "fallback": {
+            "method": "mean of the overlapping source rows",
+            "rows": fallback_rows(t),
+        },
+        "tensors_rebuilt": summary.tensors_rebuilt,
+        "timings_s": summary.timings_s,
+    })
+}

@@ -1,0 +1,243 @@
+//! Stages 2b and 4: **gather** describes the row sets the computation reads (helper rows of the
+//! overlap and missing tokens; source rows of the overlap, the input embedding, lm_head and
+//! output bias side by side as the columns of one matrix), read from the files tile by tile,
+//! never whole. **compute** runs the backend over them; its finished tiles go to a
+//! [`RowWriter`], which encodes each row in the source dtype, gives rejected rows the fallback
+//! (the mean of the overlapping source rows) and writes them into the reserved output rows.
+
+use super::layout::OutPart;
+use super::read::Part;
+use crate::backend::{ClpBackend, TileOut};
+use crate::commands::stream::mean_rows;
+use crate::error::{Error, Result};
+use crate::model::pair::{file_stored, ModelPair};
+use crate::rows::{RowSet, Stored};
+use crate::tensor::MatrixRef;
+use crate::vocab::Matching;
+use crate::weights::{RejectReason, Selection, Weighting};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fs::File;
+
+/// The row sets of one transfer.
+pub(super) struct Gathered<'a> {
+    /// The source vocabulary tensors as stored, one per part (for the bit-exact copies).
+    pub e_stored: Vec<Stored<'a>>,
+    /// Source rows of the overlap tokens, all parts side by side.
+    pub e_overlap: RowSet<'a>,
+    /// Helper rows of the overlap tokens.
+    pub h_overlap: RowSet<'a>,
+    /// Helper rows of the missing tokens.
+    pub h_missing: RowSet<'a>,
+    /// The fallback row: column means of `e_overlap`.
+    pub fallback_row: Vec<f32>,
+}
+
+/// The weight files of the pair, opened for positioned reads.
+pub(super) struct Files<'a> {
+    /// The pair.
+    pub pair: &'a ModelPair,
+    /// The source's weight files.
+    pub source: &'a [File],
+    /// The helper's weight files.
+    pub helper: &'a [File],
+}
+
+/// Describes the row sets and computes the fallback row (the only rows read whole, streamed).
+pub(super) fn gather<'a>(
+    files: &Files<'a>,
+    parts: &[Part],
+    helper_m: &MatrixRef,
+    matching: &Matching,
+) -> Result<Gathered<'a>> {
+    let (source, helper) = (&files.pair.source.weights, &files.pair.helper.weights);
+    let overlap_src: Vec<u32> = matching.overlap.iter().map(|p| p.1).collect();
+    let overlap_tgt: Vec<u32> = matching.overlap.iter().map(|p| p.0).collect();
+    let e_stored = parts
+        .iter()
+        .map(|p| file_stored(source, files.source, &p.name, &p.m))
+        .collect::<Result<Vec<_>>>()?;
+    let e_overlap = RowSet::new("source overlap rows", e_stored.clone())?.select(overlap_src)?;
+    let h_stored = file_stored(helper, files.helper, &files.pair.hlp_t.input, helper_m)?;
+    let h_overlap = RowSet::new("helper overlap rows", vec![h_stored])?.select(overlap_tgt)?;
+    let h_missing =
+        RowSet::new("helper missing rows", vec![h_stored])?.select(matching.missing.clone())?;
+    let fallback_row = mean_rows(&e_overlap)?;
+    Ok(Gathered {
+        e_stored,
+        e_overlap,
+        h_overlap,
+        h_missing,
+        fallback_row,
+    })
+}
+
+/// What the computation left besides the rows themselves.
+pub(super) struct Computed {
+    /// The neighbours and weights per missing row (kept for `--provenance`, top-k runs only).
+    pub selection: Option<Selection>,
+    /// `(index into matching.missing, reason)` of every row that got the fallback.
+    pub fallback: Vec<(usize, String)>,
+    /// Seconds per backend stage.
+    pub seconds: BTreeMap<String, f64>,
+}
+
+/// Computes the missing rows on `backend` and writes them into `targets`.
+pub(super) fn compute(
+    backend: &dyn ClpBackend,
+    rows: &Gathered,
+    weighting: &Weighting,
+    mut writer: RowWriter,
+) -> Result<Computed> {
+    let stats = backend.run(
+        &rows.h_missing,
+        &rows.h_overlap,
+        &rows.e_overlap,
+        weighting,
+        &mut |tile: &TileOut| writer.receive(tile),
+    )?;
+    let mut computed = writer.finish()?;
+    computed.seconds = stats.seconds;
+    Ok(computed)
+}
+
+/// Receives finished tiles from the backend and writes their rows into the output shards.
+pub(super) struct RowWriter<'a> {
+    targets: &'a [OutPart],
+    matching: &'a Matching,
+    fallback_row: &'a [f32],
+    cols: usize,
+    keep_selection: bool,
+    selection: Option<Selection>,
+    fallback: Vec<(usize, String)>,
+    encoded: Vec<Vec<u8>>,
+    bar: ProgressBar,
+}
+
+impl<'a> RowWriter<'a> {
+    /// A writer of the rows of `matching.missing` into `targets` (`cols`: all parts together);
+    /// `keep_selection` keeps the neighbours for the provenance.
+    pub fn new(
+        targets: &'a [OutPart],
+        matching: &'a Matching,
+        fallback_row: &'a [f32],
+        keep_selection: bool,
+        bar: ProgressBar,
+    ) -> RowWriter<'a> {
+        RowWriter {
+            targets,
+            matching,
+            fallback_row,
+            cols: targets.iter().map(|t| t.cols).sum(),
+            keep_selection,
+            selection: None,
+            fallback: Vec::new(),
+            encoded: vec![Vec::new(); targets.len()],
+            bar,
+        }
+    }
+
+    /// Checks, encodes and writes one tile.
+    pub fn receive(&mut self, tile: &TileOut) -> Result<()> {
+        let (missing, cols) = (self.matching.missing.len(), self.cols);
+        if tile.dim != cols || tile.start + tile.status.len() > missing {
+            return Err(Error::Shape(format!(
+                "backend returned rows of width {} at {} for {missing} rows of width {cols} (a bug in clp-gpu; please report it)",
+                tile.dim, tile.start
+            )));
+        }
+        if self.keep_selection && tile.k > 0 {
+            let sel = self.selection.get_or_insert_with(|| Selection {
+                k: tile.k,
+                indices: Vec::new(),
+                scores: Vec::new(),
+                weights: Vec::new(),
+            });
+            sel.indices.extend_from_slice(tile.indices);
+            sel.scores.extend_from_slice(tile.scores);
+            sel.weights.extend_from_slice(tile.weights);
+        }
+        for (i, &code) in tile.status.iter().enumerate() {
+            self.write_row(tile.start + i, &tile.rows[i * cols..(i + 1) * cols], code)?;
+        }
+        self.bar.inc(tile.status.len() as u64);
+        Ok(())
+    }
+
+    /// Row `m` of the missing rows: its values, or the fallback when the guards rejected it
+    /// (`code`) or it is not finite in the source dtype (f16 overflow).
+    fn write_row(&mut self, m: usize, values: &[f32], code: u32) -> Result<()> {
+        let mut reason = RejectReason::from_code(code).map(reason_name);
+        if reason.is_none() && !encode_parts(self.targets, values, &mut self.encoded) {
+            reason = Some("non_finite_result".to_string());
+        }
+        if let Some(r) = reason {
+            self.fallback.push((m, r));
+            encode_parts(self.targets, self.fallback_row, &mut self.encoded);
+        }
+        for (t, bytes) in self.targets.iter().zip(&self.encoded) {
+            t.write_row(self.matching.missing[m], bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Checks the selection against the rows and flushes the output rows to disk.
+    fn finish(self) -> Result<Computed> {
+        self.bar.finish_and_clear();
+        let missing = self.matching.missing.len();
+        if let Some(sel) = &self.selection {
+            if sel.indices.len() != missing * sel.k
+                || sel
+                    .indices
+                    .iter()
+                    .any(|&j| j as usize >= self.matching.overlap.len())
+            {
+                return Err(Error::Shape(format!(
+                    "backend returned a selection of {} indices (k = {}) for {missing} rows (a bug in clp-gpu; please report it)",
+                    sel.indices.len(),
+                    sel.k
+                )));
+            }
+        }
+        for t in self.targets {
+            t.sync()?;
+        }
+        Ok(Computed {
+            selection: self.selection,
+            fallback: self.fallback,
+            seconds: BTreeMap::new(),
+        })
+    }
+}
+
+/// Encodes `values` (all columns) into each part's dtype; false if any value is not finite
+/// there (f16 overflows at 65,504).
+fn encode_parts(parts: &[OutPart], values: &[f32], out: &mut [Vec<u8>]) -> bool {
+    let mut finite = true;
+    for (p, o) in parts.iter().zip(out.iter_mut()) {
+        *o = p.dtype.encode(&values[p.col..p.col + p.cols]);
+        finite &= (0..p.cols).all(|c| p.dtype.decode(o, c).is_finite());
+    }
+    finite
+}
+
+fn reason_name(r: RejectReason) -> String {
+    match serde_json::to_value(r) {
+        Ok(Value::String(s)) => s,
+        _ => format!("{r:?}"),
+    }
+}
+
+/// The progress bar of the computed rows.
+pub(super) fn rows_bar(enabled: bool, total: u64, backend: &str) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(total).with_message(format!("computing rows on {backend}"));
+    if let Ok(style) = ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} rows, eta {eta}")
+    {
+        pb.set_style(style);
+    }
+    pb
+}

@@ -1,0 +1,50 @@
+//! Streaming statistics over a [`RowSet`]: the rows are gathered in chunks (never the whole
+//! set at once) and fed to a closure; the column mean (the fallback row of `apply`, the mean
+//! baseline of `evaluate`) and the column standard deviation are built on it.
+
+use crate::error::Result;
+use crate::rows::RowSet;
+use crate::tensor::MatrixRef;
+
+/// Rows gathered per chunk.
+const CHUNK: usize = 4096;
+
+/// Feeds `set` to `f` in chunks of at most 4,096 rows, in row order.
+pub fn for_each_chunk(set: &RowSet, mut f: impl FnMut(&MatrixRef)) -> Result<()> {
+    let mut bytes = Vec::new();
+    for r0 in (0..set.rows()).step_by(CHUNK) {
+        let r1 = (r0 + CHUNK).min(set.rows());
+        set.gather(r0, r1, &mut bytes)?;
+        let m = MatrixRef::new(set.name(), &bytes, set.dtype(), r1 - r0, set.cols())?;
+        f(&m);
+    }
+    Ok(())
+}
+
+/// Column means of `set`, accumulated in f64.
+pub fn mean_rows(set: &RowSet) -> Result<Vec<f32>> {
+    let mut acc = vec![0.0f64; set.cols()];
+    for_each_chunk(set, |m| {
+        for r in 0..m.rows {
+            for (c, a) in acc.iter_mut().enumerate() {
+                *a += m.get(r, c) as f64;
+            }
+        }
+    })?;
+    let n = set.rows().max(1) as f64;
+    Ok(acc.into_iter().map(|a| (a / n) as f32).collect())
+}
+
+/// Column standard deviations of `set` around `mean` (population, accumulated in f64).
+pub fn sd_rows(set: &RowSet, mean: &[f32]) -> Result<Vec<f64>> {
+    let mut var = vec![0.0f64; set.cols()];
+    for_each_chunk(set, |m| {
+        for r in 0..m.rows {
+            for (c, v) in var.iter_mut().enumerate() {
+                *v += (m.get(r, c) as f64 - mean[c] as f64).powi(2);
+            }
+        }
+    })?;
+    let n = set.rows().max(1) as f64;
+    Ok(var.iter().map(|v| (v / n).sqrt()).collect())
+}
