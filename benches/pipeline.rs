@@ -8,10 +8,9 @@
 //!
 //! Shapes are small by default (lavapipe is slow); CLP_BENCH_LARGE=1 uses an S1 slice.
 
-#[path = "../tests/apply_common/mod.rs"]
-mod apply_common;
+#[path = "../tests/fixtures/mod.rs"]
+mod fixtures;
 
-use apply_common::{build_model, Arch, Lang};
 use clp_gpu::backend::cpu::CpuBackend;
 use clp_gpu::backend::Backend;
 use clp_gpu::backend::{ClpBackend, TileOut};
@@ -20,6 +19,7 @@ use clp_gpu::rows::{RowSet, Storage, Stored};
 use clp_gpu::synthetic::{sample_ids, write_embedding_file, Rng};
 use clp_gpu::{DType, Engine, Gpu, TopK, Weighting};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use fixtures::{build_model, Arch, Lang, ModelSpec, Vocab};
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
@@ -105,25 +105,35 @@ fn bench(c: &mut Criterion) {
     // The whole apply on a small model directory.
     let src = build_model(
         &dir.path().join("src"),
-        Arch::Llama,
-        Lang::English,
-        400,
-        0,
-        if large { 1024 } else { 256 },
-        DType::BF16,
-        2,
-        5,
+        &ModelSpec {
+            arch: Arch::Llama,
+            vocab: Vocab::Trained {
+                lang: Lang::English,
+                size: 400,
+                pad_rows: 0,
+            },
+            dim: if large { 1024 } else { 256 },
+            dtype: DType::BF16,
+            shards: 2,
+            seed: 5,
+            ..Default::default()
+        },
     );
     let hlp = build_model(
         &dir.path().join("hlp"),
-        Arch::Llama,
-        Lang::German,
-        350,
-        0,
-        if large { 512 } else { 128 },
-        DType::BF16,
-        1,
-        6,
+        &ModelSpec {
+            arch: Arch::Llama,
+            vocab: Vocab::Trained {
+                lang: Lang::German,
+                size: 350,
+                pad_rows: 0,
+            },
+            dim: if large { 512 } else { 128 },
+            dtype: DType::BF16,
+            shards: 1,
+            seed: 6,
+            ..Default::default()
+        },
     );
     let mut group = c.benchmark_group("apply llama-like model dir");
     group

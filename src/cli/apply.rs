@@ -1,49 +1,11 @@
 //! The `apply` subcommand: clap arguments and printing; the work is [`crate::commands::apply`].
 
-use crate::backend::Backend;
+use super::args::{BackendArg, WeightingArg};
 use crate::commands::apply::{apply, ApplyOptions};
-use crate::error::Error;
 use crate::vocab::MatchMode;
-use crate::{TopK, Weighting};
+use crate::TopK;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-
-/// Compute backend on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackendArg {
-    /// The WGSL engine on a GPU (honours WGPU_BACKEND / WGPU_ADAPTER_NAME).
-    Gpu,
-    /// The multi-threaded CPU path (no GPU needed).
-    Cpu,
-    /// The plain-Rust f64 CPU reference (slow; for checking).
-    CpuReference,
-}
-
-/// `--weighting` on the command line: clp, softmax, sparsemax or omp (the variants carry no doc
-/// comments so that `--help` keeps listing the plain names; the argument's help explains them).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum WeightingArg {
-    // cos / Σcos, the original CLP-Transfer.
-    Clp,
-    // exp(cos/T), WECHSEL.
-    Softmax,
-    // FOCUS.
-    Sparsemax,
-    // Orthogonal matching pursuit with K atoms, tokensurgeon.
-    Omp,
-}
-
-impl WeightingArg {
-    /// The name [`Weighting::from_parts`] takes.
-    pub fn name(self) -> &'static str {
-        match self {
-            WeightingArg::Clp => "clp",
-            WeightingArg::Softmax => "softmax",
-            WeightingArg::Sparsemax => "sparsemax",
-            WeightingArg::Omp => "omp",
-        }
-    }
-}
 
 /// Build a target model: the source model's weights with the helper's tokenizer.
 #[derive(Debug, clap::Args)]
@@ -106,8 +68,7 @@ pub struct ApplyArgs {
 
 /// Runs `apply` and prints its summary.
 pub fn run(args: ApplyArgs, arguments: Vec<String>) -> anyhow::Result<()> {
-    let weighting = Weighting::from_parts(args.weighting.name(), args.top_k, args.temperature)
-        .map_err(Error::Argument)?;
+    let weighting = args.weighting.with(args.top_k, args.temperature)?;
     let opts = ApplyOptions {
         source: args.source,
         helper: args.helper,
@@ -115,11 +76,7 @@ pub fn run(args: ApplyArgs, arguments: Vec<String>) -> anyhow::Result<()> {
         out: args.out,
         weighting,
         match_mode: args.match_mode,
-        backend: match args.backend {
-            BackendArg::Gpu => Backend::Gpu,
-            BackendArg::Cpu => Backend::Cpu,
-            BackendArg::CpuReference => Backend::CpuReference,
-        },
+        backend: args.backend.into(),
         memory_bytes: args.gpu_memory,
         force: args.force,
         provenance: args.provenance,
@@ -128,6 +85,11 @@ pub fn run(args: ApplyArgs, arguments: Vec<String>) -> anyhow::Result<()> {
         arguments,
     };
     let s = apply(&opts)?;
+    if !args.quiet {
+        for n in &s.notices {
+            eprintln!("notice: {n}");
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else if !args.quiet {

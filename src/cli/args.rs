@@ -26,29 +26,34 @@ impl From<BackendArg> for Backend {
     }
 }
 
-/// How the selected neighbours are weighted (`--weighting`).
+/// `--weighting` on the command line: clp, softmax, sparsemax or omp (the variants carry no doc
+/// comments so that `--help` keeps listing the plain names; the argument's help explains them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WeightingArg {
-    /// cos / Σcos, the original CLP-Transfer.
+    // cos / Σcos, the original CLP-Transfer.
     Clp,
-    /// exp(cos/T) normalised (WECHSEL).
+    // exp(cos/T), WECHSEL.
     Softmax,
-    /// Sparsemax of the cosines (FOCUS).
+    // FOCUS.
     Sparsemax,
-    /// Orthogonal matching pursuit with K atoms (tokensurgeon).
+    // Orthogonal matching pursuit with K atoms, tokensurgeon.
     Omp,
 }
 
 impl WeightingArg {
-    /// The weighting with its `--top-k` and `--temperature`, checked.
-    pub fn with(self, top_k: TopK, temperature: f32) -> anyhow::Result<Weighting> {
-        let name = match self {
+    /// The name [`Weighting::from_parts`] takes.
+    pub fn name(self) -> &'static str {
+        match self {
             WeightingArg::Clp => "clp",
             WeightingArg::Softmax => "softmax",
             WeightingArg::Sparsemax => "sparsemax",
             WeightingArg::Omp => "omp",
-        };
-        Weighting::from_parts(name, top_k, temperature).map_err(anyhow::Error::msg)
+        }
+    }
+
+    /// The weighting with its `--top-k` and `--temperature`, checked.
+    pub fn with(self, top_k: TopK, temperature: f32) -> crate::Result<Weighting> {
+        Weighting::from_parts(self.name(), top_k, temperature).map_err(crate::Error::Argument)
     }
 }
 

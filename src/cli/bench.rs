@@ -111,7 +111,7 @@ impl BenchArgs {
                 .top_k
                 .iter()
                 .map(|&k| self.weighting.with(k, self.temperature))
-                .collect::<Result<_>>()?,
+                .collect::<crate::Result<_>>()?,
             seed: self.seed,
             verify: self.verify,
             on_disk: self.on_disk.then(|| self.data_dir.clone()),

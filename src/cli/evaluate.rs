@@ -1,8 +1,7 @@
 //! The `evaluate` subcommand: clap arguments, the grid of configurations, and the table; the
 //! work is [`crate::commands::evaluate`].
 
-use super::apply::BackendArg;
-use crate::backend::Backend;
+use super::args::BackendArg;
 use crate::commands::evaluate::{evaluate, EvaluateOptions};
 use crate::vocab::MatchMode;
 use crate::{TopK, Weighting};
@@ -91,14 +90,13 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         holdout: args.holdout,
         seed: args.seed,
         weightings: grid,
-        backend: match args.backend {
-            BackendArg::Gpu => Backend::Gpu,
-            BackendArg::Cpu => Backend::Cpu,
-            BackendArg::CpuReference => Backend::CpuReference,
-        },
+        backend: args.backend.into(),
         memory_bytes: args.gpu_memory,
     };
     let r = evaluate(&opts)?;
+    for n in &r.notices {
+        eprintln!("notice: {n}");
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());

@@ -43,6 +43,9 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
+        if let Some(n) = &report.matching.notice {
+            eprintln!("notice: {n}");
+        }
         print!("{}", text(&report));
     }
     Ok(())

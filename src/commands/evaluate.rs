@@ -79,6 +79,9 @@ pub struct EvaluateReport {
     pub anchors: usize,
     /// One entry per method, baselines first.
     pub scores: Vec<MethodScore>,
+    /// What the user should know about how the run differs from what was asked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
 }
 
 fn cosine(a: &[f32], b: &[f64]) -> f64 {
@@ -223,6 +226,7 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateReport> {
     }
     let pair = read_pair(&opts.source, &opts.helper, opts.helper_tokenizer.as_deref())?;
     let matching = match_tokens(&pair.source_vocab, &pair.target_vocab, opts.match_mode)?;
+    let notices: Vec<String> = matching.notice.iter().cloned().collect();
     let split = Split::new(matching.overlap, opts.holdout, opts.seed)?;
     let files = [
         open_files(&pair.source.weights)?,
@@ -241,6 +245,7 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateReport> {
         held_out: n_hold,
         anchors: o - n_hold,
         scores,
+        notices,
     })
 }
 

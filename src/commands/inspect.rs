@@ -100,10 +100,12 @@ pub fn inspect(opts: &InspectOptions) -> Result<InspectReport> {
         && source.family.is_known()
         && target.family.is_known()
     {
+        let canonical = match_tokens(&source, &target, MatchMode::Canonical)?;
         Some(
-            match_tokens(&source, &target, MatchMode::Canonical)?
-                .canonical
-                .len(),
+            canonical
+                .overlap
+                .len()
+                .saturating_sub(matching.overlap.len()),
         )
     } else {
         None

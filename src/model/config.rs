@@ -10,9 +10,6 @@ use crate::model::naming;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
-// `crate::vocab` still imports the JSON helpers from here.
-pub use crate::model::json::read_optional_json_object;
-
 /// Keys under which architectures store the width of the input embedding, in lookup order.
 const HIDDEN_SIZE_KEYS: &[&str] = &["hidden_size", "n_embd", "d_model", "dim", "embedding_size"];
 

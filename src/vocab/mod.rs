@@ -23,7 +23,7 @@
 pub mod canonical;
 
 use crate::error::{Error, Result};
-use crate::model::config::read_optional_json_object;
+use crate::model::json::read_optional_json_object;
 use canonical::{CanonicalToken, TokenFamily, TokenizerHeader};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -532,6 +532,9 @@ pub struct MatchReport {
     pub counts: MatchCounts,
     /// The first examples of each kind.
     pub examples: MatchExamples,
+    /// Why the matching is not the one asked for, if it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
 }
 
 impl Matching {
@@ -602,6 +605,7 @@ impl Matching {
                     })
                     .collect(),
             },
+            notice: self.notice.clone(),
         }
     }
 }

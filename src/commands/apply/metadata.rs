@@ -3,8 +3,8 @@
 //! provenance (`--provenance`, JSON Lines) and the report `clp_transfer.json`. Generic file
 //! writing (safetensors shards, JSON) is [`crate::model::writer`] and [`crate::model::json`].
 
+use super::options::{ApplyOptions, ApplySummary};
 use super::rows::Computed;
-use super::{ApplyOptions, ApplySummary};
 use crate::error::{Error, Result};
 use crate::model::json::{read_optional_json_object, write_json};
 use crate::model::pair::ModelPair;
@@ -199,7 +199,11 @@ fn weighting_rule(label: &str) -> &'static str {
 
 /// Writes `clp_transfer.json` into `out_dir`.
 pub(super) fn write_report(t: &Transfer, summary: &ApplySummary, out_dir: &Path) -> Result<()> {
-    write_json(&out_dir.join("clp_transfer.json"), &report_json(t, summary))
+    let mut report = report_json(t, summary);
+    if !summary.notices.is_empty() {
+        report["notices"] = json!(summary.notices);
+    }
+    write_json(&out_dir.join("clp_transfer.json"), &report)
 }
 
 /// How each special token of the target got its row.

@@ -3,7 +3,7 @@
 //! source's input embedding, lm_head and output bias become the columns of one matrix
 //! ([`Part`]), and the helper embedding must cover the target tokenizer.
 
-use super::ApplyOptions;
+use super::options::ApplyOptions;
 use crate::error::{Error, Result};
 use crate::model::pair::{read_pair, ModelPair};
 use crate::model::writer;

@@ -21,6 +21,7 @@
 //! Selection is [`select`]; each stage is one function here, [`trim`] runs them in order.
 
 pub mod corpus;
+mod input;
 mod select;
 pub mod tokenizer_json;
 mod write;
@@ -28,13 +29,14 @@ mod write;
 use crate::commands::timer::Timer;
 use crate::error::{Error, Result};
 use crate::model::json::{read_optional_json_object, write_json};
-use crate::model::pair::rebuilt_vocab_tensors;
 use crate::model::rewrite;
-use crate::model::writer::{self, Staging};
-use crate::model::{hub, ModelDir, VocabTensors};
-use crate::vocab::Vocab;
+use crate::model::writer::Staging;
 use corpus::{CorpusCounts, Verification};
 use indicatif::ProgressBar;
+pub use input::TrimOptions;
+pub use select::{CorpusSummary, KeptCounts};
+
+use input::{one_line, read, Read};
 use select::Selection;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -42,61 +44,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokenizer_json::{EditCounts, ModelKind, TokenizerJson};
 use write::{TrimmedTokenizer, WriteOutcome};
-
-/// What `trim` needs to know.
-#[derive(Debug, Clone)]
-pub struct TrimOptions {
-    /// Model directory or hub id.
-    pub model: String,
-    /// Text files (UTF-8, one unit per line) whose tokens are kept.
-    pub corpora: Vec<PathBuf>,
-    /// Keep a token whose relative frequency in some corpus is at least this.
-    pub min_freq: f64,
-    /// A file of token strings (one per line) to keep whatever their frequency.
-    pub keep: Option<PathBuf>,
-    /// Output directory.
-    pub out: PathBuf,
-    /// Replace an existing OUT.
-    pub force: bool,
-    /// Tokenize every corpus again with the trimmed tokenizer and compare.
-    pub verify: bool,
-    /// Draw a spinner on stderr.
-    pub progress: bool,
-}
-
-/// Tokens kept, per reason.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct KeptCounts {
-    /// Added tokens, special-token roles, config ids, tokens the tokenizer names.
-    pub special: usize,
-    /// Forced by `--keep`.
-    pub keep_file: usize,
-    /// Frequency ≥ `--min-freq` in at least one corpus.
-    pub frequency: usize,
-    /// Byte-level alphabet / byte-fallback tokens.
-    pub byte_alphabet: usize,
-    /// Smallest pieces of tokens seen in a corpus but dropped by frequency.
-    pub alphabet: usize,
-    /// WordPiece: prefixes the greedy walk takes on a word that ends up unknown.
-    pub unk_path: usize,
-    /// BPE: parts of merges that build a kept token.
-    pub merge_closure: usize,
-}
-
-/// One corpus in the report.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct CorpusSummary {
-    /// The file.
-    pub path: PathBuf,
-    /// Non-empty lines.
-    pub lines: u64,
-    /// Tokens under the original tokenizer.
-    pub tokens: u64,
-    /// Distinct token ids seen.
-    pub distinct_tokens: usize,
-    /// Distinct tokens at or above `--min-freq`.
-    pub frequent_tokens: usize,
-}
 
 /// What `trim` did (printed by the CLI; also `trim_report.json` in OUT).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -188,115 +135,6 @@ pub fn trim(opts: &TrimOptions) -> Result<TrimReport> {
     write_json(&out_dir.join("trim_report.json"), &value)?;
     staging.commit()?;
     Ok(report)
-}
-
-/// What the read stage found.
-pub(super) struct Read {
-    /// The resolved model directory.
-    model_dir: PathBuf,
-    /// The model.
-    model: ModelDir,
-    /// Its tokenizer.
-    vocab: Vocab,
-    /// Its tokenizer.json.
-    tj: TokenizerJson,
-    /// The vocabulary tensors: input embedding, then lm_head and output bias when present.
-    vocab_tensors: Vec<String>,
-    /// Rows of the input embedding.
-    embedding_rows_before: usize,
-    /// `--keep` tokens.
-    keep_tokens: Vec<String>,
-    /// The tokenizer as loaded for counting.
-    counting: tokenizers::Tokenizer,
-}
-
-/// Stage 1, **read**: options, model, tokenizer, vocabulary tensors, `--keep`.
-fn read(opts: &TrimOptions) -> Result<Read> {
-    check_options(opts)?;
-    let model_dir = hub::resolve_model_dir(&opts.model, "--model")?;
-    writer::refuse_out_over_input(&opts.out, &[&model_dir])?;
-    for c in &opts.corpora {
-        if !c.is_file() {
-            return Err(Error::Argument(format!(
-                "--corpus {}: no such file; pass a UTF-8 text file, one sentence or paragraph per line",
-                c.display()
-            )));
-        }
-    }
-    let model = ModelDir::open(&model_dir)?;
-    let vocab = Vocab::read(&model_dir, Some(&model.config.raw))?;
-    let tj = TokenizerJson::read(&model_dir.join("tokenizer.json"))?;
-    let vt = rebuilt_vocab_tensors(&model, vocab.len(), "model", "")?;
-    let mut vocab_tensors = vec![vt.input.clone()];
-    vocab_tensors.extend(vt.output.iter().cloned());
-    vocab_tensors.extend(vt.output_bias.iter().cloned());
-    let embedding_rows_before = check_rows(&model, &vocab, &vt, &vocab_tensors)?;
-    let keep_tokens = match &opts.keep {
-        Some(p) => read_keep_file(p, &vocab)?,
-        None => Vec::new(),
-    };
-    let counting = tj.load_for_counting()?;
-    Ok(Read {
-        model_dir,
-        model,
-        vocab,
-        tj,
-        vocab_tensors,
-        embedding_rows_before,
-        keep_tokens,
-        counting,
-    })
-}
-
-/// The options checked before any file is read.
-fn check_options(opts: &TrimOptions) -> Result<()> {
-    writer::check_out(&opts.out, opts.force)?;
-    if !(opts.min_freq.is_finite() && (0.0..=1.0).contains(&opts.min_freq)) {
-        return Err(Error::Argument(format!(
-            "--min-freq {}: give a relative frequency between 0 and 1, e.g. 1e-6",
-            opts.min_freq
-        )));
-    }
-    if opts.corpora.is_empty() {
-        return Err(Error::Argument(
-            "--corpus: give at least one text file (one sentence or paragraph per line)".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// Every vocabulary tensor must have the input embedding's rows, at least one per token;
-/// returns that row count.
-fn check_rows(
-    model: &ModelDir,
-    vocab: &Vocab,
-    vt: &VocabTensors,
-    names: &[String],
-) -> Result<usize> {
-    let mut embedding_rows_before = 0;
-    for (i, name) in names.iter().enumerate() {
-        let info = model
-            .weights
-            .info(name)
-            .ok_or_else(|| Error::Model(format!("tensor `{name}` vanished")))?;
-        let path = model.weights.file_of(name).unwrap_or(&model.dir);
-        let rows = info.shape.first().copied().unwrap_or(0);
-        if i == 0 {
-            embedding_rows_before = rows;
-        }
-        if rows < vocab.len() || rows != embedding_rows_before {
-            return Err(Error::bad_file(
-                path,
-                format!(
-                    "`{name}` has {rows} rows but the tokenizer {} has {} tokens{}; use the tokenizer that belongs to this model",
-                    vocab.path.display(),
-                    vocab.len(),
-                    if i > 0 { format!(" and `{}` has {embedding_rows_before} rows", vt.input) } else { String::new() }
-                ),
-            ));
-        }
-    }
-    Ok(embedding_rows_before)
 }
 
 /// Stage 2, **count**: every corpus through the model's own tokenizer.
@@ -430,10 +268,6 @@ fn report(
     }
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// The model's `unk_token` when it has one.
 fn tj_model_unk(tj: &TokenizerJson) -> Option<String> {
     tj.root
@@ -441,35 +275,4 @@ fn tj_model_unk(tj: &TokenizerJson) -> Option<String> {
         .get("unk_token")?
         .as_str()
         .map(str::to_owned)
-}
-
-/// `--keep FILE`: one token string per line (exact vocabulary strings); blank lines skipped.
-fn read_keep_file(path: &Path, vocab: &Vocab) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::bad_file(
-            path,
-            format!(
-                "cannot read the --keep file ({e}); pass a UTF-8 text file with one token per line"
-            ),
-        )
-    })?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let t = line.strip_suffix('\r').unwrap_or(line);
-        if t.is_empty() {
-            continue;
-        }
-        if vocab.id(t).is_none() {
-            return Err(Error::bad_file(
-                path,
-                format!(
-                    "line {}: `{t}` is not a token of {}; write tokens exactly as in its vocabulary (e.g. Ġthe for GPT-2) or remove the line",
-                    i + 1,
-                    vocab.path.display()
-                ),
-            ));
-        }
-        out.push(t.to_string());
-    }
-    Ok(out)
 }

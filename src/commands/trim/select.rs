@@ -2,13 +2,48 @@
 //! module docs of [`super`]), and their new ids (0.. in the old order).
 
 use super::corpus::CorpusCounts;
+use super::input::Read;
 use super::tokenizer_json::{ModelKind, TokenizerJson};
-use super::{CorpusSummary, KeptCounts, Read};
 use crate::error::Result;
 use crate::model::rewrite;
 use crate::vocab::Vocab;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+/// Tokens kept, per reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KeptCounts {
+    /// Added tokens, special-token roles, config ids, tokens the tokenizer names.
+    pub special: usize,
+    /// Forced by `--keep`.
+    pub keep_file: usize,
+    /// Frequency ≥ `--min-freq` in at least one corpus.
+    pub frequency: usize,
+    /// Byte-level alphabet / byte-fallback tokens.
+    pub byte_alphabet: usize,
+    /// Smallest pieces of tokens seen in a corpus but dropped by frequency.
+    pub alphabet: usize,
+    /// WordPiece: prefixes the greedy walk takes on a word that ends up unknown.
+    pub unk_path: usize,
+    /// BPE: parts of merges that build a kept token.
+    pub merge_closure: usize,
+}
+
+/// One corpus in the report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CorpusSummary {
+    /// The file.
+    pub path: PathBuf,
+    /// Non-empty lines.
+    pub lines: u64,
+    /// Tokens under the original tokenizer.
+    pub tokens: u64,
+    /// Distinct token ids seen.
+    pub distinct_tokens: usize,
+    /// Distinct tokens at or above `--min-freq`.
+    pub frequent_tokens: usize,
+}
 
 /// Why a token was kept (first reason that applies, in this order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -204,7 +239,7 @@ fn pre_tokenized_words(tok: &tokenizers::Tokenizer, span: &str) -> Result<Vec<St
     let fail = |e: tokenizers::Error| {
         crate::error::Error::Model(format!(
             "the tokenizer failed on `{span}`: {}",
-            super::one_line(&e.to_string())
+            super::input::one_line(&e.to_string())
         ))
     };
     let mut normalized = tokenizers::NormalizedString::from(span);

@@ -2,9 +2,9 @@
 //! every other tensor byte-for-byte ([`rewrite::write_weights`]); config ids and `vocab_size`;
 //! tokenizer.json and the other tokenizer files.
 
+use super::input::Read;
 use super::select::Selection;
 use super::tokenizer_json::{self, ModelKind, TokenizerJson};
-use super::Read;
 use crate::error::{Error, Result};
 use crate::model::json::{read_optional_json_object, write_json};
 use crate::model::rewrite::{self, numel, TensorAction, Written};
