@@ -106,15 +106,34 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         r.overlap, r.held_out, r.anchors, r.backend
     );
     println!(
-        "{:<40} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8}",
-        "method", "mean cos", "p10", "median", "p90", "rejected", "seconds"
+        "{:>4} {:<40} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8}",
+        "rank",
+        "method",
+        "rel L2",
+        "‖p‖/‖t‖",
+        "mean cos",
+        "p10",
+        "median",
+        "p90",
+        "rejected",
+        "seconds"
     );
     for s in &r.scores {
         println!(
-            "{:<40} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>9} {:>8.2}",
-            s.method, s.mean, s.p10, s.p50, s.p90, s.rejected, s.seconds
+            "{:>4} {:<40} {:>8.4} {:>8.3} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>9} {:>8.2}",
+            s.rank,
+            s.method,
+            s.rel_l2,
+            s.norm_ratio,
+            s.mean,
+            s.p10,
+            s.p50,
+            s.p90,
+            s.rejected,
+            s.seconds
         );
     }
+    println!("rank: by mean relative L2 error ‖p − t‖ / ‖t‖ (cosine alone is blind to scale)");
     if !skipped.is_empty() {
         skipped.dedup();
         println!(

@@ -1,9 +1,12 @@
 //! `clp-gpu evaluate`: which weighting suits a source/helper pair, measured before writing a
 //! model. A seeded random share of the overlapping tokens is hidden and treated as missing;
 //! each weighting (with each k and temperature asked for) predicts their source rows from the
-//! remaining overlap, and the cosine between predicted and true source input-embedding rows is
-//! summarised (mean and quantiles). Two baselines sit beside them: the mean of the remaining
-//! overlap rows, and a random row drawn from N(μ, σ) of those rows per column.
+//! remaining overlap, and each prediction is compared with the true source input-embedding row:
+//! the cosine (mean and quantiles), which is blind to scale, next to the relative L2 error
+//! ‖p − t‖ / ‖t‖ and the norm ratio ‖p‖ / ‖t‖, which are not (a row 1000× too long has cosine
+//! 1 and relative error 999). Methods are ranked by the mean relative L2 error. Two baselines
+//! sit beside them: the mean of the remaining overlap rows, and a random row drawn from
+//! N(μ, σ) of those rows per column.
 //!
 //! Rows the guards reject get the same fallback as in `apply` (the overlap mean) and are
 //! counted. Everything runs on the chosen backend through the same streaming pipeline.
@@ -52,6 +55,8 @@ pub struct EvaluateOptions {
 pub struct MethodScore {
     /// Method label (weighting with k and T, or a baseline).
     pub method: String,
+    /// 1 for the method with the lowest mean relative L2 error, 2 for the next, …
+    pub rank: usize,
     /// Mean cosine between predicted and true rows.
     pub mean: f64,
     /// 10th percentile.
@@ -60,10 +65,46 @@ pub struct MethodScore {
     pub p50: f64,
     /// 90th percentile.
     pub p90: f64,
+    /// Mean relative L2 error ‖p − t‖ / ‖t‖ (the ranking measure; punishes a wrong scale).
+    pub rel_l2: f64,
+    /// Median norm ratio ‖p‖ / ‖t‖ (1 is the right scale).
+    pub norm_ratio: f64,
     /// Rows the guards rejected (given the fallback).
     pub rejected: usize,
     /// Wall time, seconds.
     pub seconds: f64,
+}
+
+/// One prediction against its true row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct RowScore {
+    cos: f64,
+    rel_l2: f64,
+    norm_ratio: f64,
+}
+
+impl RowScore {
+    /// Scores prediction `p` against truth `t` (a zero truth row scores 0 / 0 / 0 relative).
+    fn of(p: &[f32], t: &[f64]) -> RowScore {
+        let (mut pt, mut pp, mut tt, mut dd) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+        for (&x, &y) in p.iter().zip(t) {
+            let x = x as f64;
+            pt += x * y;
+            pp += x * x;
+            tt += y * y;
+            dd += (x - y) * (x - y);
+        }
+        let (np, nt) = (pp.sqrt(), tt.sqrt());
+        RowScore {
+            cos: if np == 0.0 || nt == 0.0 {
+                0.0
+            } else {
+                pt / (np * nt)
+            },
+            rel_l2: if nt == 0.0 { 0.0 } else { dd.sqrt() / nt },
+            norm_ratio: if nt == 0.0 { 0.0 } else { np / nt },
+        }
+    }
 }
 
 /// The whole evaluation.
@@ -84,38 +125,48 @@ pub struct EvaluateReport {
     pub notices: Vec<String>,
 }
 
-fn cosine(a: &[f32], b: &[f64]) -> f64 {
-    let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        let x = x as f64;
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    if aa == 0.0 || bb == 0.0 {
+/// The value at quantile `p` of sorted `v` (0 when empty).
+fn quantile(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
         0.0
     } else {
-        ab / (aa.sqrt() * bb.sqrt())
+        v[((v.len() - 1) as f64 * p).round() as usize]
     }
 }
 
-fn summarise(method: String, mut cos: Vec<f64>, rejected: usize, seconds: f64) -> MethodScore {
-    cos.sort_by(f64::total_cmp);
-    let q = |p: f64| {
-        if cos.is_empty() {
-            0.0
-        } else {
-            cos[((cos.len() - 1) as f64 * p).round() as usize]
-        }
+fn summarise(method: String, rows: &[RowScore], rejected: usize, seconds: f64) -> MethodScore {
+    let sorted = |f: fn(&RowScore) -> f64| {
+        let mut v: Vec<f64> = rows.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v
     };
+    let cos = sorted(|r| r.cos);
+    let n = rows.len().max(1) as f64;
     MethodScore {
         method,
-        mean: cos.iter().sum::<f64>() / cos.len().max(1) as f64,
-        p10: q(0.1),
-        p50: q(0.5),
-        p90: q(0.9),
+        rank: 0,
+        mean: cos.iter().sum::<f64>() / n,
+        p10: quantile(&cos, 0.1),
+        p50: quantile(&cos, 0.5),
+        p90: quantile(&cos, 0.9),
+        rel_l2: rows.iter().map(|r| r.rel_l2).sum::<f64>() / n,
+        norm_ratio: quantile(&sorted(|r| r.norm_ratio), 0.5),
         rejected,
         seconds,
+    }
+}
+
+/// Sets each score's rank by mean relative L2 error (ties: the earlier method first).
+fn rank(scores: &mut [MethodScore]) {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| {
+        scores[a]
+            .rel_l2
+            .total_cmp(&scores[b].rel_l2)
+            .then(a.cmp(&b))
+    });
+    for (r, i) in order.into_iter().enumerate() {
+        scores[i].rank = r + 1;
     }
 }
 
@@ -238,6 +289,7 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateReport> {
     for w in &opts.weightings {
         scores.push(score_weighting(backend.as_ref(), &rows, w)?);
     }
+    rank(&mut scores);
     let (o, n_hold) = (split.overlap.len(), split.held.len());
     Ok(EvaluateReport {
         backend: backend.describe(),
@@ -254,17 +306,17 @@ fn baselines(rows: &Rows, seed: u64) -> Result<Vec<MethodScore>> {
     let mut scores = Vec::new();
     let mean = &rows.mean;
     let t = Instant::now();
-    let cos: Vec<f64> = rows.truth.iter().map(|r| cosine(mean, r)).collect();
+    let scored: Vec<RowScore> = rows.truth.iter().map(|r| RowScore::of(mean, r)).collect();
     scores.push(summarise(
         "baseline: mean of the anchor rows".into(),
-        cos,
+        &scored,
         0,
         t.elapsed().as_secs_f64(),
     ));
     let t = Instant::now();
     let sd = sd_rows(&rows.anchor_source, mean)?;
     let mut rng = Rng::new(seed ^ 0x00ba_5e11);
-    let cos: Vec<f64> = rows
+    let scored: Vec<RowScore> = rows
         .truth
         .iter()
         .map(|r| {
@@ -273,12 +325,12 @@ fn baselines(rows: &Rows, seed: u64) -> Result<Vec<MethodScore>> {
                 .zip(&sd)
                 .map(|(&m, &s)| (m as f64 + s * rng.normal()) as f32)
                 .collect();
-            cosine(&x, r)
+            RowScore::of(&x, r)
         })
         .collect();
     scores.push(summarise(
         "baseline: random row from N(mean, sd)".into(),
-        cos,
+        &scored,
         0,
         t.elapsed().as_secs_f64(),
     ));
@@ -289,16 +341,17 @@ fn baselines(rows: &Rows, seed: u64) -> Result<Vec<MethodScore>> {
 /// rows are scored as the fallback (the anchor mean).
 fn score_weighting(backend: &dyn ClpBackend, rows: &Rows, w: &Weighting) -> Result<MethodScore> {
     let t = Instant::now();
-    let mut cos = Vec::with_capacity(rows.truth.len());
+    let mut scored = Vec::with_capacity(rows.truth.len());
     let mut rejected = 0;
     let sink = &mut |tile: &TileOut| {
         for (i, &code) in tile.status.iter().enumerate() {
             let truth = &rows.truth[tile.start + i];
             if code != 0 {
                 rejected += 1;
-                cos.push(cosine(&rows.mean, truth));
+                scored.push(RowScore::of(&rows.mean, truth));
             } else {
-                cos.push(cosine(&tile.rows[i * tile.dim..(i + 1) * tile.dim], truth));
+                let row = &tile.rows[i * tile.dim..(i + 1) * tile.dim];
+                scored.push(RowScore::of(row, truth));
             }
         }
         Ok(())
@@ -312,8 +365,52 @@ fn score_weighting(backend: &dyn ClpBackend, rows: &Rows, w: &Weighting) -> Resu
     )?;
     Ok(summarise(
         w.label(),
-        cos,
+        &scored,
         rejected,
         t.elapsed().as_secs_f64(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_scale_is_seen_and_ranked_last() {
+        let truth: Vec<Vec<f64>> = (0..20)
+            .map(|i| {
+                (0..8)
+                    .map(|c| ((i * 7 + c * 3) % 11) as f64 - 5.0)
+                    .collect()
+            })
+            .collect();
+        let score = |scale: f32, noise: f32| -> Vec<RowScore> {
+            truth
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let p: Vec<f32> = t
+                        .iter()
+                        .enumerate()
+                        .map(|(c, &x)| x as f32 * scale + noise * (((i + c) % 3) as f32 - 1.0))
+                        .collect();
+                    RowScore::of(&p, t)
+                })
+                .collect()
+        };
+        let mut scores = vec![
+            summarise("1000x too long".into(), &score(1000.0, 0.0), 0, 0.0),
+            summarise("right scale, noisy".into(), &score(1.0, 0.5), 0, 0.0),
+            summarise("exact".into(), &score(1.0, 0.0), 0, 0.0),
+        ];
+        rank(&mut scores);
+        let long = &scores[0];
+        // Cosine cannot tell: the scaled rows point exactly the right way.
+        assert!(long.mean > 0.999_999 && long.p10 > 0.999_999, "{long:?}");
+        assert!((long.rel_l2 - 999.0).abs() < 1e-3, "{long:?}");
+        assert!((long.norm_ratio - 1000.0).abs() < 1e-2, "{long:?}");
+        assert_eq!((scores[2].rank, scores[1].rank, long.rank), (1, 2, 3));
+        assert_eq!((scores[2].rel_l2, scores[2].norm_ratio), (0.0, 1.0));
+        assert!(scores[1].mean < 1.0 && scores[1].rel_l2 > 0.0);
+    }
 }
