@@ -126,34 +126,44 @@ fn tokens_by_id(v: &HashMap<String, u32>) -> Vec<Option<String>> {
     out
 }
 
-/// What the matching must be: exact pairs, canonical pairs (target id → source id).
+/// What the matching must be (target id → source id): `--match exact` pairs (same string), and
+/// `--match canonical` pairs by meaning, split into those spelled the same (`exact`) and those
+/// spelled differently (`canonical`).
 struct Oracle {
+    exact_mode: BTreeMap<u32, u32>,
     exact: BTreeMap<u32, u32>,
     canonical: BTreeMap<u32, u32>,
 }
 
 fn oracle(src: &HashMap<String, u32>, tgt: &HashMap<String, u32>) -> Oracle {
     let mut o = Oracle {
+        exact_mode: BTreeMap::new(),
         exact: BTreeMap::new(),
         canonical: BTreeMap::new(),
     };
     for (t, tok) in tokens_by_id(tgt).iter().enumerate() {
         let (t, tok) = (t as u32, tok.as_deref().unwrap());
         if let Some(&s) = src.get(tok) {
-            o.exact.insert(t, s);
-            continue;
+            o.exact_mode.insert(t, s);
         }
         if ["<unk>", "<s>", "</s>"].contains(&tok) {
+            // Special tokens have no canonical form: the same string, or by role.
+            if let Some(&s) = src.get(tok) {
+                o.exact.insert(t, s);
+            }
             continue;
         }
+        // The bytes the SentencePiece token stands for, spelled as GPT-2 spells them.
         let bytes: Vec<u8> = match tok.strip_prefix("<0x").and_then(|h| h.strip_suffix('>')) {
             Some(hex) => vec![u8::from_str_radix(hex, 16).unwrap()],
             None => tok.replace('▁', " ").into_bytes(),
         };
         let spelled: String = bytes.iter().map(|&b| gpt2_char(b)).collect();
-        if let Some(&s) = src.get(&spelled) {
-            o.canonical.insert(t, s);
-        }
+        match src.get(&spelled) {
+            Some(&s) if spelled == tok => o.exact.insert(t, s),
+            Some(&s) => o.canonical.insert(t, s),
+            None => None,
+        };
     }
     o
 }
@@ -273,21 +283,39 @@ fn inspect_exact_vs_canonical_across_byte_level_and_sentencepiece() {
     let c = &exact["matching"]["counts"];
     assert_eq!(c["mode"], "exact");
     assert_eq!(c["canonical"], 0);
-    assert_eq!(c["exact"], json!(o.exact.len()));
+    assert_eq!(c["exact"], json!(o.exact_mode.len()));
     assert_eq!(c["special_by_role"], 3, "<unk> <s> </s> by role");
     assert_eq!(c["target_tokens"], json!(hlp_rows));
-    assert_eq!(pairs(&exact["matching"]["examples"]["exact"]), o.exact);
+    assert_eq!(pairs(&exact["matching"]["examples"]["exact"]), o.exact_mode);
     for p in exact["matching"]["examples"]["exact"].as_array().unwrap() {
         assert!(!p["target_token"].as_str().unwrap().contains('▁'), "{p}");
     }
-    assert_eq!(exact["canonical_would_add"], json!(o.canonical.len()));
+    let canonical_overlap = o.exact.len() + o.canonical.len();
+    assert_eq!(
+        exact["canonical_would_add"],
+        json!(canonical_overlap - o.exact_mode.len())
+    );
+    // Exact spelling matched some tokens to source tokens that mean other bytes (a
+    // SentencePiece letter against a GPT-2 byte symbol); canonical mode must not keep those.
+    let wrong: Vec<_> = o
+        .exact_mode
+        .keys()
+        .filter(|t| !o.exact.contains_key(t) && !o.canonical.contains_key(t))
+        .collect();
+    for t in &wrong {
+        let tok = tokens_by_id(&tv)[**t as usize].clone().unwrap();
+        assert!(
+            tok.chars().any(|c| !c.is_ascii()),
+            "{tok} lost its exact match"
+        );
+    }
     assert_eq!(exact["matching"]["source_family"]["family"], "byte_level");
     assert_eq!(
         exact["matching"]["target_family"],
         json!({"family": "sentencepiece", "replacement": "▁", "byte_fallback": true})
     );
 
-    // Canonical: the same exact matches, plus every oracle pair (256 byte tokens included).
+    // Canonical: every pair by meaning (256 byte tokens included).
     let canon = inspect_json(&src, &hlp, "canonical");
     let c = &canon["matching"]["counts"];
     assert_eq!(c["mode"], "canonical");
@@ -474,7 +502,9 @@ fn inspect_bad_input_is_one_line() {
     tokenizers::Tokenizer::new(model)
         .save(wl.join("tokenizer.json"), false)
         .unwrap();
-    fails(
+    // It falls back to exact matching and says so in one notice line.
+    let out = run(
+        "inspect",
         &[
             "--source",
             s(&src),
@@ -483,9 +513,33 @@ fn inspect_bad_input_is_one_line() {
             "--match",
             "canonical",
         ],
-        &["--match canonical", "WordLevel", "--match exact"],
     );
-    // Exact matching still works there.
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let notices: Vec<&str> = err.lines().filter(|l| l.starts_with("notice:")).collect();
+    assert_eq!(notices.len(), 1, "{err}");
+    for n in ["--match canonical", "WordLevel", "exact token string"] {
+        assert!(notices[0].contains(n), "{n:?} not in {}", notices[0]);
+    }
+    let json: Value = serde_json::from_str(&ok(run(
+        "inspect",
+        &[
+            "--source",
+            s(&src),
+            "--helper",
+            s(&wl),
+            "--match",
+            "canonical",
+            "--json",
+        ],
+    )))
+    .unwrap();
+    assert_eq!(json["matching"]["counts"]["mode"], "exact");
+    assert!(json["matching"]["notice"]
+        .as_str()
+        .unwrap()
+        .contains("WordLevel"));
+    // Exact matching works there.
     let json: Value = serde_json::from_str(&ok(run(
         "inspect",
         &["--source", s(&src), "--helper", s(&wl), "--json"],
