@@ -217,3 +217,79 @@ fn every_architecture_gets_the_target_vocabulary_and_keeps_every_other_byte() {
         failed.join("\n")
     );
 }
+
+/// A copy of `dir` whose tokenizer.json has one more added token, `<image_soft_token>`, at
+/// `id` (one past the embedding's rows, as Gemma 3 ships it).
+fn with_token_past_rows(dir: &Path, to: &Path, id: u32) -> PathBuf {
+    let d = copy_dir(dir, to);
+    let path = d.join("tokenizer.json");
+    let mut tj = read_json(&path);
+    tj["added_tokens"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "id": id, "content": "<image_soft_token>", "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true
+        }));
+    write_json(&path, &tj);
+    d
+}
+
+#[test]
+fn an_added_token_past_the_embedding_is_not_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let helper = root().join("helpers/gpt2-500");
+    let gpt2 = root().join("tiny-archs/gpt2");
+    // Source side: the token has no source row, so it is not in the source vocabulary.
+    let source = with_token_past_rows(&gpt2, &tmp.path().join("src"), SOURCE_VOCAB as u32);
+    let out = tmp.path().join("out-src");
+    let args = [
+        "--source",
+        s(&source),
+        "--helper",
+        s(&helper),
+        "--out",
+        s(&out),
+        "--backend",
+        "cpu",
+    ];
+    ok(run("apply", &args));
+    let (problems, _) = check(&source, &out, 500, &overlap(&source, &helper));
+    assert!(problems.is_empty(), "{problems:?}");
+    // Target side: the helper has no row for it; it gets the fallback, the rest is as usual.
+    let target = with_token_past_rows(&helper, &tmp.path().join("hlp"), 500);
+    let out = tmp.path().join("out-tgt");
+    let args = [
+        "--source",
+        s(&gpt2),
+        "--helper",
+        s(&target),
+        "--out",
+        s(&out),
+        "--backend",
+        "cpu",
+    ];
+    ok(run("apply", &args));
+    let (problems, _) = check(&gpt2, &out, 501, &overlap(&gpt2, &target));
+    assert!(problems.is_empty(), "{problems:?}");
+    // trim keeps the token past the (trimmed) rows.
+    let corpus = tmp.path().join("corpus.txt");
+    std::fs::write(&corpus, "the cat sat on the mat\nhello world\n").unwrap();
+    let out = tmp.path().join("out-trim");
+    let args = [
+        "--model",
+        s(&source),
+        "--corpus",
+        s(&corpus),
+        "--out",
+        s(&out),
+    ];
+    ok(run("trim", &args));
+    let weights = read_weights(&out);
+    let rows = weights["transformer.wte.weight"].1[0];
+    let id = vocab_of(&out)["<image_soft_token>"] as usize;
+    assert!(
+        rows < SOURCE_VOCAB && id >= rows,
+        "{rows} rows, token at {id}"
+    );
+}
