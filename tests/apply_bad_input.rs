@@ -370,6 +370,36 @@ fn cases() -> Vec<Case> {
             },
             needles: &["ambiguous", "transformer.other_table.weight", "model_type"],
         },
+        // An embedding stored 1-D; an embedding narrower than the config says.
+        Case {
+            name: "emb1d",
+            make: |f, d| {
+                let mut tensors = f.src.tensors.clone();
+                let wte = tensors
+                    .iter_mut()
+                    .find(|t| t.name == "transformer.wte.weight")
+                    .unwrap();
+                wte.shape = vec![wte.shape.iter().product()];
+                Setup::source(f, source_with_weights(f, d, &tensors))
+            },
+            needles: &["model.safetensors", "transformer.wte.weight", "shape"],
+        },
+        Case {
+            name: "width",
+            make: |f, d| {
+                let d = copy_dir(&f.src.dir, d);
+                let mut cfg = read_json(&d.join("config.json"));
+                cfg["n_embd"] = json!(32);
+                write_json(&d.join("config.json"), &cfg);
+                Setup::source(f, d)
+            },
+            needles: &[
+                "model.safetensors",
+                "transformer.wte.weight",
+                "16",
+                "`n_embd` = 32",
+            ],
+        },
         Case {
             name: "dtype",
             make: |f, d| {

@@ -1,5 +1,6 @@
 //! `config.json` of a Hugging Face model directory: kept as raw JSON (so unknown keys survive a
-//! round trip) plus the few fields clp-gpu reads: `model_type`, the hidden size and whether the
+//! round trip) plus the few fields clp-gpu reads: `model_type`, the hidden size, the input
+//! embedding's width (`embedding_size`, `word_embed_proj_dim`, else the hidden size) and whether the
 //! word embeddings are tied (with each architecture's default when the key is absent).
 //! Multimodal configs (Gemma 3, LLaVA, ...) keep the language model's fields in a nested
 //! `text_config`; those are read from there when the top level lacks them.
@@ -13,6 +14,10 @@ use std::path::{Path, PathBuf};
 /// Keys under which architectures store the width of the input embedding, in lookup order.
 const HIDDEN_SIZE_KEYS: &[&str] = &["hidden_size", "n_embd", "d_model", "dim", "embedding_size"];
 
+/// Keys of an embedding width that differs from the hidden size (ELECTRA/ALBERT, OPT-350m),
+/// looked up before [`HIDDEN_SIZE_KEYS`].
+const EMBEDDING_WIDTH_KEYS: &[&str] = &["embedding_size", "word_embed_proj_dim"];
+
 /// A parsed `config.json`.
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
@@ -24,6 +29,9 @@ pub struct ModelConfig {
     pub model_type: Option<String>,
     /// The hidden size, if one of the usual keys holds it.
     pub hidden_size: Option<usize>,
+    /// The input embedding's width: `embedding_size`, `word_embed_proj_dim`, else the hidden
+    /// size (with the key it was read from).
+    pub embedding_width: Option<(usize, &'static str)>,
     /// `tie_word_embeddings`, or the architecture's default when absent.
     pub tie_word_embeddings: bool,
 }
@@ -42,7 +50,7 @@ impl ModelConfig {
         let model_type = raw
             .get("model_type")
             .and_then(Value::as_str)
-            .filter(|t| naming::for_model_type(t).is_some() || text.is_none())
+            .filter(|t| naming::is_text_model_type(t) || text.is_none())
             .or_else(|| {
                 text.and_then(|t| t.get("model_type"))
                     .and_then(Value::as_str)
@@ -53,6 +61,10 @@ impl ModelConfig {
             .iter()
             .find_map(|k| get(k).and_then(Value::as_u64))
             .and_then(|v| usize::try_from(v).ok());
+        let embedding_width = EMBEDDING_WIDTH_KEYS
+            .iter()
+            .chain(HIDDEN_SIZE_KEYS)
+            .find_map(|k| Some((usize::try_from(get(k)?.as_u64()?).ok()?, *k)));
         let tie_word_embeddings = match get("tie_word_embeddings") {
             Some(Value::Bool(b)) => *b,
             Some(Value::Null) | None => naming::tied_by_default(model_type.as_deref()),
@@ -70,6 +82,7 @@ impl ModelConfig {
             raw,
             model_type,
             hidden_size,
+            embedding_width,
             tie_word_embeddings,
         })
     }

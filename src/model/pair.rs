@@ -1,6 +1,8 @@
 //! Reading the inputs of a transfer: a source/helper pair (both model directories, both
-//! tokenizers, the vocabulary-sized tensors of each), the tied-embedding check every command
-//! that rebuilds vocabulary rows needs, and the weight files opened for positioned reads.
+//! tokenizers, the vocabulary-indexed tensors of each found by [`naming`]), the checks every
+//! command that rebuilds vocabulary rows needs (a 2-D embedding as wide as the config says, a
+//! row per token of the base vocabulary, an output embedding when untied), and the weight files
+//! opened for positioned reads.
 //! No tensor data is read here.
 
 use crate::error::{Error, Result};
@@ -34,7 +36,9 @@ pub struct ModelPair {
 }
 
 /// Resolves (offline), opens and checks a source/helper pair: configs, tokenizers, weight
-/// headers and the vocabulary-sized tensors. No tensor data is read.
+/// headers and the vocabulary-indexed tensors. Source tokens past the embedding's rows (added
+/// tokens, as Gemma 3 ships `<image_soft_token>`) are left out of the source vocabulary. No
+/// tensor data is read.
 pub fn read_pair(source: &str, helper: &str, helper_tokenizer: Option<&str>) -> Result<ModelPair> {
     let source_dir = hub::resolve_model_dir(source, "--source")?;
     let helper_dir = hub::resolve_model_dir(helper, "--helper")?;
@@ -46,8 +50,24 @@ pub fn read_pair(source: &str, helper: &str, helper_tokenizer: Option<&str>) -> 
     let helper = ModelDir::open(&helper_dir)?;
     let source_vocab = Vocab::read(&source_dir, Some(&source.config.raw))?;
     let target_vocab = Vocab::read(&tokenizer_dir, Some(&helper.config.raw))?;
-    let src_t = rebuilt_vocab_tensors(&source, source_vocab.len(), "source", "source model: ")?;
-    let hlp_t = vocab_tensors(&helper, target_vocab.len(), "helper")?;
+    let src_t =
+        rebuilt_vocab_tensors(&source, source_vocab.base_len(), "source", "source model: ")?;
+    check_rows(
+        &source,
+        &src_t,
+        &source_vocab,
+        "source embedding",
+        "use the tokenizer that belongs to this model",
+    )?;
+    let source_vocab = source_vocab.within_rows(src_t.rows);
+    let hlp_t = vocab_tensors(&helper, target_vocab.base_len(), "helper")?;
+    check_rows(
+        &helper,
+        &hlp_t,
+        &target_vocab,
+        "helper embedding",
+        "pass the tokenizer the helper was trained with (--helper-tokenizer)",
+    )?;
     Ok(ModelPair {
         source_dir,
         helper_dir,
@@ -61,15 +81,82 @@ pub fn read_pair(source: &str, helper: &str, helper_tokenizer: Option<&str>) -> 
     })
 }
 
-/// The vocabulary-sized tensors of `model` (`what` names it in errors: "source", "helper").
+/// The vocabulary-indexed tensors of `model` (`tokens`: its base vocabulary, for the shape
+/// fallback; `what` names it in errors: "source", "helper"), with the input embedding checked
+/// to be 2-D and as wide as the config's embedding width.
 pub fn vocab_tensors(model: &ModelDir, tokens: usize, what: &str) -> Result<VocabTensors> {
-    naming::find_vocab_tensors(
-        &model.weights,
-        model.config.model_type.as_deref(),
-        model.config.hidden_size,
+    let c = &model.config;
+    let t = naming::find_vocab_tensors(&naming::Discovery {
+        weights: &model.weights,
+        model_type: c.model_type.as_deref(),
+        config: &c.raw,
+        width: c.embedding_width.map(|w| w.0),
         tokens,
-        what,
-    )
+        which: what,
+    })?;
+    let w = &model.weights;
+    let path = w.file_of(&t.input).unwrap_or(&model.dir);
+    let shape = w
+        .info(&t.input)
+        .map(|i| i.shape.clone())
+        .unwrap_or_default();
+    if shape.len() != 2 {
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "{what} embedding `{}` is stored with shape {shape:?}; an embedding is [rows, width]: re-save the model with save_pretrained",
+                t.input
+            ),
+        ));
+    }
+    if let Some((width, key)) = c.embedding_width.filter(|w| w.0 != shape[1]) {
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "{what} embedding `{}` is {} wide but {} says `{key}` = {width}; use the config.json that belongs to these weights",
+                t.input,
+                shape[1],
+                c.path.display()
+            ),
+        ));
+    }
+    Ok(t)
+}
+
+/// The embedding must have a row for every token of the tokenizer's base vocabulary (added
+/// tokens past the rows have none: they are not in the model's vocabulary).
+pub fn check_rows(
+    model: &ModelDir,
+    t: &VocabTensors,
+    vocab: &Vocab,
+    what: &str,
+    fix: &str,
+) -> Result<()> {
+    if t.rows >= vocab.base_len() {
+        return Ok(());
+    }
+    Err(Error::bad_file(
+        model.weights.file_of(&t.input).unwrap_or(&model.dir),
+        format!(
+            "{what} `{}` has {} rows but the tokenizer {} has {} tokens in its base vocabulary (added tokens left out); {fix}",
+            t.input,
+            t.rows,
+            vocab.path.display(),
+            vocab.base_len()
+        ),
+    ))
+}
+
+/// A vocabulary-indexed tensor of a vocabulary of `rows` as `rows × cols`
+/// ([`naming::Layout`]: `[V]` and `[1, V]` are `V` rows of one value).
+pub fn vocab_matrix<'a>(w: &'a Weights, name: &str, rows: usize) -> Result<MatrixRef<'a>> {
+    let m = w.matrix(name)?;
+    match w.info(name).map(|i| i.shape.as_slice()) {
+        Some([1, r]) if *r == rows && rows > 1 => {
+            MatrixRef::new(name, w.bytes(name)?, m.dtype, *r, 1)
+        }
+        _ => Ok(m),
+    }
 }
 
 /// The vocabulary tensors of a model whose rows are rebuilt, checked for the tied-embedding

@@ -210,6 +210,36 @@ impl Vocab {
         self.tokens.len()
     }
 
+    /// The rows the model's own vocabulary needs: its largest id + 1, added tokens left out
+    /// (Gemma 3 adds `<image_soft_token>` one past its embedding).
+    pub fn base_len(&self) -> usize {
+        (0..self.tokens.len())
+            .rev()
+            .find(|&i| self.tokens[i].is_some() && !self.added.contains(&(i as u32)))
+            .map_or(0, |i| i + 1)
+    }
+
+    /// The ids at or past `rows`: tokens with no embedding row.
+    pub fn ids_past(&self, rows: usize) -> Vec<u32> {
+        (rows..self.tokens.len())
+            .filter(|&i| self.tokens[i].is_some())
+            .map(|i| i as u32)
+            .collect()
+    }
+
+    /// This vocabulary without the ids at or past `rows` (added tokens that have no embedding
+    /// row are not in the model's vocabulary).
+    pub fn within_rows(mut self, rows: usize) -> Vocab {
+        if self.tokens.len() <= rows {
+            return self;
+        }
+        self.tokens.truncate(rows);
+        self.ids.retain(|_, &mut i| (i as usize) < rows);
+        self.special.retain(|_, &mut i| (i as usize) < rows);
+        self.added.retain(|&i| (i as usize) < rows);
+        self
+    }
+
     /// Whether the vocabulary is empty (never true for a loaded tokenizer).
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()

@@ -7,8 +7,15 @@ loads every output with AutoModelForCausalLM and AutoTokenizer and fails on any 
 unexpected or mismatched key or loading warning, on non-finite logits, on overlap rows that are
 not the source's rows, and on config ids that do not match the target tokenizer.
 
+Then the 38 tiny checkpoints of tests/fixtures/tiny-archs (written by transformers 4.57) are
+transferred onto tests/fixtures/helpers/gpt2-500 and each output is loaded with the class its
+config names (`architectures[0]`: causal LM, seq2seq, masked LM, image-text-to-text), failing on
+missing, unexpected or mismatched keys and on non-finite logits for a short input; a table of
+families, what was rebuilt and the result is printed. Pass `--pad-token TOKEN` style arguments
+for the families that need a pad token after the script's first argument.
+
 Needs torch and transformers (not installed in CI).
-Usage: python tests/python/transformers_load.py target/release/clp-gpu
+Usage: python tests/python/transformers_load.py target/release/clp-gpu [apply args...]
 """
 
 import io
@@ -142,8 +149,65 @@ def main():
                   f"logits {tuple(logits.shape)}, generated {gen.shape[1] - ids['input_ids'].shape[1]} tokens: {status}")
             if problems:
                 failures.append(name)
+    failures += check_fixtures(binary, work, sys.argv[2:])
     print(f"transformers {transformers.__version__}, torch {torch.__version__}, work dir {work}")
     sys.exit(1 if failures else 0)
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def forward_inputs(model, cfg, ids):
+    """A short input for `model`: token ids, decoder ids for encoder-decoders, random mel
+    features for Whisper."""
+    kw = {"input_ids": ids}
+    if cfg.get("model_type") == "whisper":
+        frames = 2 * cfg["max_source_positions"]
+        kw = {"input_features": torch.randn(1, cfg["num_mel_bins"], frames),
+              "decoder_input_ids": ids}
+    elif cfg.get("is_encoder_decoder"):
+        kw["decoder_input_ids"] = ids
+    return kw
+
+
+def check_fixture(binary, work, name, extra):
+    src = FIXTURES / "tiny-archs" / name
+    out = work / f"arch-{name}"
+    run = subprocess.run([str(binary), "apply", "--source", str(src), "--helper",
+                          str(FIXTURES / "helpers" / "gpt2-500"), "--out", str(out),
+                          "--backend", "cpu", "--json", *extra], capture_output=True, text=True)
+    if run.returncode != 0:
+        return [], [f"apply: {run.stderr.strip()}"]
+    rebuilt = json.loads(run.stdout).get("tensors_rebuilt", [])
+    cfg = json.loads((out / "config.json").read_text())
+    cls = getattr(transformers, cfg["architectures"][0])
+    model, info = cls.from_pretrained(out, output_loading_info=True)
+    problems = [f"{k}: {v}" for k, v in info.items() if v]
+    tok = AutoTokenizer.from_pretrained(out)
+    ids = tok("der garten und the house", return_tensors="pt")["input_ids"]
+    model.eval()
+    with torch.no_grad():
+        res = model(**forward_inputs(model, cfg, ids))
+    logits = res.logits if hasattr(res, "logits") else res[0]
+    if not torch.isfinite(logits).all():
+        problems.append("non-finite logits")
+    return rebuilt, problems
+
+
+def check_fixtures(binary, work, extra):
+    failures = []
+    print(f"\n{'fixture':14s} {'result':6s} rebuilt / problems")
+    for d in sorted(p for p in (FIXTURES / "tiny-archs").iterdir() if p.is_dir()):
+        try:
+            rebuilt, problems = check_fixture(binary, work, d.name, extra)
+        except Exception as e:  # a load or forward error is a failure of this family
+            rebuilt, problems = [], [f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"]
+        status = "ok" if not problems else "FAIL"
+        print(f"{d.name:14s} {status:6s} {', '.join(rebuilt)}"
+              + ("" if not problems else " | " + "; ".join(problems)))
+        if problems:
+            failures.append(d.name)
+    return failures
 
 
 if __name__ == "__main__":

@@ -123,11 +123,7 @@ fn reserved_tensor<'a>(p: &Part, target_rows: usize) -> OutTensor<'a> {
     OutTensor {
         name: p.name.clone(),
         dtype: p.safetensors_dtype,
-        shape: if p.shape_is_vector {
-            vec![target_rows]
-        } else {
-            vec![target_rows, p.m.cols]
-        },
+        shape: p.layout.shape(target_rows, p.m.cols),
         data: TensorData::Reserved((target_rows * p.m.row_bytes()) as u64),
     }
 }
@@ -148,17 +144,20 @@ fn open_part(path: &Path, offset: u64, p: &Part) -> Result<OutPart> {
     })
 }
 
-/// Overlap and by-role rows: the source bytes, copied bit-exactly.
+/// Overlap and by-role rows, and the `extra` `(target id, source id)` copies: the source bytes,
+/// copied bit-exactly.
 pub(super) fn copy_matched_rows(
     targets: &[OutPart],
     stored: &[Stored],
     matching: &Matching,
+    extra: &[(u32, u32)],
 ) -> Result<()> {
     let copies: Vec<(u32, u32)> = matching
         .overlap
         .iter()
         .copied()
         .chain(matching.by_role.iter().map(|r| (r.target_id, r.source_id)))
+        .chain(extra.iter().copied())
         .collect();
     let mut row = Vec::new();
     for (t, stored) in targets.iter().zip(stored) {

@@ -49,7 +49,7 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
     let helper_m = read::helper_matrix(&pair)?;
     timer.lap("read");
 
-    let matching = match_stage(opts, &pair)?;
+    let (matching, no_helper_row) = match_stage(opts, &pair, helper_m.rows)?;
     let target_rows = target_rows(opts, &pair);
     let staging = Staging::create(&opts.out, opts.force)?;
     // Open the GPU before reading any tensor data, so a missing adapter fails fast.
@@ -76,7 +76,13 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
         target_rows,
         opts.progress,
     )?;
-    layout::copy_matched_rows(&targets, &gathered.e_stored, &matching)?;
+    layout::copy_matched_rows(
+        &targets,
+        &gathered.e_stored,
+        &matching,
+        &no_helper_row.copies,
+    )?;
+    rows::write_fixed_rows(&targets, &no_helper_row.fallback, &gathered.fallback_row)?;
     timer.lap("write");
 
     let backend_name = backend.describe();
@@ -113,11 +119,51 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
     Ok(summary)
 }
 
+/// Target tokens past the helper's rows (added tokens, Gemma 3 style): they have no helper row,
+/// so they take no part in the combination.
+struct NoHelperRow {
+    /// `(target id, source id)` of such tokens in the overlap: copied from the source.
+    copies: Vec<(u32, u32)>,
+    /// Such tokens not in the source: they get the fallback row.
+    fallback: Vec<u32>,
+}
+
 /// Stage 2, **match**: overlap by exact string (or canonical form), specials by role, the rest
-/// missing; an empty overlap is an error.
-fn match_stage(opts: &ApplyOptions, pair: &ModelPair) -> Result<Matching> {
+/// missing; target tokens at or past `helper_rows` are taken out ([`NoHelperRow`]); an empty
+/// overlap is an error.
+fn match_stage(
+    opts: &ApplyOptions,
+    pair: &ModelPair,
+    helper_rows: usize,
+) -> Result<(Matching, NoHelperRow)> {
     let (source_vocab, target_vocab) = (&pair.source_vocab, &pair.target_vocab);
-    let matching = match_tokens(source_vocab, target_vocab, opts.match_mode)?;
+    let mut matching = match_tokens(source_vocab, target_vocab, opts.match_mode)?;
+    let past = |t: u32| t as usize >= helper_rows;
+    let no_helper_row = NoHelperRow {
+        copies: matching
+            .overlap
+            .iter()
+            .copied()
+            .filter(|p| past(p.0))
+            .collect(),
+        fallback: matching
+            .missing
+            .iter()
+            .copied()
+            .filter(|&t| past(t))
+            .collect(),
+    };
+    matching.overlap.retain(|p| !past(p.0));
+    matching.canonical.retain(|&t| !past(t));
+    matching.missing.retain(|&t| !past(t));
+    let n = no_helper_row.copies.len() + no_helper_row.fallback.len();
+    if n > 0 && matching.notice.is_none() {
+        matching.notice = Some(format!(
+            "{n} target token(s) at or past the helper's {helper_rows} embedding rows have no helper row: {} copied from the source, {} given the fallback row",
+            no_helper_row.copies.len(),
+            no_helper_row.fallback.len()
+        ));
+    }
     if matching.overlap.is_empty() {
         return Err(Error::Model(format!(
             "no token of the target tokenizer {} is in the source vocabulary {}; CLP-Transfer needs overlapping tokens: check that --helper/--helper-tokenizer is the intended tokenizer, or pass --match canonical when the two tokenizers spell tokens differently (Ġ, ▁, ##)",
@@ -125,7 +171,7 @@ fn match_stage(opts: &ApplyOptions, pair: &ModelPair) -> Result<Matching> {
             source_vocab.path.display()
         )));
     }
-    Ok(matching)
+    Ok((matching, no_helper_row))
 }
 
 /// Rows of the new vocabulary tensors: the target's tokens, padded to `--pad-to-multiple`.

@@ -1,15 +1,15 @@
 //! Stage 1, **read**: check the options, read the source/helper pair
-//! ([`crate::model::pair::read_pair`]), and find and check the vocabulary-sized tensors: the
-//! source's input embedding, lm_head and output bias become the columns of one matrix
-//! ([`Part`]), and the helper embedding must cover the target tokenizer.
+//! ([`crate::model::pair::read_pair`], which finds and checks the vocabulary-indexed tensors);
+//! every vocabulary-indexed source tensor (input embedding and its tied copies, lm_head, output
+//! biases of shape `[V]` or `[1, V]`) becomes columns of one matrix ([`Part`]).
 
 use super::options::ApplyOptions;
 use crate::error::{Error, Result};
-use crate::model::pair::{read_pair, ModelPair};
+use crate::model::naming::Layout;
+use crate::model::pair::{read_pair, vocab_matrix, ModelPair};
 use crate::model::writer;
 use crate::model::ModelDir;
 use crate::tensor::MatrixRef;
-use crate::vocab::Vocab;
 use std::path::Path;
 
 /// A vocabulary-sized source tensor being rebuilt: its rows are columns `col..col+cols` of the
@@ -19,8 +19,8 @@ pub(super) struct Part<'a> {
     pub name: String,
     /// Its (checked) matrix view.
     pub m: MatrixRef<'a>,
-    /// A 1-D tensor (an output bias).
-    pub shape_is_vector: bool,
+    /// How it holds its rows (`[V, w]`, `[V]`, `[1, V]`).
+    pub layout: Layout,
     /// Its dtype in the file.
     pub safetensors_dtype: safetensors::Dtype,
     /// First column in the combined matrix.
@@ -64,78 +64,42 @@ fn check_provenance_dir(p: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The helper's input embedding, checked to have a row for every target token.
+/// The helper's input embedding (its rows were checked against the target's base vocabulary
+/// when the pair was read; target tokens past them get the fallback).
 pub(super) fn helper_matrix(pair: &ModelPair) -> Result<MatrixRef<'_>> {
-    let (helper, hlp_t, target_vocab) = (&pair.helper, &pair.hlp_t, &pair.target_vocab);
-    let helper_m = helper.weights.matrix(&hlp_t.input)?;
-    if helper_m.rows < target_vocab.len() {
-        return Err(Error::bad_file(
-            helper.weights.file_of(&hlp_t.input).unwrap_or(&pair.helper_dir),
-            format!(
-                "helper embedding `{}` has {} rows but the target tokenizer {} has {} tokens; pass the tokenizer the helper was trained with (--helper-tokenizer)",
-                hlp_t.input,
-                helper_m.rows,
-                target_vocab.path.display(),
-                target_vocab.len()
-            ),
-        ));
-    }
-    Ok(helper_m)
+    pair.helper.weights.matrix(&pair.hlp_t.input)
 }
 
-/// The source's vocabulary tensors as parts of the combined matrix, with shapes checked.
+/// Every vocabulary-indexed source tensor as a part of the combined matrix.
 pub(super) fn source_parts(pair: &ModelPair) -> Result<Vec<Part<'_>>> {
-    let t = &pair.src_t;
-    let mut names = vec![t.input.clone()];
-    names.extend(t.output.iter().cloned());
-    names.extend(t.output_bias.iter().cloned());
     let mut parts: Vec<Part> = Vec::new();
     let mut col = 0;
-    for name in names {
-        let part = source_part(&pair.source, &pair.source_vocab, parts.first(), name, col)?;
+    for name in pair.src_t.all() {
+        let part = source_part(&pair.source, pair.src_t.rows, name, col)?;
         col += part.m.cols;
         parts.push(part);
     }
     Ok(parts)
 }
 
-/// One part: the first must cover the source tokenizer, the others must match the first's rows.
-fn source_part<'a>(
-    source: &'a ModelDir,
-    vocab: &Vocab,
-    first: Option<&Part>,
-    name: String,
-    col: usize,
-) -> Result<Part<'a>> {
+/// One part, `rows` rows (the input embedding's) in its [`Layout`].
+fn source_part(source: &ModelDir, rows: usize, name: String, col: usize) -> Result<Part<'_>> {
     let w = &source.weights;
-    let m = w.matrix(&name)?;
+    let m = vocab_matrix(w, &name, rows)?;
     let info = w
         .info(&name)
         .ok_or_else(|| Error::Model(format!("tensor `{name}` vanished")))?;
-    let path = w.file_of(&name).unwrap_or(&source.dir);
-    if let Some(first) = first {
-        if m.rows != first.m.rows {
-            return Err(Error::bad_file(
-                path,
-                format!(
-                    "`{name}` has {} rows but the input embedding `{}` has {}; the checkpoint is inconsistent",
-                    m.rows, first.name, first.m.rows
-                ),
-            ));
-        }
-    } else if m.rows < vocab.len() {
-        return Err(Error::bad_file(
-            path,
+    let layout = Layout::of(&info.shape, rows).ok_or_else(|| {
+        Error::bad_file(
+            w.file_of(&name).unwrap_or(&source.dir),
             format!(
-                "source embedding `{name}` has {} rows but the source tokenizer {} has {} tokens; use the tokenizer that belongs to this model",
-                m.rows,
-                vocab.path.display(),
-                vocab.len()
+                "`{name}` has shape {:?}, not {rows} rows like the input embedding; the checkpoint is inconsistent",
+                info.shape
             ),
-        ));
-    }
+        )
+    })?;
     Ok(Part {
-        shape_is_vector: info.shape.len() == 1,
+        layout,
         safetensors_dtype: info.dtype,
         name,
         m,

@@ -211,6 +211,18 @@ impl<'a> RowWriter<'a> {
     }
 }
 
+/// Writes `row` (all columns) as the row of each of `ids`.
+pub(super) fn write_fixed_rows(targets: &[OutPart], ids: &[u32], row: &[f32]) -> Result<()> {
+    let mut encoded = vec![Vec::new(); targets.len()];
+    encode_parts(targets, row, &mut encoded);
+    for &id in ids {
+        for (t, bytes) in targets.iter().zip(&encoded) {
+            t.write_row(id, bytes)?;
+        }
+    }
+    Ok(())
+}
+
 /// Encodes `values` (all columns) into each part's dtype; false if any value is not finite
 /// there (f16 overflows at 65,504).
 fn encode_parts(parts: &[OutPart], values: &[f32], out: &mut [Vec<u8>]) -> bool {

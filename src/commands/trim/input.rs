@@ -2,9 +2,9 @@
 //! its tokenizer, the vocabulary tensors and the `--keep` list.
 
 use crate::error::{Error, Result};
-use crate::model::pair::rebuilt_vocab_tensors;
+use crate::model::pair::{self, rebuilt_vocab_tensors};
 use crate::model::writer;
-use crate::model::{hub, ModelDir, VocabTensors};
+use crate::model::{hub, ModelDir};
 use crate::vocab::Vocab;
 use std::path::{Path, PathBuf};
 
@@ -41,9 +41,10 @@ pub(super) struct Read {
     pub(super) vocab: Vocab,
     /// Its tokenizer.json.
     pub(super) tj: TokenizerJson,
-    /// The vocabulary tensors: input embedding, then lm_head and output bias when present.
+    /// The vocabulary-indexed tensors ([`crate::model::naming`]): input embedding, its tied
+    /// copies, lm_head and output biases when present.
     pub(super) vocab_tensors: Vec<String>,
-    /// Rows of the input embedding.
+    /// Rows of the input embedding (tokens at or past them, added tokens, have no row).
     pub(super) embedding_rows_before: usize,
     /// `--keep` tokens.
     pub(super) keep_tokens: Vec<String>,
@@ -67,11 +68,16 @@ pub(super) fn read(opts: &TrimOptions) -> Result<Read> {
     let model = ModelDir::open(&model_dir)?;
     let vocab = Vocab::read(&model_dir, Some(&model.config.raw))?;
     let tj = TokenizerJson::read(&model_dir.join("tokenizer.json"))?;
-    let vt = rebuilt_vocab_tensors(&model, vocab.len(), "model", "")?;
-    let mut vocab_tensors = vec![vt.input.clone()];
-    vocab_tensors.extend(vt.output.iter().cloned());
-    vocab_tensors.extend(vt.output_bias.iter().cloned());
-    let embedding_rows_before = check_rows(&model, &vocab, &vt, &vocab_tensors)?;
+    let vt = rebuilt_vocab_tensors(&model, vocab.base_len(), "model", "")?;
+    pair::check_rows(
+        &model,
+        &vt,
+        &vocab,
+        "embedding",
+        "use the tokenizer that belongs to this model",
+    )?;
+    let vocab_tensors = vt.all();
+    let embedding_rows_before = vt.rows;
     let keep_tokens = match &opts.keep {
         Some(p) => read_keep_file(p, &vocab)?,
         None => Vec::new(),
@@ -104,40 +110,6 @@ fn check_options(opts: &TrimOptions) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Every vocabulary tensor must have the input embedding's rows, at least one per token;
-/// returns that row count.
-fn check_rows(
-    model: &ModelDir,
-    vocab: &Vocab,
-    vt: &VocabTensors,
-    names: &[String],
-) -> Result<usize> {
-    let mut embedding_rows_before = 0;
-    for (i, name) in names.iter().enumerate() {
-        let info = model
-            .weights
-            .info(name)
-            .ok_or_else(|| Error::Model(format!("tensor `{name}` vanished")))?;
-        let path = model.weights.file_of(name).unwrap_or(&model.dir);
-        let rows = info.shape.first().copied().unwrap_or(0);
-        if i == 0 {
-            embedding_rows_before = rows;
-        }
-        if rows < vocab.len() || rows != embedding_rows_before {
-            return Err(Error::bad_file(
-                path,
-                format!(
-                    "`{name}` has {rows} rows but the tokenizer {} has {} tokens{}; use the tokenizer that belongs to this model",
-                    vocab.path.display(),
-                    vocab.len(),
-                    if i > 0 { format!(" and `{}` has {embedding_rows_before} rows", vt.input) } else { String::new() }
-                ),
-            ));
-        }
-    }
-    Ok(embedding_rows_before)
 }
 
 pub(super) fn one_line(s: &str) -> String {

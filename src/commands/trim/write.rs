@@ -53,14 +53,22 @@ pub(super) fn write_output(
     generation: Option<Map<String, Value>>,
     out_dir: &Path,
 ) -> Result<WriteOutcome> {
-    let (written, emb_before, emb_after) = write_weights(input, &sel.kept_ids, out_dir)?;
+    // Kept tokens past the embedding (added tokens with no row) keep no row: they stay past it.
+    let rows = input.embedding_rows_before;
+    let kept_rows: Vec<u32> = sel
+        .kept_ids
+        .iter()
+        .copied()
+        .filter(|&i| (i as usize) < rows)
+        .collect();
+    let (written, emb_before, emb_after) = write_weights(input, &kept_rows, out_dir)?;
     let map = |id: u64| -> Option<u64> {
         usize::try_from(id)
             .ok()
             .and_then(|i| sel.new_id.get(i).copied().flatten())
             .map(u64::from)
     };
-    let unmapped = write_configs(input, sel.kept_ids.len(), generation, &map, out_dir)?;
+    let unmapped = write_configs(input, kept_rows.len(), generation, &map, out_dir)?;
     let files_dropped = write_tokenizer_files(input, out_dir, tokenizer, &sel.new_ids, &map)?;
     Ok(WriteOutcome {
         written,
@@ -121,14 +129,17 @@ fn write_configs(
     Ok(unmapped)
 }
 
-/// Rows `ids` of tensor `name` (any dtype: rows are copied as bytes), in that order.
+/// Rows `ids` of tensor `name` (any dtype: rows are copied as bytes), in that order; `[V]` and
+/// `[1, V]` tensors have rows of one value.
 fn gather_rows(model: &ModelDir, name: &str, ids: &[u32]) -> Result<TensorAction> {
     let w = &model.weights;
     let info = w
         .info(name)
         .ok_or_else(|| Error::Model(format!("tensor `{name}` not found in {}", w.describe())))?;
     let bytes = w.bytes(name)?;
-    let rows = info.shape.first().copied().unwrap_or(0).max(1);
+    let row_vector = matches!(info.shape.as_slice(), [1, v] if *v > 1);
+    let vocab_dim = usize::from(row_vector);
+    let rows = info.shape.get(vocab_dim).copied().unwrap_or(0).max(1);
     let row_bytes = bytes.len() / rows;
     let mut out = Vec::with_capacity(ids.len() * row_bytes);
     for &id in ids {
@@ -136,7 +147,7 @@ fn gather_rows(model: &ModelDir, name: &str, ids: &[u32]) -> Result<TensorAction
         out.extend_from_slice(&bytes[r * row_bytes..(r + 1) * row_bytes]);
     }
     let mut shape = info.shape.clone();
-    shape[0] = ids.len();
+    shape[vocab_dim] = ids.len();
     Ok(TensorAction::Replace {
         name: name.to_string(),
         dtype: info.dtype,
