@@ -21,6 +21,7 @@
 //! deterministic.
 
 pub mod canonical;
+pub mod fvt;
 
 use crate::error::{Error, Result};
 use crate::model::json::read_optional_json_object;
