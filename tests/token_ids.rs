@@ -315,6 +315,23 @@ fn pad_needing_families_are_refused_without_pad_token() {
             &["--pad-token", "pad token", name],
         );
     }
+    // With --pad-token, RoBERTa runs, and says that its positions move with the pad id.
+    let out = tmp.path().join("out-roberta-pad");
+    let report = ok_json(apply(
+        &fixture("roberta"),
+        &hlp,
+        &out,
+        &["--pad-token", PAD],
+    ));
+    assert_eq!(
+        read_json(&out.join("config.json"))["pad_token_id"],
+        json!(500)
+    );
+    let notices = report["notices"].to_string();
+    assert!(
+        notices.contains("position ids") && notices.contains("max_position_embeddings 70"),
+        "{notices}"
+    );
     let out = tmp.path().join("out-empty");
     assert_fails_cleanly(
         apply(&fixture("t5"), &hlp, &out, &["--pad-token", ""]),

@@ -118,6 +118,17 @@ impl ModelConfig {
         })
     }
 
+    /// The `model_type` (top level or `text_config`) when this family computes position ids
+    /// from `pad_token_id` (positions start after the pad id, so moving the pad moves them).
+    pub fn positions_from_pad(&self) -> Option<&str> {
+        let text = self.raw.get("text_config").and_then(Value::as_object);
+        [Some(&self.raw), text]
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("model_type")?.as_str())
+            .find(|t| POSITIONS_FROM_PAD.contains(t))
+    }
+
     /// Why a model of this config cannot run without a pad token (`None` when it can): the
     /// family computes position ids from `pad_token_id`, or it is an encoder-decoder (by
     /// `is_encoder_decoder` or its `model_type`), which shifts labels with it.

@@ -51,6 +51,7 @@ impl OutConfigs {
                 config.entry(role.id_key()).or_insert(json!(id));
             }
         }
+        notices.extend(moved_positions(source, &config));
         let gen_path = source.dir.join("generation_config.json");
         let generation = match read_optional_json_object(&gen_path)? {
             Some(mut gen) => {
@@ -71,6 +72,21 @@ impl OutConfigs {
             notices,
         })
     }
+}
+
+/// A family that computes position ids from the pad id (RoBERTa: `pad + 1 + i`, M2M100's
+/// sinusoidal table) reads other positions when the pad id moves: said, with the numbers.
+fn moved_positions(source: &ModelDir, out: &Map<String, Value>) -> Option<String> {
+    let family = source.config.positions_from_pad()?;
+    let (old, new) = (config_pad(&source.config.raw)?, config_pad(out)?);
+    let max = source.config.raw.get("max_position_embeddings")?.as_u64()?;
+    (old != new).then(|| {
+        format!(
+            "{family} computes position ids from pad_token_id (pad + 1 + i): the target's pad id {new} differs from the source's {old}, so positions start at {} instead of {}, against max_position_embeddings {max} of the source's position table; the position embeddings are not rebuilt",
+            new + 1,
+            old + 1
+        )
+    })
 }
 
 /// The config's pad id: top level, else `text_config`.
