@@ -153,6 +153,7 @@ fn bench(c: &mut Criterion) {
                 force: true,
                 provenance: None,
                 pad_to_multiple: None,
+                pad_token: None,
                 progress: false,
                 arguments: vec![],
             };

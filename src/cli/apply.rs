@@ -64,6 +64,11 @@ pub struct ApplyArgs {
     /// Round the number of embedding rows up to a multiple of N (extra rows are zeros).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub pad_to_multiple: Option<u64>,
+    /// The target's pad token: a token of the target tokenizer, or a new one to add (it gets
+    /// one more embedding row: the source's pad row, or zeros). Needed by RoBERTa-style models
+    /// and encoder-decoders when the target tokenizer has no pad token.
+    #[arg(long, value_name = "TOKEN")]
+    pub pad_token: Option<String>,
 }
 
 /// Runs `apply` and prints its summary.
@@ -81,6 +86,7 @@ pub fn run(args: ApplyArgs, arguments: Vec<String>) -> anyhow::Result<()> {
         force: args.force,
         provenance: args.provenance,
         pad_to_multiple: args.pad_to_multiple.map(|n| n as usize),
+        pad_token: args.pad_token,
         progress: !args.quiet && std::io::stderr().is_terminal(),
         arguments,
     };

@@ -18,6 +18,50 @@ const HIDDEN_SIZE_KEYS: &[&str] = &["hidden_size", "n_embd", "d_model", "dim", "
 /// looked up before [`HIDDEN_SIZE_KEYS`].
 const EMBEDDING_WIDTH_KEYS: &[&str] = &["embedding_size", "word_embed_proj_dim"];
 
+/// Families whose embeddings compute position ids from `pad_token_id` (RoBERTa's
+/// `create_position_ids_from_input_ids`, M2M100's sinusoidal positions).
+const POSITIONS_FROM_PAD: &[&str] = &[
+    "roberta",
+    "xlm-roberta",
+    "xlm-roberta-xl",
+    "camembert",
+    "roberta-prelayernorm",
+    "data2vec-text",
+    "longformer",
+    "xmod",
+    "ibert",
+    "mpnet",
+    "luke",
+    "m2m_100",
+    "nllb-moe",
+];
+
+/// Encoder-decoder families (they shift labels right with `pad_token_id`), for configs that
+/// leave `is_encoder_decoder` to the class default.
+const ENCODER_DECODERS: &[&str] = &[
+    "t5",
+    "mt5",
+    "umt5",
+    "longt5",
+    "bart",
+    "mbart",
+    "marian",
+    "m2m_100",
+    "nllb-moe",
+    "whisper",
+    "pegasus",
+    "pegasus_x",
+    "plbart",
+    "blenderbot",
+    "blenderbot-small",
+    "led",
+    "fsmt",
+    "switch_transformers",
+    "bigbird_pegasus",
+    "mvp",
+    "prophetnet",
+];
+
 /// A parsed `config.json`.
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
@@ -86,6 +130,46 @@ impl ModelConfig {
             tie_word_embeddings,
         })
     }
+
+    /// The `model_type` (top level or `text_config`) when this family computes position ids
+    /// from `pad_token_id` (positions start after the pad id, so moving the pad moves them).
+    pub fn positions_from_pad(&self) -> Option<&str> {
+        let text = self.raw.get("text_config").and_then(Value::as_object);
+        [Some(&self.raw), text]
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("model_type")?.as_str())
+            .find(|t| POSITIONS_FROM_PAD.contains(t))
+    }
+
+    /// Why a model of this config cannot run without a pad token (`None` when it can): the
+    /// family computes position ids from `pad_token_id`, or it is an encoder-decoder (by
+    /// `is_encoder_decoder` or its `model_type`), which shifts labels with it.
+    pub fn pad_needed(&self) -> Option<String> {
+        let text = self.raw.get("text_config").and_then(Value::as_object);
+        let types: Vec<&str> = [Some(&self.raw), text]
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("model_type")?.as_str())
+            .collect();
+        if let Some(t) = types.iter().find(|t| POSITIONS_FROM_PAD.contains(t)) {
+            return Some(format!("{t} computes position ids from the pad token"));
+        }
+        let enc_dec = self.raw.get("is_encoder_decoder").and_then(Value::as_bool);
+        let t = types.first().copied().unwrap_or("this model");
+        match enc_dec {
+            Some(true) => Some(format!(
+                "{t} is an encoder-decoder, which shifts labels with the pad token"
+            )),
+            Some(false) => None,
+            None => types
+                .iter()
+                .find(|t| ENCODER_DECODERS.contains(t))
+                .map(|t| {
+                    format!("{t} is an encoder-decoder, which shifts labels with the pad token")
+                }),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -117,5 +201,30 @@ mod tests {
             (Some("llama"), Some(64))
         );
         assert!(!c.tie_word_embeddings);
+        assert_eq!(c.pad_needed(), None);
+    }
+
+    #[test]
+    fn families_that_need_a_pad_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let needs = |config: &str| {
+            std::fs::write(dir.path().join("config.json"), config).unwrap();
+            ModelConfig::read(dir.path()).unwrap().pad_needed()
+        };
+        assert!(needs(r#"{"model_type": "roberta"}"#)
+            .unwrap()
+            .contains("position ids"));
+        assert!(needs(r#"{"model_type": "t5"}"#)
+            .unwrap()
+            .contains("encoder-decoder"));
+        assert!(needs(r#"{"model_type": "x", "is_encoder_decoder": true}"#).is_some());
+        assert_eq!(
+            needs(r#"{"model_type": "llama", "is_encoder_decoder": false}"#),
+            None
+        );
+        assert_eq!(
+            needs(r#"{"model_type": "gemma3", "text_config": {"model_type": "gemma3_text"}}"#),
+            None
+        );
     }
 }

@@ -152,59 +152,134 @@ pub fn copy_files(src_dir: &Path, out_dir: &Path, names: &[&str]) -> Result<Vec<
 }
 
 /// Rewrites every `*_token_id` key of a config object (a number or a list of numbers) through
-/// `map`; an id `map` returns `None` for becomes `null` and is listed in the result.
+/// `map`; an id `map` returns `None` for becomes `null` (dropped from a list) and is listed in
+/// the result. Nested objects (`text_config`, ...) are rewritten too; see [`remap_token_ids_at`].
 pub fn remap_token_ids(
     config: &mut Map<String, Value>,
     map: &dyn Fn(u64) -> Option<u64>,
 ) -> Vec<String> {
+    remap_token_ids_at(config, &mut |_, id| map(id))
+}
+
+/// Rewrites every `*_token_id` key of a config object and of the objects nested in it
+/// (`text_config`, `decoder`, `task_specific_params`, ...) through `map(path, id)`, `path` being
+/// the dotted key (`text_config.bos_token_id`). A scalar `map` returns `None` for becomes
+/// `null` (kept as null so that the config class's default id does not come back); a list
+/// loses it, repeated results are kept once and a list left empty becomes `null`. Returns
+/// `"path = id"` / `"path contains id"` for every id that was dropped.
+pub fn remap_token_ids_at(
+    config: &mut Map<String, Value>,
+    map: &mut dyn FnMut(&str, u64) -> Option<u64>,
+) -> Vec<String> {
     let mut unmapped = Vec::new();
-    for (key, v) in config.iter_mut() {
+    remap_in(config, "", map, &mut unmapped);
+    unmapped
+}
+
+fn remap_in(
+    obj: &mut Map<String, Value>,
+    prefix: &str,
+    map: &mut dyn FnMut(&str, u64) -> Option<u64>,
+    unmapped: &mut Vec<String>,
+) {
+    for (key, v) in obj.iter_mut() {
+        let path = format!("{prefix}{key}");
+        if let Value::Object(inner) = v {
+            remap_in(inner, &format!("{path}."), map, unmapped);
+            continue;
+        }
         if !key.ends_with("_token_id") {
             continue;
         }
         match v {
             Value::Number(n) => {
                 if let Some(id) = n.as_u64() {
-                    match map(id) {
+                    match map(&path, id) {
                         Some(new) => *v = Value::from(new),
                         None => {
-                            unmapped.push(format!("{key} = {id}"));
+                            unmapped.push(format!("{path} = {id}"));
                             *v = Value::Null;
                         }
                     }
                 }
             }
             Value::Array(items) => {
-                let mut out = Vec::new();
+                let mut out: Vec<Value> = Vec::new();
                 for item in items.iter() {
-                    match item.as_u64() {
-                        Some(id) => match map(id) {
-                            Some(new) => out.push(Value::from(new)),
-                            None => unmapped.push(format!("{key} contains {id}")),
+                    let new = match item.as_u64() {
+                        Some(id) => match map(&path, id) {
+                            Some(new) => Value::from(new),
+                            None => {
+                                unmapped.push(format!("{path} contains {id}"));
+                                continue;
+                            }
                         },
-                        None => out.push(item.clone()),
+                        None => item.clone(),
+                    };
+                    if !out.contains(&new) {
+                        out.push(new);
                     }
                 }
-                *items = out;
+                *v = if out.is_empty() && !items.is_empty() {
+                    Value::Null
+                } else {
+                    Value::Array(out)
+                };
             }
             _ => {}
         }
     }
-    unmapped
 }
 
-/// Every id named by a `*_token_id` key of a config object.
+/// Every id named by a `*_token_id` key of a config object or of an object nested in it.
 pub fn config_token_ids(config: &Map<String, Value>) -> Vec<u64> {
     let mut ids = Vec::new();
     for (key, v) in config {
-        if !key.ends_with("_token_id") {
-            continue;
-        }
         match v {
+            Value::Object(inner) => ids.extend(config_token_ids(inner)),
+            _ if !key.ends_with("_token_id") => {}
             Value::Number(n) => ids.extend(n.as_u64()),
             Value::Array(items) => ids.extend(items.iter().filter_map(Value::as_u64)),
             _ => {}
         }
     }
     ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn token_ids_are_remapped_in_nested_configs_and_lists() {
+        let Value::Object(mut c) = json!({
+            "bos_token_id": 1, "eos_token_id": [2, 7, 3], "vocab_size": 9, "pad_token_id": 5,
+            "text_config": {"pad_token_id": 7, "hidden_size": 4},
+            "decoder": {"decoder_start_token_id": [7]},
+        }) else {
+            unreachable!()
+        };
+        assert_eq!(config_token_ids(&c), vec![1, 7, 2, 7, 3, 5, 7]);
+        let mut seen = Vec::new();
+        let dropped = remap_token_ids_at(&mut c, &mut |path, id| {
+            seen.push(path.to_string());
+            (id != 7).then_some(if id == 3 { 20 } else { id * 10 })
+        });
+        assert_eq!(
+            Value::Object(c),
+            json!({"bos_token_id": 10, "eos_token_id": [20], "vocab_size": 9, "pad_token_id": 50,
+                   "text_config": {"pad_token_id": null, "hidden_size": 4},
+                   "decoder": {"decoder_start_token_id": null}})
+        );
+        assert_eq!(
+            dropped,
+            vec![
+                "decoder.decoder_start_token_id contains 7",
+                "eos_token_id contains 7",
+                "text_config.pad_token_id = 7"
+            ]
+        );
+        assert!(seen.contains(&"text_config.pad_token_id".to_string()));
+    }
 }

@@ -22,6 +22,7 @@
 
 pub mod canonical;
 pub mod fvt;
+pub mod ids;
 
 use crate::error::{Error, Result};
 use crate::model::json::read_optional_json_object;
@@ -83,6 +84,12 @@ impl SpecialRole {
     /// Key in config.json / generation_config.json ("bos_token_id").
     pub fn id_key(self) -> String {
         format!("{}_token_id", self.name())
+    }
+
+    /// The role a config key names (`bos_token_id` → bos); `None` for other keys
+    /// (`decoder_start_token_id`, `forced_bos_token_id`, ...), whose role is their token's.
+    pub fn from_id_key(key: &str) -> Option<SpecialRole> {
+        SpecialRole::ALL.into_iter().find(|r| r.id_key() == key)
     }
 }
 
@@ -204,6 +211,24 @@ impl Vocab {
         self.family = family;
         self.added = added.into_iter().collect();
         self
+    }
+
+    /// This vocabulary with `token` in `role`: the token's id when it has one, else `token` is
+    /// added as a new special token with the next id (as `added_tokens` of tokenizer.json
+    /// would number it). Returns the vocabulary and the id.
+    pub fn with_special(mut self, role: SpecialRole, token: &str) -> (Vocab, u32) {
+        let id = match self.id(token) {
+            Some(id) => id,
+            None => {
+                let id = self.tokens.len() as u32;
+                self.tokens.push(Some(token.to_owned()));
+                self.ids.insert(token.to_owned(), id);
+                self.added.insert(id);
+                id
+            }
+        };
+        self.special.insert(role, id);
+        (self, id)
     }
 
     /// Number of ids: the largest id + 1 (rows an embedding needs).

@@ -3,15 +3,16 @@
 //! provenance (`--provenance`, JSON Lines) and the report `clp_transfer.json`. Generic file
 //! writing (safetensors shards, JSON) is [`crate::model::writer`] and [`crate::model::json`].
 
+use super::configs::OutConfigs;
 use super::options::{ApplyOptions, ApplySummary};
+use super::pad::{self, Pad};
 use super::rows::Computed;
 use crate::error::{Error, Result};
-use crate::model::json::{read_optional_json_object, write_json};
+use crate::model::json::write_json;
 use crate::model::pair::ModelPair;
-use crate::model::{ModelDir, TOKENIZER_FILES};
 use crate::tensor::MatrixRef;
-use crate::vocab::{Matching, SpecialRole, Vocab};
-use serde_json::{json, Map, Value};
+use crate::vocab::{Matching, Vocab};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,12 @@ pub(super) struct Transfer<'a> {
     pub matching: &'a Matching,
     /// What the computation left.
     pub computed: &'a Computed,
+    /// The target tokenizer, with `--pad-token` applied.
+    pub target_vocab: &'a Vocab,
+    /// The pad token chosen with `--pad-token`.
+    pub pad: Option<&'a Pad>,
+    /// The output's configs.
+    pub configs: &'a OutConfigs,
 }
 
 /// One missing row that got the fallback.
@@ -38,80 +45,24 @@ struct FallbackRow {
     reason: String,
 }
 
-/// Writes the configs and copies the tokenizer files into `out_dir`; writes the provenance to
-/// a temporary file beside its path and returns that (renamed once OUT is committed).
-pub(super) fn write_metadata(
-    t: &Transfer,
-    target_rows: usize,
-    out_dir: &Path,
-) -> Result<Option<PathBuf>> {
-    write_configs(&t.pair.source, &t.pair.target_vocab, target_rows, out_dir)?;
-    for f in TOKENIZER_FILES {
-        let from = t.pair.tokenizer_dir.join(f);
-        if from.is_file() {
-            std::fs::copy(&from, out_dir.join(f)).map_err(|e| Error::io(&from, e))?;
-        }
+/// Writes the configs and the tokenizer files into `out_dir`; writes the provenance to a
+/// temporary file beside its path and returns that (renamed once OUT is committed).
+pub(super) fn write_metadata(t: &Transfer, out_dir: &Path) -> Result<Option<PathBuf>> {
+    write_json(
+        &out_dir.join("config.json"),
+        &Value::Object(t.configs.config.clone()),
+    )?;
+    if let Some(gen) = &t.configs.generation {
+        write_json(
+            &out_dir.join("generation_config.json"),
+            &Value::Object(gen.clone()),
+        )?;
     }
+    pad::write_tokenizer_files(t.pad, &t.pair.tokenizer_dir, out_dir)?;
     match &t.opts.provenance {
         Some(p) => Ok(Some(write_provenance(t, p)?)),
         None => Ok(None),
     }
-}
-
-/// The special-token ids of the target, JSON null where the target has no token of the role.
-fn id_value(target: &Vocab, role: SpecialRole) -> Value {
-    target
-        .special
-        .get(&role)
-        .map_or(Value::Null, |&id| json!(id))
-}
-
-/// Sets every `*_token_id` key of `obj` that is present to the target's id.
-fn set_present_ids(obj: &mut Map<String, Value>, target: &Vocab) {
-    for role in SpecialRole::ALL {
-        let key = role.id_key();
-        if obj.contains_key(&key) {
-            obj.insert(key, id_value(target, role));
-        }
-    }
-}
-
-/// config.json (and generation_config.json when the source has one) with the target's
-/// vocabulary size and special-token ids.
-fn write_configs(
-    source: &ModelDir,
-    target: &Vocab,
-    target_rows: usize,
-    out_dir: &Path,
-) -> Result<()> {
-    let mut config = source.config.raw.clone();
-    config.insert("vocab_size".into(), json!(target_rows));
-    for role in SpecialRole::ALL {
-        let key = role.id_key();
-        let always = matches!(role, SpecialRole::Bos | SpecialRole::Eos | SpecialRole::Pad);
-        if config.contains_key(&key) || (always && target.special.contains_key(&role)) {
-            config.insert(key, id_value(target, role));
-        }
-    }
-    // Multimodal configs: the language model reads its own copy in text_config.
-    if let Some(Value::Object(text)) = config.get_mut("text_config") {
-        text.insert("vocab_size".into(), json!(target_rows));
-        set_present_ids(text, target);
-    }
-    write_json(&out_dir.join("config.json"), &Value::Object(config))?;
-
-    let gen_path = source.dir.join("generation_config.json");
-    if let Some(mut gen) = read_optional_json_object(&gen_path)? {
-        set_present_ids(&mut gen, target);
-        if gen.contains_key("decoder_start_token_id") {
-            gen.insert(
-                "decoder_start_token_id".into(),
-                id_value(target, SpecialRole::Bos),
-            );
-        }
-        write_json(&out_dir.join("generation_config.json"), &Value::Object(gen))?;
-    }
-    Ok(())
 }
 
 /// Writes the provenance JSON Lines to a temporary file beside `path`; returns its path.
@@ -135,7 +86,7 @@ fn write_provenance(t: &Transfer, path: &Path) -> Result<PathBuf> {
 
 /// One provenance line per by-role and per computed token, keyed by target id (unsorted).
 fn provenance_lines(t: &Transfer) -> Vec<(u32, Value)> {
-    let (matching, source, target) = (t.matching, &t.pair.source_vocab, &t.pair.target_vocab);
+    let (matching, source, target) = (t.matching, &t.pair.source_vocab, t.target_vocab);
     let mut lines: Vec<(u32, Value)> = Vec::new();
     for r in &matching.by_role {
         lines.push((
@@ -160,7 +111,7 @@ fn provenance_lines(t: &Transfer) -> Vec<(u32, Value)> {
 
 /// The provenance of missing row `i` (target id `id`).
 fn computed_line(t: &Transfer, i: usize, id: u32, fallback: Option<&str>) -> Value {
-    let (matching, target) = (t.matching, &t.pair.target_vocab);
+    let (matching, target) = (t.matching, t.target_vocab);
     let token = target.token(id);
     if let Some(reason) = fallback {
         json!({"id": id, "token": token, "method": "fallback_mean", "reason": reason,
@@ -208,7 +159,7 @@ pub(super) fn write_report(t: &Transfer, summary: &ApplySummary, out_dir: &Path)
 
 /// How each special token of the target got its row.
 fn special_tokens(t: &Transfer) -> Vec<Value> {
-    let (matching, source, target) = (t.matching, &t.pair.source_vocab, &t.pair.target_vocab);
+    let (matching, source, target) = (t.matching, &t.pair.source_vocab, t.target_vocab);
     target
         .special
         .iter()
@@ -218,6 +169,8 @@ fn special_tokens(t: &Transfer) -> Vec<Value> {
                 json!({"how": "overlap", "source_id": s, "source_token": source.token(s)})
             } else if let Some(r) = matching.by_role.iter().find(|r| r.target_id == id) {
                 json!({"how": "source_row_of_role", "source_role": r.role, "source_id": r.source_id, "source_token": source.token(r.source_id)})
+            } else if t.pad.is_some_and(|p| p.is_new() && p.id == id) {
+                json!({"how": "added_pad_token", "note": "added with --pad-token; its row is zeros (the source has no pad token)"})
             } else {
                 json!({"how": "computed", "note": "the source has no token for this role"})
             };
@@ -235,7 +188,7 @@ fn fallback_rows(t: &Transfer) -> Vec<FallbackRow> {
             let id = t.matching.missing[*i];
             FallbackRow {
                 target_id: id,
-                token: t.pair.target_vocab.token(id).map(str::to_owned),
+                token: t.target_vocab.token(id).map(str::to_owned),
                 reason: reason.clone(),
             }
         })
@@ -281,7 +234,8 @@ fn report_json(t: &Transfer, summary: &ApplySummary) -> Value {
             "overlap": summary.overlap, "special_by_role": summary.special_by_role,
             "computed": summary.computed, "fallback": summary.fallback,
         },
-        "matching": matching.report(&pair.source_vocab, &pair.target_vocab, 10),
+        "matching": matching.report(&pair.source_vocab, t.target_vocab, 10),
+        "pad_token": t.pad.map(|p| json!({"token": p.token, "id": p.id, "added": p.is_new()})),
         "special_tokens": special_tokens(t),
         "fallback": {
             "method": "mean of the overlapping source rows",

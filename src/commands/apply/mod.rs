@@ -21,9 +21,11 @@
 //! 5. **write metadata** ([`metadata`]): config, tokenizer files, provenance, report; then the
 //!    staging directory is renamed to OUT.
 
+mod configs;
 mod layout;
 mod metadata;
 mod options;
+mod pad;
 mod read;
 mod rows;
 
@@ -36,6 +38,7 @@ use crate::model::pair::{open_files, ModelPair};
 use crate::model::writer::Staging;
 use crate::vocab::{match_tokens, Matching};
 use crate::weights::{TopK, Weighting};
+use configs::{OutConfigs, Tokenizers};
 use metadata::Transfer;
 use read::Part;
 use rows::{Files, RowWriter};
@@ -45,12 +48,20 @@ use rows::{Files, RowWriter};
 pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
     let mut timer = Timer::start();
     let pair = read::read_inputs(opts)?;
+    let pad = pad::plan(opts, &pair)?;
     let parts = read::source_parts(&pair)?;
     let helper_m = read::helper_matrix(&pair)?;
     timer.lap("read");
 
-    let (matching, no_helper_row) = match_stage(opts, &pair, helper_m.rows)?;
-    let target_rows = target_rows(opts, &pair);
+    let target_vocab = pad::target_vocab(pad.as_ref(), &pair.target_vocab);
+    let (mut matching, no_helper_row) = match_stage(opts, &pair, helper_m.rows)?;
+    pad::add_pad_row(pad.as_ref(), &mut matching, &pair.source_vocab);
+    let target_rows = target_rows(opts, target_vocab.len());
+    let tokenizers = Tokenizers {
+        source: &pair.source_vocab,
+        target: &target_vocab,
+    };
+    let configs = OutConfigs::new(&pair.source, &tokenizers, parts[0].m.rows, target_rows)?;
     let staging = Staging::create(&opts.out, opts.force)?;
     // Open the GPU before reading any tensor data, so a missing adapter fails fast.
     let backend = opts.backend.create(opts.memory_bytes)?;
@@ -106,8 +117,11 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
         helper_m: &helper_m,
         matching: &matching,
         computed: &computed,
+        target_vocab: &target_vocab,
+        pad: pad.as_ref(),
+        configs: &configs,
     };
-    let provenance_tmp = metadata::write_metadata(&transfer, target_rows, &out_dir)?;
+    let provenance_tmp = metadata::write_metadata(&transfer, &out_dir)?;
     timer.lap("write");
     let adapter = (opts.backend == Backend::Gpu).then_some(backend_name);
     let summary = summarise(&transfer, &parts, target_rows, adapter, &timer);
@@ -175,8 +189,7 @@ fn match_stage(
 }
 
 /// Rows of the new vocabulary tensors: the target's tokens, padded to `--pad-to-multiple`.
-fn target_rows(opts: &ApplyOptions, pair: &ModelPair) -> usize {
-    let target_tokens = pair.target_vocab.len();
+fn target_rows(opts: &ApplyOptions, target_tokens: usize) -> usize {
     match opts.pad_to_multiple {
         Some(n) => target_tokens.next_multiple_of(n),
         None => target_tokens,
@@ -209,7 +222,7 @@ fn summarise(
         top_k: requested_top_k(&opts.weighting).to_string(),
         weighting: opts.weighting.label(),
         dtype: parts[0].m.dtype.to_string(),
-        target_tokens: pair.target_vocab.len(),
+        target_tokens: t.target_vocab.len(),
         target_rows,
         overlap: matching.overlap.len(),
         matching: matching.counts(),
@@ -217,7 +230,12 @@ fn summarise(
         computed: matching.missing.len(),
         fallback: computed.fallback.len(),
         tensors_rebuilt: parts.iter().map(|p| p.name.clone()).collect(),
-        notices: matching.notice.iter().cloned().collect(),
+        notices: matching
+            .notice
+            .iter()
+            .chain(&t.configs.notices)
+            .cloned()
+            .collect(),
         timings_s: timer.stages().clone(),
     }
 }

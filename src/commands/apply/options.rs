@@ -32,6 +32,9 @@ pub struct ApplyOptions {
     pub provenance: Option<PathBuf>,
     /// Round the number of embedding rows up to a multiple of this.
     pub pad_to_multiple: Option<usize>,
+    /// The target's pad token (`--pad-token`): a token of the target tokenizer, or a new one
+    /// added to it (and given one more embedding row).
+    pub pad_token: Option<String>,
     /// Draw progress bars on stderr.
     pub progress: bool,
     /// The command line, recorded in clp_transfer.json.

@@ -1,0 +1,161 @@
+//! The output's config.json and generation_config.json, built before any work so that their
+//! notices are known up front: `vocab_size` set to the target's rows wherever the config keeps
+//! the language model's size (the top level, `text_config`, any nested config whose
+//! `vocab_size` is the source embedding's rows), and every `*_token_id` (top level and nested,
+//! numbers or lists) carried over to the target token of the same role
+//! ([`crate::vocab::ids`]), or set to null with a notice when the target has none. A
+//! generation_config.json without a pad id gets the config's (transformers warns on every
+//! `generate` otherwise).
+
+use crate::error::Result;
+use crate::model::json::read_optional_json_object;
+use crate::model::rewrite;
+use crate::model::ModelDir;
+use crate::vocab::ids::target_id_by_role;
+use crate::vocab::{SpecialRole, Vocab};
+use serde_json::{json, Map, Value};
+
+/// The configs of the output, and what the user should know about them.
+pub(super) struct OutConfigs {
+    /// config.json.
+    pub config: Map<String, Value>,
+    /// generation_config.json, when the source has one.
+    pub generation: Option<Map<String, Value>>,
+    /// One line per id without a target counterpart.
+    pub notices: Vec<String>,
+}
+
+/// The source and target of an id mapping.
+pub(super) struct Tokenizers<'a> {
+    /// The source tokenizer (the roles ids have in the source).
+    pub source: &'a Vocab,
+    /// The target tokenizer, with `--pad-token` applied.
+    pub target: &'a Vocab,
+}
+
+impl OutConfigs {
+    /// The configs of `source` for the target tokenizer; `source_rows` are the rows of the
+    /// source input embedding, `target_rows` those of the new one.
+    pub fn new(
+        source: &ModelDir,
+        tok: &Tokenizers,
+        source_rows: usize,
+        target_rows: usize,
+    ) -> Result<OutConfigs> {
+        let mut notices = Vec::new();
+        let mut config = source.config.raw.clone();
+        set_vocab_sizes(&mut config, source_rows, target_rows);
+        remap_ids(&mut config, "config.json", tok, &mut notices);
+        for role in [SpecialRole::Bos, SpecialRole::Eos, SpecialRole::Pad] {
+            if let Some(&id) = tok.target.special.get(&role) {
+                config.entry(role.id_key()).or_insert(json!(id));
+            }
+        }
+        notices.extend(moved_positions(source, &config));
+        let gen_path = source.dir.join("generation_config.json");
+        let generation = match read_optional_json_object(&gen_path)? {
+            Some(mut gen) => {
+                remap_ids(&mut gen, "generation_config.json", tok, &mut notices);
+                if let Some(pad) = config_pad(&config) {
+                    let entry = gen.entry("pad_token_id").or_insert(Value::Null);
+                    if entry.is_null() {
+                        *entry = json!(pad);
+                    }
+                }
+                Some(gen)
+            }
+            None => None,
+        };
+        Ok(OutConfigs {
+            config,
+            generation,
+            notices,
+        })
+    }
+}
+
+/// A family that computes position ids from the pad id (RoBERTa: `pad + 1 + i`, M2M100's
+/// sinusoidal table) reads other positions when the pad id moves: said, with the numbers.
+fn moved_positions(source: &ModelDir, out: &Map<String, Value>) -> Option<String> {
+    let family = source.config.positions_from_pad()?;
+    let (old, new) = (config_pad(&source.config.raw)?, config_pad(out)?);
+    let max = source.config.raw.get("max_position_embeddings")?.as_u64()?;
+    (old != new).then(|| {
+        format!(
+            "{family} computes position ids from pad_token_id (pad + 1 + i): the target's pad id {new} differs from the source's {old}, so positions start at {} instead of {}, against max_position_embeddings {max} of the source's position table; the position embeddings are not rebuilt",
+            new + 1,
+            old + 1
+        )
+    })
+}
+
+/// The config's pad id: top level, else `text_config`.
+fn config_pad(config: &Map<String, Value>) -> Option<u64> {
+    let text = config.get("text_config").and_then(Value::as_object);
+    [Some(config), text]
+        .into_iter()
+        .flatten()
+        .find_map(|c| c.get("pad_token_id")?.as_u64())
+}
+
+/// Sets `vocab_size` in `text_config` and in every nested object whose `vocab_size` is the
+/// source's rows; at the top level when it has one or when no nested config does.
+fn set_vocab_sizes(config: &mut Map<String, Value>, source_rows: usize, target_rows: usize) {
+    let nested = set_nested_vocab_sizes(config, source_rows, target_rows);
+    if config.contains_key("vocab_size") || !nested {
+        config.insert("vocab_size".into(), json!(target_rows));
+    }
+}
+
+fn set_nested_vocab_sizes(obj: &mut Map<String, Value>, source_rows: usize, rows: usize) -> bool {
+    let mut any = false;
+    for (key, v) in obj.iter_mut() {
+        let Value::Object(inner) = v else {
+            continue;
+        };
+        let size = inner.get("vocab_size").and_then(Value::as_u64);
+        if size.is_some() && (key == "text_config" || size == Some(source_rows as u64)) {
+            inner.insert("vocab_size".into(), json!(rows));
+            any = true;
+        }
+        any |= set_nested_vocab_sizes(inner, source_rows, rows);
+    }
+    any
+}
+
+/// Carries every token id of `obj` (the file `file`) over to the target; a notice per id that
+/// has no target counterpart.
+fn remap_ids(
+    obj: &mut Map<String, Value>,
+    file: &str,
+    tok: &Tokenizers,
+    notices: &mut Vec<String>,
+) {
+    let mut misses = Vec::new();
+    let dropped = rewrite::remap_token_ids_at(obj, &mut |path, id| {
+        let key = path.rsplit('.').next().unwrap_or(path);
+        match target_id_by_role(tok.source, tok.target, key, id) {
+            Ok(t) => Some(u64::from(t)),
+            Err(miss) => {
+                misses.push(miss);
+                None
+            }
+        }
+    });
+    for (what, miss) in dropped.iter().zip(misses) {
+        let action = if what.contains(" = ") {
+            "set to null"
+        } else {
+            "removed from the list"
+        };
+        let fix = if miss.pad {
+            "; pass --pad-token TOKEN to give the target a pad token"
+        } else {
+            ""
+        };
+        notices.push(format!(
+            "{file}: {what} has no counterpart in the target tokenizer ({}); {action}{fix}",
+            miss.why
+        ));
+    }
+}
