@@ -9,7 +9,9 @@
 // Dispatch: workgroups (ceil((dim + 1) / WG), rows); one invocation per output column.
 // Overrides (no defaults; set from Rust): WG = COMBINE_WORKGROUP, at least k (each invocation
 // stages one selection).
-// Precision: source decoded to f32, f32 multiply-add in t order, tiles in order (deterministic).
+// Precision: source decoded to f32; one f32 multiply-add chain per element that starts at numer
+// (accumulate = 1) or 0 and takes the tile's selections in ascending index order, so over tiles
+// in order every row's selections are added in ascending index order whatever the tiling.
 // Bounds: columns > dim and rows ≥ params.rows skip; accumulate = 0 overwrites numer.
 
 struct Params {
@@ -31,6 +33,12 @@ struct Params {
 
 override WG: u32;
 
+const NONE: u32 = 0xffffffffu;
+
+// The row's selections as stored (tile-relative row, or NONE when outside the tile)…
+var<workgroup> staged_row: array<u32, WG>;
+var<workgroup> staged_w: array<f32, WG>;
+// …and the ones inside the tile in ascending index order, then NONE.
 var<workgroup> local_row: array<u32, WG>;
 var<workgroup> local_w: array<f32, WG>;
 
@@ -59,32 +67,47 @@ fn combine(
     if row >= params.rows {
         return;
     }
-    // Stage this row's selections; local_row = tile-relative row or 0xffffffff if elsewhere.
+    // Stage this row's selections, then place each one of this tile at its rank by index
+    // (the indices of a row are distinct).
     if lid < params.k {
         let idx = best_index[row * params.k + lid];
         let inside = idx >= params.row_offset && idx - params.row_offset < params.tile_rows;
-        local_row[lid] = select(0xffffffffu, idx - params.row_offset, inside);
-        local_w[lid] = weight[row * params.k + lid];
+        staged_row[lid] = select(NONE, idx - params.row_offset, inside);
+        staged_w[lid] = weight[row * params.k + lid];
+        local_row[lid] = NONE;
+    }
+    workgroupBarrier();
+    if lid < params.k {
+        let r = staged_row[lid];
+        if r != NONE {
+            var rank = 0u;
+            for (var t = 0u; t < params.k; t++) {
+                rank += select(0u, 1u, staged_row[t] < r);
+            }
+            local_row[rank] = r;
+            local_w[rank] = staged_w[lid];
+        }
     }
     workgroupBarrier();
     let col = wg.x * WG + lid;
     if col > params.dim {
         return;
     }
+    let out = row * (params.dim + 1u) + col;
     var acc = 0.0;
+    if params.accumulate == 1u {
+        acc = numer[out];
+    }
     for (var t = 0u; t < params.k; t++) {
         let r = local_row[t];
-        if r != 0xffffffffu {
-            var e = 1.0;
-            if col < params.dim {
-                e = decode(r * params.dim + col);
-            }
-            acc = fma(local_w[t], e, acc);
+        if r == NONE {
+            break;
         }
-    }
-    let out = row * (params.dim + 1u) + col;
-    if params.accumulate == 1u {
-        acc = numer[out] + acc;
+        var e = 1.0;
+        if col < params.dim {
+            e = decode(r * params.dim + col);
+        }
+        acc = fma(local_w[t], e, acc);
     }
     numer[out] = acc;
 }

@@ -13,10 +13,14 @@
 // (WG_SIDE = TILE / BLOCK), each a BLOCK × BLOCK block of C at rows ty + WG_SIDE i, columns
 // tx + WG_SIDE j of the workgroup's TILE × TILE tile; k in steps of TK = WG_SIDE through
 // workgroup memory (so each invocation stages BLOCK elements of each tile).
-// Overrides (no defaults; set from Rust): TILE = MATMUL_TILE, a multiple of BLOCK; the others
-// derive from it.
-// Precision: f32 multiply-add in a fixed order (deterministic). Bounds: out-of-range elements of
-// A and B load as 0; C is written only inside m × n.
+// Overrides (no defaults; set from Rust): TILE = MATMUL_TILE, a multiple of BLOCK; K_BLOCK =
+// OVERLAP_BLOCK_ROWS, a multiple of TK; the others derive from TILE.
+// Precision: f32 multiply-add in a fixed order (deterministic). K is summed in blocks of
+// K_BLOCK counted from t = 0: each block's products are accumulated from zero and then added, in
+// order, to a running total that starts at C when accumulate = 1 (else at 0). So a sum over K
+// split into dispatches at multiples of K_BLOCK has the same bits as one dispatch over all of K
+// (dense mode's G over overlap tiles). Bounds: out-of-range elements of A and B load as 0; C is
+// read and written only inside m × n.
 
 struct Params {
     m: u32,
@@ -39,6 +43,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
 override TILE: u32;
+override K_BLOCK: u32;
 const BLOCK: u32 = 4u;
 override WG_SIDE: u32 = TILE / BLOCK;
 override TK: u32 = WG_SIDE;
@@ -96,9 +101,19 @@ fn matmul(
     let col0 = wg.x * TILE;
     let tx = lid3.x;
     let ty = lid3.y;
+    // acc: the current K block's products; total: C so far plus the finished blocks.
     var acc: array<f32, BLOCK * BLOCK>;
-    for (var i = 0u; i < BLOCK * BLOCK; i++) {
-        acc[i] = 0.0;
+    var total: array<f32, BLOCK * BLOCK>;
+    for (var i = 0u; i < BLOCK; i++) {
+        for (var j = 0u; j < BLOCK; j++) {
+            acc[i * BLOCK + j] = 0.0;
+            total[i * BLOCK + j] = 0.0;
+            let r = row0 + ty + WG_SIDE * i;
+            let col = col0 + tx + WG_SIDE * j;
+            if params.accumulate == 1u && r < params.m && col < params.n {
+                total[i * BLOCK + j] = c[r * params.ldc + col];
+            }
+        }
     }
     for (var t0 = 0u; t0 < params.k; t0 += TK) {
         // Each invocation stages 4 elements of each tile; the index order follows the stored
@@ -141,6 +156,12 @@ fn matmul(
             }
         }
         workgroupBarrier();
+        if (t0 + TK) % K_BLOCK == 0u || t0 + TK >= params.k {
+            for (var i = 0u; i < BLOCK * BLOCK; i++) {
+                total[i] = total[i] + acc[i];
+                acc[i] = 0.0;
+            }
+        }
     }
     for (var i = 0u; i < BLOCK; i++) {
         let r = row0 + ty + WG_SIDE * i;
@@ -148,12 +169,7 @@ fn matmul(
             for (var j = 0u; j < BLOCK; j++) {
                 let col = col0 + tx + WG_SIDE * j;
                 if col < params.n {
-                    let idx = r * params.ldc + col;
-                    var v = acc[i * BLOCK + j];
-                    if params.accumulate == 1u {
-                        v = c[idx] + v;
-                    }
-                    c[idx] = v;
+                    c[r * params.ldc + col] = total[i * BLOCK + j];
                 }
             }
         }

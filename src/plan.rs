@@ -46,6 +46,14 @@ const PREFERRED_O_ROWS: usize = 8192;
 /// Most missing rows per tile: `combine` dispatches one workgroup row per missing row.
 const MAX_DISPATCH_ROWS: usize = MAX_WORKGROUPS_PER_DIMENSION as usize;
 
+/// Dense mode sums G = Ĥ_Oᵀ [E_O | 1] over the overlap in blocks of this many rows aligned to
+/// absolute overlap indices (each block's partial product is added to G in order, on every
+/// backend), and its overlap tiles are a multiple of it, so that G's bits do not depend on the
+/// budget. A constant, never derived from the budget; a multiple of the matmul shader's K step.
+/// 128 rows keep the smallest dense tile small while adding to G no more often than the CPU
+/// GEMM does on its own (it updates C every 256 rows of K).
+pub const OVERLAP_BLOCK_ROWS: usize = 128;
+
 /// The chosen tiling and the buffer sizes that follow from it.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct TilePlan {
@@ -207,13 +215,11 @@ impl BufferPlan {
 
 /// Chooses tile sizes for `p` within `limits`.
 pub fn plan(p: &Problem, limits: &PlanLimits) -> Result<TilePlan> {
-    let k = p.k.unwrap_or(1);
     let mut mt = p
         .missing
         .clamp(1, PREFERRED_M_ROWS.min(limits.max_m_rows.max(1)));
     mt = mt.min(MAX_DISPATCH_ROWS);
-    let o_cap = PREFERRED_O_ROWS.min(limits.max_o_rows.max(1)).max(k);
-    let mut ot = p.overlap.clamp(1, o_cap);
+    let mut ot = first_o_rows(p, limits.max_o_rows);
     loop {
         let total_of = |mt: usize, ot: usize| BufferPlan::new(p, mt, ot).total_bytes();
         let buffers = BufferPlan::new(p, mt, ot);
@@ -229,13 +235,13 @@ pub fn plan(p: &Problem, limits: &PlanLimits) -> Result<TilePlan> {
         }
         // Shrink whichever side the buffers depend on more; never below k overlap rows.
         let m_cost = total - total_of(mt / 2, ot);
-        let o_cost = total - total_of(mt, ot / 2);
+        let smaller_o = halved_o_rows(p, ot);
+        let o_cost = smaller_o.map_or(0, |o| total - total_of(mt, o));
         let can_m = mt > 1;
-        let can_o = ot / 2 >= k && ot > 1;
-        if can_m && (m_cost >= o_cost || !can_o) {
+        if can_m && (m_cost >= o_cost || smaller_o.is_none()) {
             mt /= 2;
-        } else if can_o {
-            ot /= 2;
+        } else if let Some(o) = smaller_o {
+            ot = o;
         } else {
             let (needed, limit_bytes, limit) = if big > limits.max_binding_bytes {
                 (
@@ -262,6 +268,30 @@ pub fn plan(p: &Problem, limits: &PlanLimits) -> Result<TilePlan> {
             });
         }
     }
+}
+
+/// The overlap tile before the budget shrinks it: the whole overlap or the preferred size
+/// under `cap`, never below k rows (top-k) or one [`OVERLAP_BLOCK_ROWS`] block (dense, where a
+/// tile is a whole number of blocks unless it is the whole overlap).
+fn first_o_rows(p: &Problem, cap: usize) -> usize {
+    let cap = PREFERRED_O_ROWS.min(cap.max(1));
+    let cap = match p.k {
+        Some(k) => cap.max(k),
+        None => (cap / OVERLAP_BLOCK_ROWS).max(1) * OVERLAP_BLOCK_ROWS,
+    };
+    p.overlap.clamp(1, cap)
+}
+
+/// The next smaller overlap tile after `ot`, if any: half of it, and in dense mode rounded down
+/// to whole [`OVERLAP_BLOCK_ROWS`] blocks (at least one); top-k never goes below k rows.
+fn halved_o_rows(p: &Problem, ot: usize) -> Option<usize> {
+    let half = match p.k {
+        Some(k) => Some(ot / 2).filter(|&h| h >= k.max(1)),
+        None => Some(ot / 2 / OVERLAP_BLOCK_ROWS * OVERLAP_BLOCK_ROWS)
+            .filter(|&h| h > 0)
+            .or((ot > OVERLAP_BLOCK_ROWS).then_some(OVERLAP_BLOCK_ROWS)),
+    };
+    half.filter(|&h| h < ot)
 }
 
 /// Parses a size such as `512MiB`, `2GiB`, `1.5G` or `1048576` (binary units) into bytes.

@@ -505,3 +505,69 @@ fn both_backends_stream_scattered_rows_from_files_under_tiny_budgets() {
         });
     }
 }
+
+// ---- Invariance under the tiling ----
+
+/// The bits of everything a run outputs: rows, rejected rows and the selection (indices, scores,
+/// weights).
+fn output_bits(out: &clp_gpu::ClpOutput) -> (Vec<u32>, String, Option<[Vec<u32>; 3]>) {
+    let sel = out
+        .selection
+        .as_ref()
+        .map(|s| [s.indices.clone(), bits(&s.scores), bits(&s.weights)]);
+    (bits(&out.rows), format!("{:?}", out.rejected), sel)
+}
+
+#[test]
+fn outputs_are_bit_identical_across_tilings_and_budgets() {
+    let (m, o, dh, ds) = (13, 300, 40, 24);
+    let mut rng = Rng::new(77);
+    let mut hm = clp_gpu::synthetic::embeddings(&mut rng, m, dh, 2.0);
+    hm[3 * dh..4 * dh].fill(0.0); // a rejected row keeps its status under every tiling
+    let ho = clp_gpu::synthetic::embeddings(&mut rng, o, dh, 2.0);
+    let eo = gaussian(&mut rng, o, ds);
+    let (hm, _) = encode(DType::F16, &hm);
+    let (ho, _) = encode(DType::F16, &ho);
+    let (eo, _) = encode(DType::BF16, &eo);
+    let hm = MatrixRef::new("hm", &hm, DType::F16, m, dh).unwrap();
+    let ho = MatrixRef::new("ho", &ho, DType::F16, o, dh).unwrap();
+    let eo = MatrixRef::new("eo", &eo, DType::BF16, o, ds).unwrap();
+    let mut weightings = vec![
+        Weighting::Clp { top_k: TopK::All },
+        Weighting::Clp { top_k: TopK::K(8) },
+        Weighting::Clp { top_k: TopK::K(64) },
+    ];
+    weightings.extend(other_weightings());
+    // The default plan (one tile each side), caps down to one row, ragged caps, and budgets
+    // the planner has to tile in.
+    let tilings = [
+        Tiling::DEFAULT,
+        Tiling::caps(1, 1),
+        Tiling::caps(7, 13),
+        Tiling::caps(64, 256),
+        Tiling::budget(160 << 10),
+        Tiling::budget(400 << 10),
+    ];
+    for w in &weightings {
+        let mut first: Vec<(String, _)> = Vec::new();
+        for tiling in tilings {
+            for_each_backend(tiling, |name, backend| {
+                let got = output_bits(&collect(backend, &hm, &ho, &eo, w).unwrap());
+                match first.iter().find(|(n, _)| n == name) {
+                    None => first.push((name.to_string(), got)),
+                    Some((_, want)) => {
+                        let label = format!("{name} {} {tiling:?}", w.label());
+                        assert_eq!(
+                            got.0, want.0,
+                            "{label}: rows differ from the default tiling"
+                        );
+                        assert_eq!(got.1, want.1, "{label}: rejected rows");
+                        assert_eq!(got.2, want.2, "{label}: selection");
+                    }
+                }
+            });
+        }
+        let rejected = &first[0].1 .1;
+        assert!(rejected.contains("row: 3"), "{}: {rejected}", w.label());
+    }
+}

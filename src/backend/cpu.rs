@@ -8,7 +8,7 @@
 
 use crate::backend::api::{self, stage, ClpBackend, Stats, TileOut};
 use crate::error::Result;
-use crate::plan::{plan, PlanLimits, Problem, TilePlan};
+use crate::plan::{plan, PlanLimits, Problem, TilePlan, OVERLAP_BLOCK_ROWS};
 use crate::rows::RowSet;
 use crate::tensor::DType;
 use crate::weights::{
@@ -322,6 +322,7 @@ impl Run<'_, '_> {
         let mut e1 = Vec::new();
         for (o0, o1) in self.o_tiles.clone() {
             let ot = o1 - o0;
+            debug_assert!(o0 % OVERLAP_BLOCK_ROWS == 0, "dense tile at {o0}");
             self.load_helper(false, o0, o1)?;
             self.load_source(o0, o1)?;
             let w = &self.w;
@@ -333,16 +334,19 @@ impl Run<'_, '_> {
                         dst[..ds].copy_from_slice(src);
                         dst[ds] = 1.0;
                     });
-                // G += Ĥ_Oᵀ [E_O | 1]: A = Ĥ_Oᵀ (dh × ot) read transposed.
-                gemm(
-                    (dh, ds + 1, ot),
-                    &w.ho,
-                    (1, dh),
-                    &e1,
-                    (ds + 1, 1),
-                    1.0,
-                    &mut gram,
-                );
+                // G += Ĥ_Oᵀ [E_O | 1] block by block (A = Ĥ_Oᵀ read transposed): the tile
+                // starts on a block boundary, so the sums do not depend on the tile height.
+                for (b0, b1) in api::tiles(ot, OVERLAP_BLOCK_ROWS) {
+                    gemm(
+                        (dh, ds + 1, b1 - b0),
+                        &w.ho[b0 * dh..],
+                        (1, dh),
+                        &e1[b0 * (ds + 1)..],
+                        (ds + 1, 1),
+                        1.0,
+                        &mut gram,
+                    );
+                }
             });
         }
         let s: Vec<f64> = (0..dh).map(|i| gram[i * (ds + 1) + ds] as f64).collect();
@@ -478,19 +482,32 @@ impl Run<'_, '_> {
     }
 
     /// Top-k mode: Σ_j w_j e_j over every overlap tile, then the division by Σ w and the guards.
+    /// Each row adds its selected rows in ascending overlap index, one running sum across
+    /// tiles, so the sum does not depend on where the tiles split the overlap.
     fn combine(&mut self, sel: &TopKTile) -> Result<()> {
         let ds = self.p.source_dim;
         let kk = sel.kk.max(1);
         self.w.numer.clear();
         self.w.numer.resize(sel.best.len() * ds, 0.0);
+        let by_index: Vec<Vec<(u32, f32)>> = sel
+            .best
+            .par_iter()
+            .zip(sel.weights.par_chunks(kk))
+            .map(|(b, wr)| {
+                let mut v: Vec<(u32, f32)> =
+                    b.iter().map(|p| p.1).zip(wr.iter().copied()).collect();
+                v.sort_unstable_by_key(|p| p.0);
+                v
+            })
+            .collect();
         for (o0, o1) in self.o_tiles.clone() {
             self.load_source(o0, o1)?;
             let w = &mut self.w;
             self.stats.time(stage::COMBINE, || {
                 w.numer
                     .par_chunks_mut(ds)
-                    .zip(sel.best.par_iter().zip(sel.weights.par_chunks(kk)))
-                    .for_each(|(acc, (b, wr))| accumulate(acc, b, wr, (o0, o1), &w.eo, ds));
+                    .zip(by_index.par_iter())
+                    .for_each(|(acc, sel)| accumulate(acc, sel, (o0, o1), &w.eo, ds));
             });
         }
         let t = Instant::now();
@@ -510,19 +527,22 @@ impl Run<'_, '_> {
     }
 }
 
-/// Adds `w_j · e_j` to `acc` for the selected rows `j` that fall in the overlap tile `o0..o1`
-/// (`eo_tile` holds its source rows), in selection order.
+/// Adds `w_j · e_j` to `acc` for the selected `(j, w_j)` (ascending `j`) that fall in the
+/// overlap tile `o0..o1` (`eo_tile` holds its source rows), in ascending `j`.
 fn accumulate(
     acc: &mut [f32],
-    best: &[(f32, u32)],
-    weights: &[f32],
+    by_index: &[(u32, f32)],
     (o0, o1): (usize, usize),
     eo_tile: &[f32],
     ds: usize,
 ) {
-    for (&(_, j), &wj) in best.iter().zip(weights) {
+    let start = by_index.partition_point(|p| (p.0 as usize) < o0);
+    for &(j, wj) in &by_index[start..] {
         let j = j as usize;
-        if j < o0 || j >= o1 || wj == 0.0 {
+        if j >= o1 {
+            break;
+        }
+        if wj == 0.0 {
             continue;
         }
         let e = &eo_tile[(j - o0) * ds..(j - o0 + 1) * ds];

@@ -1,9 +1,11 @@
-//! `matmul`: C (m × n) = A · B or C += A · B, f32 accumulation, [`MATMUL_TILE`]² output tiles
-//! with 4 × 4 register blocks; A is f32, B any of f32/f16/bf16 with an optional implicit ones column
+//! `matmul`: C (m × n) = A · B or C += A · B, f32 accumulation in K blocks of
+//! [`OVERLAP_BLOCK_ROWS`] (so C += A · B over K split at block multiples has the bits of one
+//! product), [`MATMUL_TILE`]² output tiles with 4 × 4 register blocks; A is f32, B any of f32/f16/bf16 with an optional implicit ones column
 //! (see `shaders/matmul.wgsl` for the layouts).
 
 use super::pipeline::{Access, Pipeline, Recorder, Shader};
 use crate::backend::gpu::context::Gpu;
+use crate::plan::OVERLAP_BLOCK_ROWS;
 
 /// Output tile side of one workgroup; the shader's `TILE` override. The workgroup is
 /// (TILE / 4) × (TILE / 4) invocations, each computing a 4 × 4 block.
@@ -15,8 +17,13 @@ const _: () = assert!(MATMUL_TILE % 4 == 0 && MATMUL_TILE > 0);
 pub(super) const SHADER: Shader = Shader {
     name: "matmul",
     wgsl: include_str!("../../shaders/matmul.wgsl"),
-    constants: &[("TILE", MATMUL_TILE as f64)],
+    constants: &[
+        ("TILE", MATMUL_TILE as f64),
+        ("K_BLOCK", OVERLAP_BLOCK_ROWS as f64),
+    ],
 };
+// The shader's K step is TILE / 4; its K blocks must be whole steps.
+const _: () = assert!(OVERLAP_BLOCK_ROWS as u32 % (MATMUL_TILE / 4) == 0);
 
 /// Mirrors `Params` in `shaders/matmul.wgsl`.
 #[repr(C)]
