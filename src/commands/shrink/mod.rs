@@ -8,9 +8,16 @@
 //! and a per-layer `layer_types` list follow. `--keep-every r` keeps layers 0, r, 2r, ... and
 //! always the last layer (the one whose output the final norm and head were trained on).
 //!
+//! Encoder-decoders (T5, mT5, BART, mBART, M2M100, Whisper) have two stacks ([`stacks`]): the
+//! choice applies to each (`--layers` indices must exist in both), or `--decoder-layers` gives
+//! the decoder its own list; both are renumbered and config.json's per-stack counts follow.
+//! T5 keeps `relative_attention_bias` in block 0 of each stack only: when block 0 is dropped,
+//! that tensor is kept under its name, which is the new first block's.
+//!
 //! Width (`--hidden-size D`): the input embedding E becomes E V_D = U_D Σ_D (rows × D), V_D the
-//! top-D right singular vectors ([`svd`]); an untied lm_head of the same shape becomes W V_D, so
-//! both live in the same reduced coordinates. V_Dᵀ (D × d, f32) is written to
+//! top-D right singular vectors ([`svd`]); stored tied copies of it (an encoder-decoder's
+//! `encoder/decoder.embed_tokens`) and an untied lm_head of the same shape become W V_D, so all
+//! live in the same reduced coordinates. V_Dᵀ (D × d, f32) is written to
 //! `embedding_projection.safetensors` (tensor `projection`): E ≈ reduced @ projection. Every
 //! other tensor keeps the old width d and config.json keeps `hidden_size`, so the result does
 //! not run as it is: it is a starting point for distillation, where training (or a learned
