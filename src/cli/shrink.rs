@@ -14,7 +14,16 @@ by its truncated-SVD coordinates E V_D = U_D Σ_D (top-D left singular vectors s
 singular values), and V_Dᵀ is written to embedding_projection.safetensors (E ≈ reduced @\n\
 projection). Only those tensors change width: all other tensors (attention, MLP, norms,\n\
 position embeddings) keep the old hidden size, as does config.json, so the result is a\n\
-skeleton to be trained (distilled) or projected before it runs.";
+skeleton to be trained (distilled) or projected before it runs.\n\
+\n\
+Encoder-decoders (T5, mT5, BART, mBART, M2M100, Whisper) have an encoder and a decoder stack:\n\
+--keep-every R applies to each; --layers LIST applies to both (every index must exist in\n\
+both) unless --decoder-layers LIST gives the decoder's own list, and then --layers (or\n\
+--keep-every, or nothing: all) is the encoder's. config.json's per-stack counts follow\n\
+(num_layers / num_decoder_layers, encoder_layers / decoder_layers / num_hidden_layers). T5's\n\
+relative_attention_bias lives in block 0 of each stack only: when block 0 is dropped, its\n\
+bias goes to the new block 0. --hidden-size reduces the shared embedding, its stored tied\n\
+copies and an untied lm_head alike.";
 
 /// Arguments of `clp-gpu shrink`.
 #[derive(Debug, clap::Args)]
@@ -29,6 +38,10 @@ pub struct ShrinkArgs {
     /// Keep exactly these layers (0-based, increasing), e.g. 1,3,5.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub layers: Option<Vec<usize>>,
+    /// Encoder-decoders only: keep exactly these decoder layers (0-based, increasing); --layers
+    /// or --keep-every then picks the encoder's.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub decoder_layers: Option<Vec<usize>>,
     /// Reduce the input embedding (and an untied lm_head of the same shape) to width D.
     #[arg(long, value_name = "D", value_parser = clap::value_parser!(u64).range(1..))]
     pub hidden_size: Option<u64>,
@@ -53,6 +66,7 @@ pub fn run(args: ShrinkArgs) -> anyhow::Result<()> {
     let opts = ShrinkOptions {
         model: args.model,
         layers,
+        decoder_layers: args.decoder_layers.map(LayerChoice::List),
         hidden_size: args.hidden_size.map(|d| d as usize),
         out: args.out,
         force: args.force,
@@ -74,6 +88,21 @@ pub fn run(args: ShrinkArgs) -> anyhow::Result<()> {
         r.bytes_before,
         r.bytes_after
     );
+    if let Some(d) = &r.decoder {
+        println!(
+            "  decoder: {} -> {} layers of {} (kept {:?})",
+            d.layers_before,
+            d.layers_kept.len(),
+            d.layer_prefix,
+            d.layers_kept
+        );
+    }
+    if !r.carried_from_block_0.is_empty() {
+        println!(
+            "  kept for the new first block: {}",
+            r.carried_from_block_0.join(", ")
+        );
+    }
     if let Some(h) = &r.hidden {
         println!(
             "  {} reduced from width {} to {} keeping {:.2}% of the spectrum{}; projection in {}",

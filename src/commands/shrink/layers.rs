@@ -75,50 +75,69 @@ impl LayerStack {
     }
 }
 
+/// Every `<prefix>.<index>.` among `names`: the indices seen under each prefix.
+pub type IndexSets<'a> = BTreeMap<&'a str, BTreeSet<usize>>;
+
+/// The indices seen under each layer prefix of `names`.
+pub fn index_sets<'a>(names: impl Iterator<Item = &'a str>) -> IndexSets<'a> {
+    let mut by_prefix: IndexSets = BTreeMap::new();
+    for n in names {
+        if let Some(p) = parse(n) {
+            by_prefix.entry(p.prefix).or_default().insert(p.index);
+        }
+    }
+    by_prefix
+}
+
+/// The stacks among `by_prefix`: prefixes whose indices run 0..L without gaps, with L.
+pub fn gapless<'a>(by_prefix: &IndexSets<'a>) -> Vec<(&'a str, usize)> {
+    by_prefix
+        .iter()
+        .filter(|(_, idx)| idx.iter().copied().eq(0..idx.len()))
+        .map(|(p, idx)| (*p, idx.len()))
+        .collect()
+}
+
+/// What was found, for error messages: `prefix.{0,1,2}, ...`.
+fn found(by_prefix: &IndexSets) -> String {
+    if by_prefix.is_empty() {
+        return "no tensor name has the form <prefix>.<layer>.<rest>".to_string();
+    }
+    by_prefix
+        .iter()
+        .map(|(p, idx)| {
+            format!(
+                "{p}.{{{}}}",
+                idx.iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The stacks with `config_layers` layers, or when that is unknown the largest ones.
+fn pick<'a>(stacks: &[(&'a str, usize)], config_layers: Option<usize>) -> Vec<(&'a str, usize)> {
+    let want = config_layers.unwrap_or_else(|| stacks.iter().map(|s| s.1).max().unwrap_or(0));
+    stacks.iter().copied().filter(|s| s.1 == want).collect()
+}
+
+/// Whether a dot-separated component of `prefix` is `role` (`encoder`, `decoder`).
+pub fn has_component(prefix: &str, role: &str) -> bool {
+    prefix.split('.').any(|c| c == role)
+}
+
 /// Finds the layer stack among `names`. `config_layers` is the config's layer count, if any.
 pub fn find_stack<'a>(
     names: impl Iterator<Item = &'a str>,
     config_layers: Option<usize>,
     describe: &str,
 ) -> Result<LayerStack> {
-    let mut by_prefix: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
-    for n in names {
-        if let Some(p) = parse(n) {
-            by_prefix.entry(p.prefix).or_default().insert(p.index);
-        }
-    }
-    // A stack has indices 0..L without gaps.
-    let stacks: Vec<(&str, usize)> = by_prefix
-        .iter()
-        .filter(|(_, idx)| idx.iter().copied().eq(0..idx.len()))
-        .map(|(p, idx)| (*p, idx.len()))
-        .collect();
-    let found = || {
-        if by_prefix.is_empty() {
-            "no tensor name has the form <prefix>.<layer>.<rest>".to_string()
-        } else {
-            by_prefix
-                .iter()
-                .map(|(p, idx)| {
-                    format!(
-                        "{p}.{{{}}}",
-                        idx.iter()
-                            .map(usize::to_string)
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    };
-    let candidates: Vec<(&str, usize)> = match config_layers {
-        Some(l) => stacks.iter().copied().filter(|s| s.1 == l).collect(),
-        None => {
-            let max = stacks.iter().map(|s| s.1).max().unwrap_or(0);
-            stacks.iter().copied().filter(|s| s.1 == max).collect()
-        }
-    };
+    let by_prefix = index_sets(names);
+    let stacks = gapless(&by_prefix);
+    let candidates = pick(&stacks, config_layers);
     match candidates.as_slice() {
         [(prefix, layers)] => Ok(LayerStack {
             prefix: prefix.to_string(),
@@ -127,10 +146,41 @@ pub fn find_stack<'a>(
         [] => Err(Error::Model(format!(
             "no stack of transformer layers found in {describe}{}: found {}; shrink needs tensors named <prefix>.<layer>.<rest> with layers 0..L",
             config_layers.map(|l| format!(" with the {l} layers config.json declares")).unwrap_or_default(),
-            found()
+            found(&by_prefix)
         ))),
         many => Err(Error::Model(format!(
-            "several layer stacks in {describe} ({}); shrink handles models with one stack (decoder-only or encoder-only)",
+            "several layer stacks in {describe} ({}); shrink handles models with one stack, or one encoder and one decoder stack",
+            many.iter().map(|(p, l)| format!("{p} with {l} layers")).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// The `role` (`encoder` / `decoder`) stack of an encoder-decoder: the stack with a prefix
+/// component `role` and the `config_layers` layers config.json declares (or, when it does not
+/// say, the largest such stack).
+pub fn find_role_stack(
+    by_prefix: &IndexSets,
+    role: &str,
+    config_layers: Option<(usize, &str)>,
+    describe: &str,
+) -> Result<LayerStack> {
+    let stacks: Vec<(&str, usize)> = gapless(by_prefix)
+        .into_iter()
+        .filter(|(p, _)| has_component(p, role))
+        .collect();
+    let candidates = pick(&stacks, config_layers.map(|c| c.0));
+    match candidates.as_slice() {
+        [(prefix, layers)] => Ok(LayerStack {
+            prefix: prefix.to_string(),
+            layers: *layers,
+        }),
+        [] => Err(Error::Model(format!(
+            "no {role} layer stack found in {describe}{}: found {}; shrink needs tensors named <prefix>.<layer>.<rest> with `{role}` in the prefix and layers 0..L",
+            config_layers.map(|(l, k)| format!(" with the {l} layers config.json declares in `{k}`")).unwrap_or_default(),
+            found(by_prefix)
+        ))),
+        many => Err(Error::Model(format!(
+            "several {role} layer stacks in {describe} ({}); set the {role} layer count in config.json to pick one",
             many.iter().map(|(p, l)| format!("{p} with {l} layers")).collect::<Vec<_>>().join(", ")
         ))),
     }
@@ -194,7 +244,17 @@ mod tests {
         assert_eq!(s.rename("model.layers.1.a", &[0, 2]), Some(None));
         assert_eq!(s.rename("model.vision.blocks.0.a", &[0, 2]), None);
         assert!(find_stack(names.iter().copied(), Some(5), "m").is_err());
-        let two = ["encoder.block.0.a", "decoder.block.0.a"];
-        assert!(find_stack(two.iter().copied(), None, "m").is_err());
+        let two = [
+            "encoder.block.0.a",
+            "decoder.block.0.a",
+            "decoder.block.1.a",
+        ];
+        assert!(find_stack(two[..2].iter().copied(), None, "m").is_err());
+        let sets = index_sets(two.iter().copied());
+        let dec = find_role_stack(&sets, "decoder", Some((2, "num_decoder_layers")), "m").unwrap();
+        assert_eq!((dec.prefix.as_str(), dec.layers), ("decoder.block", 2));
+        let enc = find_role_stack(&sets, "encoder", None, "m").unwrap();
+        assert_eq!((enc.prefix.as_str(), enc.layers), ("encoder.block", 1));
+        assert!(find_role_stack(&sets, "encoder", Some((3, "num_layers")), "m").is_err());
     }
 }

@@ -8,16 +8,27 @@
 //! and a per-layer `layer_types` list follow. `--keep-every r` keeps layers 0, r, 2r, ... and
 //! always the last layer (the one whose output the final norm and head were trained on).
 //!
+//! Encoder-decoders (T5, mT5, BART, mBART, M2M100, Whisper) have two stacks ([`stacks`]): the
+//! choice applies to each (`--layers` indices must exist in both), or `--decoder-layers` gives
+//! the decoder its own list; both are renumbered and config.json's per-stack counts follow.
+//! T5 keeps `relative_attention_bias` in block 0 of each stack only: when block 0 is dropped,
+//! that tensor is kept under its name, which is the new first block's.
+//!
 //! Width (`--hidden-size D`): the input embedding E becomes E V_D = U_D Σ_D (rows × D), V_D the
-//! top-D right singular vectors ([`svd`]); an untied lm_head of the same shape becomes W V_D, so
-//! both live in the same reduced coordinates. V_Dᵀ (D × d, f32) is written to
+//! top-D right singular vectors ([`svd`]); stored tied copies of it (an encoder-decoder's
+//! `encoder/decoder.embed_tokens`) and an untied lm_head of the same shape become W V_D, so all
+//! live in the same reduced coordinates. V_Dᵀ (D × d, f32) is written to
 //! `embedding_projection.safetensors` (tensor `projection`): E ≈ reduced @ projection. Every
 //! other tensor keeps the old width d and config.json keeps `hidden_size`, so the result does
 //! not run as it is: it is a starting point for distillation, where training (or a learned
 //! projection) adapts the layers to the narrower embedding.
 
 pub mod layers;
+pub mod select;
+pub mod stacks;
 pub mod svd;
+
+pub use select::{select_layers, LayerChoice};
 
 use crate::error::{Error, Result};
 use crate::model::json::write_json;
@@ -37,24 +48,15 @@ pub const PROJECTION_FILE: &str = "embedding_projection.safetensors";
 /// Tensor name of V_Dᵀ in [`PROJECTION_FILE`].
 pub const PROJECTION_TENSOR: &str = "projection";
 
-/// Which layers to keep.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LayerChoice {
-    /// Every layer.
-    All,
-    /// Layers 0, r, 2r, ... and the last one.
-    KeepEvery(usize),
-    /// These layers (strictly increasing).
-    List(Vec<usize>),
-}
-
 /// What `shrink` needs to know.
 #[derive(Debug, Clone)]
 pub struct ShrinkOptions {
     /// Model directory or hub id.
     pub model: String,
-    /// Layers to keep.
+    /// Layers to keep (of every stack, unless `decoder_layers` is given).
     pub layers: LayerChoice,
+    /// Layers to keep of an encoder-decoder's decoder (`layers` then applies to the encoder).
+    pub decoder_layers: Option<LayerChoice>,
     /// Reduce the input embedding to this width.
     pub hidden_size: Option<usize>,
     /// Output directory.
@@ -88,6 +90,17 @@ pub struct HiddenReport {
     pub note: String,
 }
 
+/// One more layer stack in the report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StackReport {
+    /// Name prefix of the layer tensors.
+    pub layer_prefix: String,
+    /// Layers before.
+    pub layers_before: usize,
+    /// The old indices of the kept layers, in their new order.
+    pub layers_kept: Vec<usize>,
+}
+
 /// What `shrink` did (printed by the CLI; also `shrink_report.json` in OUT).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ShrinkReport {
@@ -111,51 +124,17 @@ pub struct ShrinkReport {
     pub bytes_before: u64,
     /// Tensor bytes after (the projection file not included).
     pub bytes_after: u64,
+    /// An encoder-decoder's decoder stack (the fields above are then the encoder's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decoder: Option<StackReport>,
+    /// Block-0-only tensors (T5's `relative_attention_bias`) kept for the new first block when
+    /// the old block 0 was dropped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub carried_from_block_0: Vec<String>,
     /// The width reduction, if asked for.
     pub hidden: Option<HiddenReport>,
     /// Seconds for the whole run.
     pub seconds: f64,
-}
-
-/// The old layer indices to keep, checked against the model's `layers`.
-pub fn select_layers(choice: &LayerChoice, layers: usize) -> Result<Vec<usize>> {
-    match choice {
-        LayerChoice::All => Ok((0..layers).collect()),
-        LayerChoice::KeepEvery(0) => Err(Error::Argument(
-            "--keep-every 0: give a whole number ≥ 1 (2 keeps every other layer)".into(),
-        )),
-        LayerChoice::KeepEvery(r) => {
-            let mut kept: Vec<usize> = (0..layers).step_by(*r).collect();
-            if layers > 0 && kept.last() != Some(&(layers - 1)) {
-                kept.push(layers - 1);
-            }
-            Ok(kept)
-        }
-        LayerChoice::List(list) => {
-            let shown = list
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
-            if list.is_empty() {
-                return Err(Error::Argument(
-                    "--layers: give at least one layer index, e.g. --layers 0,2,5".into(),
-                ));
-            }
-            if let Some(&bad) = list.iter().find(|&&l| l >= layers) {
-                return Err(Error::Argument(format!(
-                    "--layers {shown}: layer {bad} does not exist; the model has layers 0..{}",
-                    layers.saturating_sub(1)
-                )));
-            }
-            if list.windows(2).any(|w| w[0] >= w[1]) {
-                return Err(Error::Argument(format!(
-                    "--layers {shown}: list each layer once, in increasing order"
-                )));
-            }
-            Ok(list.clone())
-        }
-    }
 }
 
 /// Runs the whole shrink; see the module docs. Nothing exists at `opts.out` unless this
@@ -164,13 +143,16 @@ pub fn shrink(opts: &ShrinkOptions) -> Result<ShrinkReport> {
     let started = Instant::now();
     let (model_dir, model) = read(opts)?;
     let w = &model.weights;
-    let config_layers = layers::LAYER_COUNT_KEYS
-        .iter()
-        .find_map(|k| model.config.raw.get(*k).and_then(Value::as_u64))
-        .map(|n| n as usize);
-    let stack = layers::find_stack(w.tensor_names(), config_layers, &w.describe())?;
-    let kept = select_layers(&opts.layers, stack.layers)?;
-    let mut actions = layer_actions(w, &stack, &kept);
+    let names: Vec<&str> = w.tensor_names().collect();
+    let found = stacks::plan(
+        &model.config.raw,
+        &names,
+        &w.describe(),
+        &opts.layers,
+        opts.decoder_layers.as_ref(),
+    )?;
+    let mut actions = layer_actions(w, &found);
+    let carried = carry_block0_only(w, &found, &mut actions);
     let width = match opts.hidden_size {
         Some(dim) => Some(reduce_width(&model, dim, &mut actions)?),
         None => None,
@@ -183,17 +165,26 @@ pub fn shrink(opts: &ShrinkOptions) -> Result<ShrinkReport> {
     if let Some((h, bytes)) = &width {
         write_projection(&out_dir, h, bytes)?;
     }
-    let keys_updated = write_config(&model, &stack, &kept, &out_dir)?;
+    let mut config = model.config.raw.clone();
+    let keys_updated = stacks::update_config(&mut config, &found);
+    write_json(&out_dir.join("config.json"), &Value::Object(config))?;
     rewrite::copy_files(&model_dir, &out_dir, &["generation_config.json"])?;
     rewrite::copy_files(&model_dir, &out_dir, TOKENIZER_FILES)?;
 
+    let plans = found.plans();
     let report = ShrinkReport {
         out: opts.out.clone(),
         model: model_dir.clone(),
-        layer_prefix: stack.prefix.clone(),
-        layers_before: stack.layers,
-        layers_kept: kept,
+        layer_prefix: plans[0].stack.prefix.clone(),
+        layers_before: plans[0].stack.layers,
+        layers_kept: plans[0].kept.clone(),
         config_keys_updated: keys_updated,
+        decoder: plans.get(1).map(|p| StackReport {
+            layer_prefix: p.stack.prefix.clone(),
+            layers_before: p.stack.layers,
+            layers_kept: p.kept.clone(),
+        }),
+        carried_from_block_0: carried,
         params_before: rewrite::total_params(w),
         params_after: written.params,
         bytes_before: w.total_bytes(),
@@ -211,7 +202,8 @@ pub fn shrink(opts: &ShrinkOptions) -> Result<ShrinkReport> {
 /// Checks the options and opens the model (headers only); returns its resolved directory too.
 fn read(opts: &ShrinkOptions) -> Result<(PathBuf, ModelDir)> {
     writer::check_out(&opts.out, opts.force)?;
-    if opts.layers == LayerChoice::All && opts.hidden_size.is_none() {
+    let decoder_all = matches!(opts.decoder_layers, None | Some(LayerChoice::All));
+    if opts.layers == LayerChoice::All && decoder_all && opts.hidden_size.is_none() {
         return Err(Error::Argument(
             "nothing to do: pass --keep-every R, --layers LIST and/or --hidden-size D".into(),
         ));
@@ -222,15 +214,15 @@ fn read(opts: &ShrinkOptions) -> Result<(PathBuf, ModelDir)> {
     Ok((model_dir, model))
 }
 
-/// The layer tensors: kept ones renamed to their new index, the others dropped.
-fn layer_actions(
-    w: &Weights,
-    stack: &layers::LayerStack,
-    kept: &[usize],
-) -> BTreeMap<String, TensorAction> {
+/// The layer tensors of every stack: kept ones renamed to their new index, the others dropped.
+fn layer_actions(w: &Weights, found: &stacks::Stacks) -> BTreeMap<String, TensorAction> {
     let mut actions: BTreeMap<String, TensorAction> = BTreeMap::new();
     for name in w.tensor_names() {
-        match stack.rename(name, kept) {
+        let renamed = found
+            .plans()
+            .into_iter()
+            .find_map(|p| p.stack.rename(name, &p.kept));
+        match renamed {
             None => {}
             Some(None) => {
                 actions.insert(name.to_string(), TensorAction::Drop);
@@ -267,6 +259,10 @@ fn reduce_width(
     }
     let red = svd::reduce(&e, dim, &vt.input)?;
     reduce_tensor(w, &vt.input, &red.basis, actions)?;
+    // Tied copies (an encoder-decoder's stored `encoder/decoder.embed_tokens`) follow.
+    for copy in &vt.input_copies {
+        reduce_tensor(w, copy, &red.basis, actions)?;
+    }
     let lm_head = vt
         .output
         .filter(|o| w.info(o).map(|t| &t.shape) == w.info(&vt.input).map(|t| &t.shape));
@@ -282,10 +278,12 @@ fn reduce_width(
         }
     }
     let projection = crate::tensor::DType::F32.encode(&p);
-    let reduced = match &lm_head {
-        Some(o) => format!("`{}` and `{o}`", vt.input),
-        None => format!("`{}`", vt.input),
-    };
+    let reduced = std::iter::once(&vt.input)
+        .chain(&vt.input_copies)
+        .chain(&lm_head)
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let hidden = HiddenReport {
         method: "truncated SVD E = U Σ Vᵀ (f64, via the eigen-decomposition of EᵀE): reduced embedding = E V_D = U_D Σ_D (top-D left singular vectors scaled by their singular values)".into(),
         embedding: vt.input.clone(),
@@ -360,60 +358,36 @@ fn write_projection(out_dir: &Path, h: &HiddenReport, bytes: &[u8]) -> Result<()
     Ok(())
 }
 
-/// config.json with the new layer count (and `layer_types`); returns the keys updated.
-fn write_config(
-    model: &ModelDir,
-    stack: &layers::LayerStack,
-    kept: &[usize],
-    out_dir: &Path,
-) -> Result<Vec<String>> {
-    let mut config = model.config.raw.clone();
-    let mut keys_updated = Vec::new();
-    for key in layers::LAYER_COUNT_KEYS {
-        if config.get(*key).is_some_and(Value::is_u64) {
-            config.insert(key.to_string(), Value::from(kept.len()));
-            keys_updated.push(key.to_string());
+/// Tensor names of block 0 that only block 0 has: T5 keeps its `relative_attention_bias` in
+/// block 0 of each stack and every block uses it.
+const BLOCK0_ONLY: &[&str] = &["relative_attention_bias"];
+
+/// When a stack's old block 0 is dropped, its [`BLOCK0_ONLY`] tensors the new first block lacks
+/// are kept under the same name (which is the new block 0's); returns their names.
+fn carry_block0_only(
+    w: &Weights,
+    found: &stacks::Stacks,
+    actions: &mut BTreeMap<String, TensorAction>,
+) -> Vec<String> {
+    let mut carried = Vec::new();
+    for p in found.plans() {
+        let Some(&first) = p.kept.first().filter(|&&f| f != 0) else {
+            continue;
+        };
+        for name in w.tensor_names() {
+            let Some(l) = layers::parse(name) else {
+                continue;
+            };
+            let shared = BLOCK0_ONLY.iter().any(|s| l.rest.contains(s));
+            if l.prefix != p.stack.prefix || l.index != 0 || !shared {
+                continue;
+            }
+            let own = format!("{}.{first}.{}", l.prefix, l.rest);
+            if w.info(&own).is_none() {
+                actions.insert(name.to_string(), TensorAction::Copy(name.to_string()));
+                carried.push(name.to_string());
+            }
         }
     }
-    if let Some(Value::Array(types)) = config.get("layer_types") {
-        if types.len() == stack.layers {
-            let subset: Vec<Value> = kept.iter().map(|&i| types[i].clone()).collect();
-            config.insert("layer_types".into(), Value::Array(subset));
-            keys_updated.push("layer_types".into());
-        }
-    }
-    write_json(&out_dir.join("config.json"), &Value::Object(config))?;
-    Ok(keys_updated)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keep_every_always_keeps_the_last_layer() {
-        assert_eq!(
-            select_layers(&LayerChoice::KeepEvery(2), 6).unwrap(),
-            vec![0, 2, 4, 5]
-        );
-        assert_eq!(
-            select_layers(&LayerChoice::KeepEvery(2), 5).unwrap(),
-            vec![0, 2, 4]
-        );
-        assert_eq!(
-            select_layers(&LayerChoice::KeepEvery(1), 3).unwrap(),
-            vec![0, 1, 2]
-        );
-        assert_eq!(
-            select_layers(&LayerChoice::KeepEvery(10), 3).unwrap(),
-            vec![0, 2]
-        );
-        assert!(select_layers(&LayerChoice::KeepEvery(0), 3).is_err());
-        assert!(select_layers(&LayerChoice::List(vec![1, 1]), 3).is_err());
-        assert!(select_layers(&LayerChoice::List(vec![3]), 3).is_err());
-        assert_eq!(
-            select_layers(&LayerChoice::List(vec![0, 2]), 3).unwrap(),
-            vec![0, 2]
-        );
-    }
+    carried
 }
