@@ -67,6 +67,26 @@ pub enum Error {
     /// Input data of the model is unusable (a tensor missing, a token problem, ...).
     #[error("{0}")]
     Model(String),
+    /// A row the run reads holds a NaN or an Inf.
+    #[error(
+        "{}: tensor `{tensor}` row {row}{}: element {column} is {value}; the checkpoint is corrupt: re-download or repair it (every row the transfer reads must be finite)",
+        .path.as_ref().map_or("(in memory)".into(), |p| p.display().to_string()),
+        .token.as_ref().map_or(String::new(), |t| format!(" (token {t:?})"))
+    )]
+    NonFiniteRow {
+        /// The file (`None` for a matrix in memory).
+        path: Option<PathBuf>,
+        /// The tensor.
+        tensor: String,
+        /// The stored row (the token id of the tensor's vocabulary).
+        row: usize,
+        /// The first non-finite element of the row.
+        column: usize,
+        /// "NaN" or "Inf".
+        value: &'static str,
+        /// The token of that row, where the caller knows the vocabulary.
+        token: Option<String>,
+    },
 }
 
 impl Error {

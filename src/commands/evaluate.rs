@@ -184,14 +184,18 @@ impl<'a> Rows<'a> {
         let s = file_stored(src, &files[0], &pair.src_t.input, &src_m)?;
         let h = file_stored(hlp, &files[1], &pair.hlp_t.input, &hlp_m)?;
         let (held, kept) = (&split.held, &split.kept);
-        let hidden =
-            RowSet::new("hidden helper rows", vec![h])?.select(split.pick(held, |p| p.0))?;
-        let anchor_helper =
-            RowSet::new("anchor helper rows", vec![h])?.select(split.pick(kept, |p| p.0))?;
-        let anchor_source =
-            RowSet::new("anchor source rows", vec![s])?.select(split.pick(kept, |p| p.1))?;
-        let truth =
-            RowSet::new("hidden source rows", vec![s])?.select(split.pick(held, |p| p.1))?;
+        let hidden = RowSet::new("hidden helper rows", vec![h])?
+            .tensors([&pair.hlp_t.input])
+            .select(split.pick(held, |p| p.0))?;
+        let anchor_helper = RowSet::new("anchor helper rows", vec![h])?
+            .tensors([&pair.hlp_t.input])
+            .select(split.pick(kept, |p| p.0))?;
+        let anchor_source = RowSet::new("anchor source rows", vec![s])?
+            .tensors([&pair.src_t.input])
+            .select(split.pick(kept, |p| p.1))?;
+        let truth = RowSet::new("hidden source rows", vec![s])?
+            .tensors([&pair.src_t.input])
+            .select(split.pick(held, |p| p.1))?;
         let mut bytes = Vec::new();
         truth.gather(0, truth.rows(), &mut bytes)?;
         let truth_m = MatrixRef::new(

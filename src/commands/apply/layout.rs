@@ -148,10 +148,12 @@ fn open_part(path: &Path, offset: u64, p: &Part) -> Result<OutPart> {
     })
 }
 
-/// Overlap and by-role rows: the source bytes, copied bit-exactly.
+/// Overlap and by-role rows: the source bytes, copied bit-exactly; a NaN or Inf among them is
+/// refused ([`Error::NonFiniteRow`]).
 pub(super) fn copy_matched_rows(
     targets: &[OutPart],
     stored: &[Stored],
+    parts: &[Part],
     matching: &Matching,
 ) -> Result<()> {
     let copies: Vec<(u32, u32)> = matching
@@ -161,9 +163,10 @@ pub(super) fn copy_matched_rows(
         .chain(matching.by_role.iter().map(|r| (r.target_id, r.source_id)))
         .collect();
     let mut row = Vec::new();
-    for (t, stored) in targets.iter().zip(stored) {
+    for ((t, stored), part) in targets.iter().zip(stored).zip(parts) {
         for &(tid, sid) in &copies {
             stored.read_row(sid as usize, &mut row)?;
+            stored.check_rows(&part.name, sid as usize, &row)?;
             t.write_row(tid, &row)?;
         }
     }

@@ -76,7 +76,8 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
         target_rows,
         opts.progress,
     )?;
-    layout::copy_matched_rows(&targets, &gathered.e_stored, &matching)?;
+    layout::copy_matched_rows(&targets, &gathered.e_stored, &parts, &matching)
+        .map_err(|e| rows::name_token(e, &pair))?;
     timer.lap("write");
 
     let backend_name = backend.describe();
@@ -88,7 +89,8 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
         opts.provenance.is_some(),
         bar,
     );
-    let computed = rows::compute(backend.as_ref(), &gathered, &opts.weighting, writer)?;
+    let computed = rows::compute(backend.as_ref(), &gathered, &opts.weighting, writer)
+        .map_err(|e| rows::name_token(e, &pair))?;
     timer.lap("compute");
     for (stage, secs) in &computed.seconds {
         timer.record(format!("compute: {stage}"), *secs);
