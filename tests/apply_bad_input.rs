@@ -78,10 +78,6 @@ fn fixture() -> Fixture {
 
 /// Runs apply, expecting failure; checks the one-line message contains every `needles` and
 /// that nothing was left at OUT or beside it.
-fn fails(f: &Fixture, name: &str, source: &Path, helper: &Path, extra: &[&str], needles: &[&str]) {
-    fails_with(f, name, (source, helper), extra, needles.iter().copied());
-}
-
 fn fails_with<'n>(
     f: &Fixture,
     name: &str,

@@ -232,6 +232,10 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateReport> {
     let matching = match_tokens(&pair.source_vocab, &pair.target_vocab, opts.match_mode)?;
     let notices: Vec<String> = matching.notice.iter().cloned().collect();
     let split = Split::new(matching.overlap, opts.holdout, opts.seed)?;
+    // Each weighting as it runs over the anchors: a k at or above their count means all.
+    let weightings = (opts.weightings.iter())
+        .map(|w| w.for_overlap(split.kept.len()).map_err(Error::Argument))
+        .collect::<Result<Vec<_>>>()?;
     let files = [
         open_files(&pair.source.weights)?,
         open_files(&pair.helper.weights)?,
@@ -239,7 +243,7 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateReport> {
     let rows = Rows::read(&pair, &files, &split)?;
     let mut scores = baselines(&rows, opts.seed)?;
     let backend = opts.backend.create(opts.memory_bytes)?;
-    for w in &opts.weightings {
+    for w in &weightings {
         scores.push(score_weighting(backend.as_ref(), &rows, w)?);
     }
     let (o, n_hold) = (split.overlap.len(), split.held.len());
