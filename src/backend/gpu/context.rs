@@ -78,9 +78,31 @@ pub struct Gpu {
 }
 
 fn instance() -> wgpu::Instance {
+    quiet_mesa_device_select();
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = default_backends();
     wgpu::Instance::new(desc.with_env())
+}
+
+/// Mesa's implicit Vulkan layer `VK_LAYER_MESA_device_select` orders devices for the
+/// application, probing Wayland/X11 on the way; on a headless machine that prints
+/// `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` twice when the instance is
+/// created. We choose the adapter ourselves, so the layer has nothing to do: it is switched off
+/// (`NODEVICE_SELECT=1`) for this process, unless the user configured it (`NODEVICE_SELECT` or
+/// `MESA_VK_DEVICE_SELECT` set).
+fn quiet_mesa_device_select() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let user_set = ["NODEVICE_SELECT", "MESA_VK_DEVICE_SELECT"]
+            .iter()
+            .any(|k| std::env::var_os(k).is_some());
+        if !user_set {
+            // SAFETY: done once, before the first Vulkan instance, by the thread creating it;
+            // the process's other threads (the Ctrl-C handler, idle workers) do not read the
+            // environment at that moment.
+            unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+        }
+    });
 }
 
 /// `WGPU_BACKEND` if set, else the primary backends (Vulkan, Metal, DX12): GL is opt-in, since
