@@ -26,6 +26,28 @@ pub enum Error {
     /// A GPU operation (map, poll) failed or timed out.
     #[error("GPU operation failed: {0}")]
     Gpu(String),
+    /// The adapter cannot run clp-gpu's kernels (checked before the device is opened).
+    #[error("GPU adapter {adapter} cannot run clp-gpu: {what}; choose another adapter (WGPU_ADAPTER_NAME, WGPU_BACKEND) or use --backend cpu")]
+    GpuUnsupported {
+        /// Adapter name.
+        adapter: String,
+        /// What it lacks.
+        what: String,
+    },
+    /// The GPU reported an error (validation, out of memory, internal) or the device was lost.
+    #[error("GPU {kind} while {during} on {adapter}: {msg}; {fix}")]
+    GpuFault {
+        /// Adapter name.
+        adapter: String,
+        /// What clp-gpu was doing.
+        during: String,
+        /// "validation error", "out of memory", "internal error" or "device lost".
+        kind: &'static str,
+        /// The driver's message, on one line.
+        msg: String,
+        /// What the user can do.
+        fix: &'static str,
+    },
     /// A shape or size precondition of a kernel or of the engine does not hold.
     #[error("invalid shape: {0}")]
     Shape(String),
