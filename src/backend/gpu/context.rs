@@ -213,6 +213,18 @@ impl Gpu {
         })
     }
 
+    /// Runs `f` (pipeline creation, allocation, a submission) inside wgpu error scopes; what
+    /// they catch, an earlier uncaught error or a lost device is an [`Error::GpuFault`] naming
+    /// `during`.
+    pub fn checked<T>(&self, during: &str, f: impl FnOnce() -> T) -> Result<T> {
+        (self.faults).scoped(&self.device, (&self.summary.name, during), f)
+    }
+
+    /// An uncaught GPU error or device loss recorded so far, as an error naming `during`.
+    pub fn check_faults(&self, during: &str) -> Result<()> {
+        self.faults.check(&self.summary.name, during)
+    }
+
     /// The adapter in use.
     pub fn adapter(&self) -> &AdapterSummary {
         &self.summary

@@ -1,13 +1,12 @@
 //! GPU faults as errors, never panics. Pipeline creation, buffer allocation and every
-//! submission run inside wgpu error scopes ([`Gpu::checked`]); what a scope catches (a
+//! submission run inside wgpu error scopes (`Gpu::checked`, built on [`Faults::scoped`]); what a scope catches (a
 //! validation error, out of memory, an internal error) becomes an [`Error::GpuFault`] naming
 //! what was being done and the fix. Errors outside any scope (wgpu's default would panic) and a
 //! lost device are recorded by the handlers installed when the device is opened
-//! ([`Faults::watch`]) and reported by the next checked call or wait. An adapter that cannot run
+//! ([`Faults::watch`]) and reported by the next checked call or wait (`Gpu::checked`, `Gpu::check_faults`). An adapter that cannot run
 //! the kernels at all (no compute shaders, too few storage bindings) is refused before the
 //! device is requested ([`check_adapter`]).
 
-use super::context::Gpu;
 use crate::error::{Error, Result};
 use std::sync::{Arc, Mutex};
 
@@ -71,43 +70,52 @@ fn one_line(msg: &str) -> String {
     msg.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-impl Gpu {
-    /// Runs `f` (pipeline creation, allocation, a submission) inside error scopes; an error
-    /// they catch, or an earlier uncaught one or a lost device, is an [`Error::GpuFault`]
-    /// naming `during`.
-    pub fn checked<T>(&self, during: &str, f: impl FnOnce() -> T) -> Result<T> {
-        self.check_faults(during)?;
-        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let internal = self.device.push_error_scope(wgpu::ErrorFilter::Internal);
+impl Faults {
+    /// Runs `f` inside error scopes on `device`; an error they catch, or an earlier uncaught
+    /// one or a lost device, is an [`Error::GpuFault`] naming `during` on `adapter`.
+    pub fn scoped<T>(
+        &self,
+        device: &wgpu::Device,
+        (adapter, during): (&str, &str),
+        f: impl FnOnce() -> T,
+    ) -> Result<T> {
+        self.check(adapter, during)?;
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
         let out = f();
         // Scopes pop innermost first.
         let caught = [internal.pop(), validation.pop(), oom.pop()];
         for scope in caught {
             if let Some(e) = pollster::block_on(scope) {
-                return Err(self.fault(during, kind_of(&e), &one_line(&e.to_string())));
+                return Err(fault(
+                    adapter,
+                    during,
+                    kind_of(&e),
+                    &one_line(&e.to_string()),
+                ));
             }
         }
-        self.check_faults(during)?;
+        self.check(adapter, during)?;
         Ok(out)
     }
 
     /// An uncaught error or device loss recorded so far, as an error naming `during`.
-    pub fn check_faults(&self, during: &str) -> Result<()> {
-        match self.faults.first() {
-            Some((kind, msg)) => Err(self.fault(during, kind, &msg)),
+    pub fn check(&self, adapter: &str, during: &str) -> Result<()> {
+        match self.first() {
+            Some((kind, msg)) => Err(fault(adapter, during, kind, &msg)),
             None => Ok(()),
         }
     }
+}
 
-    fn fault(&self, during: &str, kind: &'static str, msg: &str) -> Error {
-        Error::GpuFault {
-            adapter: self.adapter().name.clone(),
-            during: during.to_string(),
-            kind,
-            msg: msg.to_string(),
-            fix: fix_for(kind),
-        }
+fn fault(adapter: &str, during: &str, kind: &'static str, msg: &str) -> Error {
+    Error::GpuFault {
+        adapter: adapter.to_string(),
+        during: during.to_string(),
+        kind,
+        msg: msg.to_string(),
+        fix: fix_for(kind),
     }
 }
 
