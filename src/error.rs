@@ -26,6 +26,28 @@ pub enum Error {
     /// A GPU operation (map, poll) failed or timed out.
     #[error("GPU operation failed: {0}")]
     Gpu(String),
+    /// The adapter cannot run clp-gpu's kernels (checked before the device is opened).
+    #[error("GPU adapter {adapter} cannot run clp-gpu: {what}; choose another adapter (WGPU_ADAPTER_NAME, WGPU_BACKEND) or use --backend cpu")]
+    GpuUnsupported {
+        /// Adapter name.
+        adapter: String,
+        /// What it lacks.
+        what: String,
+    },
+    /// The GPU reported an error (validation, out of memory, internal) or the device was lost.
+    #[error("GPU {kind} while {during} on {adapter}: {msg}; {fix}")]
+    GpuFault {
+        /// Adapter name.
+        adapter: String,
+        /// What clp-gpu was doing.
+        during: String,
+        /// "validation error", "out of memory", "internal error" or "device lost".
+        kind: &'static str,
+        /// The driver's message, on one line.
+        msg: String,
+        /// What the user can do.
+        fix: &'static str,
+    },
     /// A shape or size precondition of a kernel or of the engine does not hold.
     #[error("invalid shape: {0}")]
     Shape(String),
@@ -67,6 +89,26 @@ pub enum Error {
     /// Input data of the model is unusable (a tensor missing, a token problem, ...).
     #[error("{0}")]
     Model(String),
+    /// A row the run reads holds a NaN or an Inf.
+    #[error(
+        "{}: tensor `{tensor}` row {row}{}: element {column} is {value}; the checkpoint is corrupt: re-download or repair it (every row the transfer reads must be finite)",
+        .path.as_ref().map_or("(in memory)".into(), |p| p.display().to_string()),
+        .token.as_ref().map_or(String::new(), |t| format!(" (token {t:?})"))
+    )]
+    NonFiniteRow {
+        /// The file (`None` for a matrix in memory).
+        path: Option<PathBuf>,
+        /// The tensor.
+        tensor: String,
+        /// The stored row (the token id of the tensor's vocabulary).
+        row: usize,
+        /// The first non-finite element of the row.
+        column: usize,
+        /// "NaN" or "Inf".
+        value: &'static str,
+        /// The token of that row, where the caller knows the vocabulary.
+        token: Option<String>,
+    },
 }
 
 impl Error {

@@ -62,6 +62,31 @@ impl<'a> Stored<'a> {
         self.cols * self.dtype.size_bytes()
     }
 
+    /// The file the matrix is read from (`None` in memory).
+    pub fn path(&self) -> Option<&'a Path> {
+        match self.storage {
+            Storage::File { path, .. } => Some(path),
+            Storage::Memory(_) => None,
+        }
+    }
+
+    /// Stored rows from `first` on, as read (`bytes`) from tensor `tensor`: an
+    /// [`Error::NonFiniteRow`] at the first NaN or Inf.
+    pub fn check_rows(&self, tensor: &str, first: usize, bytes: &[u8]) -> Result<()> {
+        let Some(at) = first_non_finite(self.dtype, bytes) else {
+            return Ok(());
+        };
+        let value = self.dtype.decode(bytes, at);
+        Err(Error::NonFiniteRow {
+            path: self.path().map(Path::to_path_buf),
+            tensor: tensor.to_string(),
+            row: first + at / self.cols.max(1),
+            column: at % self.cols.max(1),
+            value: if value.is_nan() { "NaN" } else { "Inf" },
+            token: None,
+        })
+    }
+
     /// Stored row `r`'s raw bytes into `dst` (resized).
     pub fn read_row(&self, r: usize, dst: &mut Vec<u8>) -> Result<()> {
         let mut scratch = Vec::new();
@@ -109,10 +134,16 @@ pub struct RowSet<'a> {
     rows: usize,
     cols: usize,
     dtype: DType,
+    /// Tensor name of each part (for errors); the set's name until [`RowSet::tensors`].
+    tensors: Vec<String>,
+    /// Refuse a NaN or Inf while gathering (sets read from a checkpoint; see [`RowSet::new`]).
+    check_finite: bool,
 }
 
 impl<'a> RowSet<'a> {
-    /// All rows of `parts` side by side (every part must have the same row count).
+    /// All rows of `parts` side by side (every part must have the same row count). Rows of
+    /// such a set are input data: a NaN or Inf in a gathered row is an
+    /// [`Error::NonFiniteRow`] naming the file, tensor and stored row.
     pub fn new(name: &str, parts: Vec<Stored<'a>>) -> Result<RowSet<'a>> {
         let Some(first) = parts.first() else {
             return Err(Error::Shape(format!("{name}: a row set needs a matrix")));
@@ -133,15 +164,28 @@ impl<'a> RowSet<'a> {
             rows: first.rows,
             cols: parts.iter().map(|p| p.cols).sum(),
             dtype,
+            tensors: vec![name.to_string(); parts.len()],
+            check_finite: true,
             parts,
             index: None,
         })
     }
 
-    /// A matrix in memory, all rows.
+    /// Names the tensor of each part (in errors), in the order of the parts.
+    pub fn tensors<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> RowSet<'a> {
+        for (slot, n) in self.tensors.iter_mut().zip(names) {
+            *slot = n.into();
+        }
+        self
+    }
+
+    /// A matrix in memory, all rows. Its values are not checked (the backends' guards reject
+    /// non-finite rows of such sets: the kernels' tests rely on it).
     pub fn from_matrix(name: &str, m: &MatrixRef<'a>) -> RowSet<'a> {
         RowSet {
             name: name.to_string(),
+            tensors: vec![name.to_string()],
+            check_finite: false,
             parts: vec![Stored::memory(m)],
             index: None,
             rows: m.rows,
@@ -205,7 +249,7 @@ impl<'a> RowSet<'a> {
         dst.resize((end - start) * rb, 0);
         let mut scratch = Vec::new();
         let mut col_byte = 0;
-        for part in &self.parts {
+        for (p, part) in self.parts.iter().enumerate() {
             let prb = part.row_bytes();
             let convert = part.dtype != self.dtype;
             let out_rb = part.cols * self.dtype.size_bytes();
@@ -218,6 +262,9 @@ impl<'a> RowSet<'a> {
                     n += 1;
                 }
                 part.with_rows(s, n, &mut scratch, |bytes| {
+                    if self.check_finite {
+                        self.check_rows(p, s, bytes)?;
+                    }
                     for r in 0..n {
                         let at = (i - start + r) * rb + col_byte;
                         let src = &bytes[r * prb..(r + 1) * prb];
@@ -230,7 +277,8 @@ impl<'a> RowSet<'a> {
                             dst[at..at + prb].copy_from_slice(src);
                         }
                     }
-                })?;
+                    Ok(())
+                })??;
                 i += n;
             }
             col_byte += out_rb;
@@ -247,11 +295,32 @@ impl<'a> RowSet<'a> {
             .collect())
     }
 
+    /// Part `p`'s stored rows from `first` on, as read (`bytes`): an error at the first NaN/Inf.
+    fn check_rows(&self, p: usize, first: usize, bytes: &[u8]) -> Result<()> {
+        self.parts[p].check_rows(&self.tensors[p], first, bytes)
+    }
+
     fn stored_row(&self, i: usize) -> usize {
         match &self.index {
             Some(ix) => ix[i] as usize,
             None => i,
         }
+    }
+}
+
+/// Index of the first NaN or ±Inf element of little-endian `bytes` of `dtype`, by the
+/// exponent bits alone (all ones), without decoding.
+pub fn first_non_finite(dtype: DType, bytes: &[u8]) -> Option<usize> {
+    match dtype {
+        DType::F32 => bytes.chunks_exact(4).position(|b| {
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & 0x7f80_0000 == 0x7f80_0000
+        }),
+        DType::F16 => bytes
+            .chunks_exact(2)
+            .position(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7c00 == 0x7c00),
+        DType::BF16 => bytes
+            .chunks_exact(2)
+            .position(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7f80 == 0x7f80),
     }
 }
 

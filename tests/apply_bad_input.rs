@@ -78,7 +78,13 @@ fn fixture() -> Fixture {
 
 /// Runs apply, expecting failure; checks the one-line message contains every `needles` and
 /// that nothing was left at OUT or beside it.
-fn fails(f: &Fixture, name: &str, source: &Path, helper: &Path, extra: &[&str], needles: &[&str]) {
+fn fails_with<'n>(
+    f: &Fixture,
+    name: &str,
+    (source, helper): (&Path, &Path),
+    extra: &[&str],
+    needles: impl Iterator<Item = &'n str>,
+) {
     let out = f.root.join(format!("out-{name}"));
     let mut args = vec![
         "--source",
@@ -131,6 +137,8 @@ struct Setup {
     source: PathBuf,
     helper: PathBuf,
     extra: Vec<String>,
+    /// Needles only known once the case is built (a row id, a token).
+    needles: Vec<String>,
 }
 
 impl Setup {
@@ -139,6 +147,7 @@ impl Setup {
             source: f.src.dir.clone(),
             helper: f.hlp.dir.clone(),
             extra: Vec::new(),
+            needles: Vec::new(),
         }
     }
     fn source(f: &Fixture, source: PathBuf) -> Setup {
@@ -246,6 +255,71 @@ fn helper_with_short_embedding(f: &Fixture, to: &Path) -> Setup {
     wte.bytes.truncate(rows * 16 * 4);
     write_weights(&d, &short, 1);
     Setup::helper(f, d)
+}
+
+/// The token-to-id map of a model directory's tokenizer.
+fn token_ids(dir: &Path) -> std::collections::HashMap<String, u32> {
+    tokenizers::Tokenizer::from_file(dir.join("tokenizer.json"))
+        .unwrap()
+        .get_vocab(true)
+}
+
+/// A token of both tokenizers (`overlap`) or of the helper's only: (token, source id, target id).
+fn pick_token(f: &Fixture, overlap: bool) -> (String, Option<u32>, u32) {
+    let (src, tgt) = (token_ids(&f.src.dir), token_ids(&f.hlp.dir));
+    let mut both: Vec<(&String, &u32)> = tgt
+        .iter()
+        .filter(|(t, _)| {
+            src.contains_key(*t) == overlap && t.chars().count() > 1 && !t.starts_with('<')
+        })
+        .collect();
+    both.sort();
+    let (t, &id) = both[0];
+    (t.clone(), src.get(t).copied(), id)
+}
+
+/// A copy of `model` in `to` with element 3 of `tensor` row `row` set to `value` (F32 weights);
+/// the needles name the file, tensor, row, value and token.
+fn poisoned(
+    model: &Model,
+    to: &Path,
+    (row, token): (u32, &str),
+    value: f32,
+) -> (PathBuf, Vec<String>) {
+    let d = copy_dir(&model.dir, to);
+    let mut tensors = model.tensors.clone();
+    let name = "transformer.wte.weight";
+    let t = tensors.iter_mut().find(|t| t.name == name).unwrap();
+    let at = (row as usize * model.dim + 3) * 4;
+    t.bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    write_weights(&d, &tensors, 1);
+    let what = if value.is_nan() { "NaN" } else { "Inf" };
+    let needles = [
+        s(&d.join("model.safetensors")).to_string(),
+        format!("`{name}` row {row} (token {token:?})"),
+        format!("element 3 is {what}"),
+    ];
+    (d, needles.to_vec())
+}
+
+/// A NaN in the source row of an overlapping token (copied into the output until refused).
+fn nan_in_source_overlap_row(f: &Fixture, to: &Path) -> Setup {
+    let (token, sid, _) = pick_token(f, true);
+    let (d, needles) = poisoned(&f.src, to, (sid.unwrap(), &token), f32::NAN);
+    Setup {
+        needles,
+        ..Setup::source(f, d)
+    }
+}
+
+/// A helper row with a NaN or an Inf (overlap: one every softmax reads; else a missing row).
+fn bad_helper_row(f: &Fixture, to: &Path, overlap: bool, value: f32) -> Setup {
+    let (token, _, tid) = pick_token(f, overlap);
+    let (d, needles) = poisoned(&f.hlp, to, (tid, &token), value);
+    Setup {
+        needles,
+        ..Setup::helper(f, d)
+    }
 }
 
 fn cases() -> Vec<Case> {
@@ -449,6 +523,22 @@ fn cases() -> Vec<Case> {
             make: helper_without_overlap,
             needles: &["no token of the target tokenizer", "tokenizer.json"],
         },
+        // A NaN or Inf in a row the run reads: named by file, tensor, row and token.
+        Case {
+            name: "nansrc",
+            make: nan_in_source_overlap_row,
+            needles: &["corrupt"],
+        },
+        Case {
+            name: "infhlp",
+            make: |f, d| bad_helper_row(f, d, true, f32::INFINITY),
+            needles: &["corrupt"],
+        },
+        Case {
+            name: "nanmissing",
+            make: |f, d| bad_helper_row(f, d, false, f32::NAN),
+            needles: &["corrupt"],
+        },
         // OUT not writable (its parent is a file).
         Case {
             name: "unwritable",
@@ -477,13 +567,13 @@ fn every_bad_input_fails_with_one_line_and_nothing_at_out() {
     for case in cases() {
         let setup = (case.make)(&f, &f.root.join(format!("case-{}", case.name)));
         let extra: Vec<&str> = setup.extra.iter().map(String::as_str).collect();
-        fails(
+        let needles = case.needles.iter().copied();
+        fails_with(
             &f,
             case.name,
-            &setup.source,
-            &setup.helper,
+            (&setup.source, &setup.helper),
             &extra,
-            case.needles,
+            needles.chain(setup.needles.iter().map(String::as_str)),
         );
     }
     // OUT exists: refused without --force (OUT is left as it was).

@@ -1,10 +1,9 @@
 //! The `apply` subcommand: clap arguments and printing; the work is [`crate::commands::apply`].
 
-use super::args::{BackendArg, WeightingArg};
+use super::args::{BackendArg, OutputArgs, WeightingArg};
 use crate::commands::apply::{apply, ApplyOptions};
 use crate::vocab::MatchMode;
 use crate::TopK;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 /// Build a target model: the source model's weights with the helper's tokenizer.
@@ -52,12 +51,9 @@ pub struct ApplyArgs {
     /// Replace OUT if it exists.
     #[arg(long)]
     pub force: bool,
-    /// Print the summary as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-    /// No progress bars and no human summary.
-    #[arg(long)]
-    pub quiet: bool,
+    /// --json and --quiet.
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Write per-token provenance (JSON Lines) to this file.
     #[arg(long, value_name = "FILE")]
     pub provenance: Option<PathBuf>,
@@ -87,18 +83,12 @@ pub fn run(args: ApplyArgs, arguments: Vec<String>) -> anyhow::Result<()> {
         provenance: args.provenance,
         pad_to_multiple: args.pad_to_multiple.map(|n| n as usize),
         pad_token: args.pad_token,
-        progress: !args.quiet && std::io::stderr().is_terminal(),
+        progress: args.output.progress(),
         arguments,
     };
     let s = apply(&opts)?;
-    if !args.quiet {
-        for n in &s.notices {
-            eprintln!("notice: {n}");
-        }
-    }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
-    } else if !args.quiet {
+    args.output.notices(&s.notices);
+    args.output.report(&s, |s| {
         println!(
             "wrote {} ({} rows, {}): {} copied ({} exact, {} canonical), {} special by role, {} computed ({} fallback) with top-k {} on {}",
             s.out.display(),
@@ -112,7 +102,6 @@ pub fn run(args: ApplyArgs, arguments: Vec<String>) -> anyhow::Result<()> {
             s.fallback,
             s.top_k,
             s.adapter.as_deref().unwrap_or(&s.backend),
-        );
-    }
-    Ok(())
+        )
+    })
 }

@@ -4,6 +4,7 @@
 use crate::backend::Backend;
 use crate::tensor::DType;
 use crate::weights::{TopK, Weighting};
+use std::io::IsTerminal;
 
 /// Compute backend on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -75,5 +76,54 @@ impl From<DTypeArg> for DType {
             DTypeArg::F16 => DType::F16,
             DTypeArg::Bf16 => DType::BF16,
         }
+    }
+}
+
+/// How a long-running command reports (apply, evaluate, trim, shrink, bench), the same on
+/// every one: `--json` prints the report as JSON on stdout; `--quiet` drops progress bars,
+/// progress lines, notices and the human summary (errors still print, and `--json` still
+/// prints the report).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct OutputArgs {
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bars and no human summary.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl OutputArgs {
+    /// Whether to draw progress bars (on stderr, when it is a terminal).
+    pub fn progress(self) -> bool {
+        !self.quiet && std::io::stderr().is_terminal()
+    }
+
+    /// A progress line or notice on stderr (not with `--quiet`).
+    pub fn say(self, line: &str) {
+        if !self.quiet {
+            eprintln!("{line}");
+        }
+    }
+
+    /// Each notice as a `notice:` line on stderr (not with `--quiet`).
+    pub fn notices(self, notices: &[String]) {
+        for n in notices {
+            self.say(&format!("notice: {n}"));
+        }
+    }
+
+    /// The report: JSON on stdout with `--json`, else `human` unless `--quiet`.
+    pub fn report<T: serde::Serialize>(
+        self,
+        report: &T,
+        human: impl FnOnce(&T),
+    ) -> anyhow::Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(report)?);
+        } else if !self.quiet {
+            human(report);
+        }
+        Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! The `bench` subcommand: clap arguments and printing; the work is [`crate::commands::bench`].
 
-use super::args::{DTypeArg, WeightingArg};
+use super::args::{DTypeArg, OutputArgs, WeightingArg};
 use crate::backend::gpu::{Engine, EngineOptions, Gpu};
 use crate::backend::{cpu::CpuBackend, ClpBackend};
 use crate::commands::bench::{BenchOptions, BenchReport, BenchShape};
@@ -74,9 +74,9 @@ pub struct BenchArgs {
     /// Seed of the synthetic inputs.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Print the report as JSON.
-    #[arg(long)]
-    json: bool,
+    /// --json and --quiet.
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 /// `--shape M,O,DH,DS`.
@@ -118,11 +118,9 @@ impl BenchArgs {
         })
     }
 
-    /// A progress line on stderr (not with --json).
+    /// A progress line on stderr (not with --quiet).
     fn say(&self, line: String) {
-        if !self.json {
-            eprintln!("{line}");
-        }
+        self.output.say(&line);
     }
 }
 
@@ -162,12 +160,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             crate::commands::bench::run(&engine, adapter, &opts)?
         }
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_report(&report);
-    }
-    Ok(())
+    args.output.report(&report, print_report)
 }
 
 /// The human report: one table row per mode, then the stages of each mode and the peak RSS.

@@ -1,8 +1,8 @@
 //! The `evaluate` subcommand: clap arguments, the grid of configurations, and the table; the
 //! work is [`crate::commands::evaluate`].
 
-use super::args::BackendArg;
-use crate::commands::evaluate::{evaluate, EvaluateOptions};
+use super::args::{BackendArg, OutputArgs};
+use crate::commands::evaluate::{evaluate, EvaluateOptions, EvaluateReport};
 use crate::vocab::MatchMode;
 use crate::{TopK, Weighting};
 
@@ -50,9 +50,9 @@ pub struct EvaluateArgs {
     /// Memory budget of the tile buffers, e.g. 512MiB.
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = crate::plan::parse_bytes)]
     pub gpu_memory: u64,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
+    /// --json and --quiet.
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// Runs `evaluate` and prints the table.
@@ -94,13 +94,12 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         memory_bytes: args.gpu_memory,
     };
     let r = evaluate(&opts)?;
-    for n in &r.notices {
-        eprintln!("notice: {n}");
-    }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-        return Ok(());
-    }
+    args.output.notices(&r.notices);
+    args.output.report(&r, |r| print_table(r, skipped))
+}
+
+/// The human report: one row per method, then the combinations that were skipped.
+fn print_table(r: &EvaluateReport, mut skipped: Vec<String>) {
     println!(
         "{} overlapping tokens: {} hidden and scored, {} anchors; {}",
         r.overlap, r.held_out, r.anchors, r.backend
@@ -141,5 +140,4 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
             skipped.join(", ")
         );
     }
-    Ok(())
 }

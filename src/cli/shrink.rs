@@ -1,6 +1,7 @@
 //! The `shrink` subcommand: clap arguments and printing; the work is [`crate::commands::shrink`].
 
-use crate::commands::shrink::{shrink, LayerChoice, ShrinkOptions};
+use super::args::OutputArgs;
+use crate::commands::shrink::{shrink, LayerChoice, ShrinkOptions, ShrinkReport};
 use std::path::PathBuf;
 
 /// `--help` text of the subcommand.
@@ -51,9 +52,9 @@ pub struct ShrinkArgs {
     /// Replace OUT if it exists.
     #[arg(long)]
     pub force: bool,
-    /// Print the report as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    /// --json and --quiet.
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// Runs `shrink` and prints its report.
@@ -72,10 +73,10 @@ pub fn run(args: ShrinkArgs) -> anyhow::Result<()> {
         force: args.force,
     };
     let r = shrink(&opts)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-        return Ok(());
-    }
+    args.output.report(&r, print_text)
+}
+
+fn print_text(r: &ShrinkReport) {
     println!(
         "wrote {}: {} -> {} layers of {} (kept {:?}); parameters {} -> {}; {} -> {} bytes",
         r.out.display(),
@@ -121,5 +122,4 @@ pub fn run(args: ShrinkArgs) -> anyhow::Result<()> {
         );
         println!("  note: {}", h.note);
     }
-    Ok(())
 }

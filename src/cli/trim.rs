@@ -1,7 +1,7 @@
 //! The `trim` subcommand: clap arguments and printing; the work is [`crate::commands::trim`].
 
+use super::args::OutputArgs;
 use crate::commands::trim::{trim, TrimOptions, TrimReport};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 /// `--help` text of the subcommand.
@@ -43,9 +43,9 @@ pub struct TrimArgs {
     /// Skip tokenizing the corpora again to check the trimmed tokenizer (halves the time).
     #[arg(long)]
     pub no_verify: bool,
-    /// Print the report as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    /// --json and --quiet.
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// Runs `trim` and prints its report.
@@ -58,15 +58,10 @@ pub fn run(args: TrimArgs) -> anyhow::Result<()> {
         out: args.out,
         force: args.force,
         verify: !args.no_verify,
-        progress: !args.json && std::io::stderr().is_terminal(),
+        progress: args.output.progress(),
     };
     let r = trim(&opts)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-    } else {
-        print_text(&r);
-    }
-    Ok(())
+    args.output.report(&r, print_text)
 }
 
 fn print_text(r: &TrimReport) {

@@ -235,14 +235,18 @@ impl<'a> Rows<'a> {
         let s = file_stored(src, &files[0], &pair.src_t.input, &src_m)?;
         let h = file_stored(hlp, &files[1], &pair.hlp_t.input, &hlp_m)?;
         let (held, kept) = (&split.held, &split.kept);
-        let hidden =
-            RowSet::new("hidden helper rows", vec![h])?.select(split.pick(held, |p| p.0))?;
-        let anchor_helper =
-            RowSet::new("anchor helper rows", vec![h])?.select(split.pick(kept, |p| p.0))?;
-        let anchor_source =
-            RowSet::new("anchor source rows", vec![s])?.select(split.pick(kept, |p| p.1))?;
-        let truth =
-            RowSet::new("hidden source rows", vec![s])?.select(split.pick(held, |p| p.1))?;
+        let hidden = RowSet::new("hidden helper rows", vec![h])?
+            .tensors([&pair.hlp_t.input])
+            .select(split.pick(held, |p| p.0))?;
+        let anchor_helper = RowSet::new("anchor helper rows", vec![h])?
+            .tensors([&pair.hlp_t.input])
+            .select(split.pick(kept, |p| p.0))?;
+        let anchor_source = RowSet::new("anchor source rows", vec![s])?
+            .tensors([&pair.src_t.input])
+            .select(split.pick(kept, |p| p.1))?;
+        let truth = RowSet::new("hidden source rows", vec![s])?
+            .tensors([&pair.src_t.input])
+            .select(split.pick(held, |p| p.1))?;
         let mut bytes = Vec::new();
         truth.gather(0, truth.rows(), &mut bytes)?;
         let truth_m = MatrixRef::new(
@@ -279,6 +283,10 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateReport> {
     let matching = match_tokens(&pair.source_vocab, &pair.target_vocab, opts.match_mode)?;
     let notices: Vec<String> = matching.notice.iter().cloned().collect();
     let split = Split::new(matching.overlap, opts.holdout, opts.seed)?;
+    // Each weighting as it runs over the anchors: a k at or above their count means all.
+    let weightings = (opts.weightings.iter())
+        .map(|w| w.for_overlap(split.kept.len()).map_err(Error::Argument))
+        .collect::<Result<Vec<_>>>()?;
     let files = [
         open_files(&pair.source.weights)?,
         open_files(&pair.helper.weights)?,
@@ -286,7 +294,7 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateReport> {
     let rows = Rows::read(&pair, &files, &split)?;
     let mut scores = baselines(&rows, opts.seed)?;
     let backend = opts.backend.create(opts.memory_bytes)?;
-    for w in &opts.weightings {
+    for w in &weightings {
         scores.push(score_weighting(backend.as_ref(), &rows, w)?);
     }
     rank(&mut scores);

@@ -10,7 +10,7 @@ use crate::plan::OVERLAP_BLOCK_ROWS;
 /// Output tile side of one workgroup; the shader's `TILE` override. The workgroup is
 /// (TILE / 4) × (TILE / 4) invocations, each computing a 4 × 4 block.
 pub const MATMUL_TILE: u32 = 64;
-const _: () = assert!(MATMUL_TILE % 4 == 0 && MATMUL_TILE > 0);
+const _: () = assert!(MATMUL_TILE.is_multiple_of(4) && MATMUL_TILE > 0);
 
 /// Values of the shader's `override` constants.
 /// The `matmul` shader and the values of its `override` constants.

@@ -161,14 +161,21 @@ pub fn write_index(dir: &Path, shards: &[OutShard]) -> Result<()> {
     crate::model::json::write_json(&dir.join(crate::model::safetensors::INDEX_FILE), &index)
 }
 
-/// The staging directory of an output; removed on drop unless committed.
+/// The staging directory of an output; removed on drop unless committed. While it lives, the
+/// process holds an exclusive advisory lock on [`LOCK_FILE`] inside it: a staging directory
+/// whose lock nobody holds was left by a killed run and is removed by the next run into the same
+/// parent ([`sweep_abandoned`]).
 #[derive(Debug)]
 pub struct Staging {
     out: PathBuf,
     tmp: PathBuf,
     force: bool,
     committed: bool,
+    lock: Option<File>,
 }
+
+/// The lock file inside a staging directory (removed before the directory becomes OUT).
+pub const LOCK_FILE: &str = ".clp-gpu.lock";
 
 /// Temporary paths of this process that must not outlive it (staging directories, provenance
 /// files before their rename).
@@ -261,11 +268,79 @@ fn sibling(out: &Path, tag: &str) -> Result<PathBuf> {
     )))
 }
 
+/// Is `name` a staging directory name (`.NAME.tmp-PID`)?
+fn is_staging_name(name: &str) -> bool {
+    name.starts_with('.')
+        && name.rsplit_once(".tmp-").is_some_and(|(head, pid)| {
+            head.len() > 1 && !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
+/// Removes the staging directories in `parent` whose owner is gone: those holding a
+/// [`LOCK_FILE`] that nobody has locked. A directory without a lock file (being created or
+/// committed, or not ours) and one whose lock is held are left alone. Says so on stderr, once
+/// per directory removed (a notice about the user's disk, shown even with `--quiet`); returns
+/// the removed paths.
+pub fn sweep_abandoned(parent: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if !is_dir || !is_staging_name(&name.to_string_lossy()) {
+            continue;
+        }
+        let dir = entry.path();
+        if owner_is_gone(&dir.join(LOCK_FILE)) && std::fs::remove_dir_all(&dir).is_ok() {
+            eprintln!(
+                "notice: removed {}, the staging directory of a run that was killed",
+                dir.display()
+            );
+            removed.push(dir);
+        }
+    }
+    removed.sort();
+    removed
+}
+
+/// Whether the lock file `lock` exists and nobody holds its lock (checked on the very file
+/// still at that path, so a lock file unlinked by a committing owner does not count).
+fn owner_is_gone(lock: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(f) = File::open(lock) else {
+        return false;
+    };
+    if f.try_lock().is_err() {
+        return false;
+    }
+    let (Ok(open), Ok(now)) = (f.metadata(), std::fs::metadata(lock)) else {
+        return false;
+    };
+    open.dev() == now.dev() && open.ino() == now.ino()
+}
+
+/// Creates the lock file in `tmp` and takes its exclusive lock (held until the file is closed).
+fn lock_staging(tmp: &Path) -> Result<File> {
+    let path = tmp.join(LOCK_FILE);
+    let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
+    f.try_lock().map_err(|e| {
+        Error::io(
+            &path,
+            std::io::Error::other(format!("cannot lock the staging directory: {e}")),
+        )
+    })?;
+    Ok(f)
+}
+
 impl Staging {
-    /// Creates the staging directory beside `out` (this is where an unwritable OUT is found).
+    /// Creates the staging directory beside `out` (this is where an unwritable OUT is found),
+    /// after removing the staging directories of killed runs in the same parent.
     pub fn create(out: &Path, force: bool) -> Result<Staging> {
         check_out(out, force)?;
         let tmp = sibling(out, "tmp")?;
+        sweep_abandoned(&parent_of(out));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         }
@@ -277,12 +352,15 @@ impl Staging {
             ))
         })?;
         track_temp(&tmp);
-        Ok(Staging {
+        let mut staging = Staging {
             out: out.to_path_buf(),
             tmp,
             force,
             committed: false,
-        })
+            lock: None,
+        };
+        staging.lock = Some(lock_staging(&staging.tmp)?);
+        Ok(staging)
     }
 
     /// The directory to write into.
@@ -290,9 +368,12 @@ impl Staging {
         &self.tmp
     }
 
-    /// Moves the staging directory to OUT (replacing an existing OUT when forced).
+    /// Moves the staging directory to OUT (replacing an existing OUT when forced). The lock
+    /// file is unlinked first, its lock held until the rename is done.
     pub fn commit(mut self) -> Result<()> {
         let io = |p: &Path, e| Error::io(p, e);
+        let lock = self.tmp.join(LOCK_FILE);
+        std::fs::remove_file(&lock).map_err(|e| io(&lock, e))?;
         if self.out.symlink_metadata().is_ok() {
             if !self.force {
                 return Err(Error::Argument(format!(

@@ -6,6 +6,7 @@
 //! wins (discrete > integrated > virtual > CPU). The device is opened with the adapter's own
 //! limits, since wgpu's defaults cap a storage binding at 128 MiB and a buffer at 256 MiB.
 
+use super::faults;
 use crate::error::{Error, Result};
 use std::time::Duration;
 
@@ -75,12 +76,36 @@ pub struct Gpu {
     /// Limits the device was opened with (the adapter's own).
     pub limits: wgpu::Limits,
     summary: AdapterSummary,
+    /// Errors no scope caught, and device loss (see [`faults`]).
+    pub(super) faults: faults::Faults,
 }
 
 fn instance() -> wgpu::Instance {
+    quiet_mesa_device_select();
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = default_backends();
     wgpu::Instance::new(desc.with_env())
+}
+
+/// Mesa's implicit Vulkan layer `VK_LAYER_MESA_device_select` orders devices for the
+/// application, probing Wayland/X11 on the way; on a headless machine that prints
+/// `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` twice when the instance is
+/// created. We choose the adapter ourselves, so the layer has nothing to do: it is switched off
+/// (`NODEVICE_SELECT=1`) for this process, unless the user configured it (`NODEVICE_SELECT` or
+/// `MESA_VK_DEVICE_SELECT` set).
+fn quiet_mesa_device_select() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let user_set = ["NODEVICE_SELECT", "MESA_VK_DEVICE_SELECT"]
+            .iter()
+            .any(|k| std::env::var_os(k).is_some());
+        if !user_set {
+            // SAFETY: done once, before the first Vulkan instance, by the thread creating it;
+            // the process's other threads (the Ctrl-C handler, idle workers) do not read the
+            // environment at that moment.
+            unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+        }
+    });
 }
 
 /// `WGPU_BACKEND` if set, else the primary backends (Vulkan, Metal, DX12): GL is opt-in, since
@@ -107,6 +132,30 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
         .collect()
 }
 
+/// The adapter to use: the first matching `WGPU_ADAPTER_NAME`, else the best.
+fn choose_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter> {
+    let adapters = sorted_adapters(instance);
+    let name_filter = std::env::var("WGPU_ADAPTER_NAME")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let chosen = match &name_filter {
+        Some(want) => {
+            let want = want.to_lowercase();
+            adapters
+                .into_iter()
+                .find(|a| a.get_info().name.to_lowercase().contains(&want))
+        }
+        None => adapters.into_iter().next(),
+    };
+    chosen.ok_or_else(|| Error::NoAdapter {
+        filter: match (&name_filter, std::env::var("WGPU_BACKEND")) {
+            (Some(n), _) => format!(" matching WGPU_ADAPTER_NAME={n}"),
+            (None, Ok(b)) => format!(" for WGPU_BACKEND={b}"),
+            _ => String::new(),
+        },
+    })
+}
+
 fn sorted_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
     let mut adapters = pollster::block_on(instance.enumerate_adapters(default_backends()));
     // Stable order: by performance class, then backend (Vulkan first), then name.
@@ -124,33 +173,28 @@ fn sorted_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
 impl Gpu {
     /// Chooses an adapter (see the module docs) and opens a device with its limits.
     pub fn new() -> Result<Gpu> {
-        let instance = instance();
-        let adapters = sorted_adapters(&instance);
-        let name_filter = std::env::var("WGPU_ADAPTER_NAME")
-            .ok()
-            .filter(|s| !s.is_empty());
-        let chosen = match &name_filter {
-            Some(want) => {
-                let want = want.to_lowercase();
-                adapters
-                    .into_iter()
-                    .find(|a| a.get_info().name.to_lowercase().contains(&want))
-            }
-            None => adapters.into_iter().next(),
-        };
-        let adapter = chosen.ok_or_else(|| Error::NoAdapter {
-            filter: match (&name_filter, std::env::var("WGPU_BACKEND")) {
-                (Some(n), _) => format!(" matching WGPU_ADAPTER_NAME={n}"),
-                (None, Ok(b)) => format!(" for WGPU_BACKEND={b}"),
-                _ => String::new(),
-            },
-        })?;
+        Self::open(|_| {})
+    }
+
+    /// Test hook (a fault switch): opens the device with limits lowered by `lower`, while the
+    /// planner keeps seeing the adapter's own limits, so a run allocates what the device
+    /// refuses; and the adapter check sees the lowered limits. Never used by the CLI.
+    #[doc(hidden)]
+    pub fn with_device_limits(lower: impl FnOnce(&mut wgpu::Limits)) -> Result<Gpu> {
+        Self::open(lower)
+    }
+
+    fn open(lower: impl FnOnce(&mut wgpu::Limits)) -> Result<Gpu> {
+        let adapter = choose_adapter(&instance())?;
         let summary = AdapterSummary::of(&adapter);
         let limits = adapter.limits();
+        let mut requested = limits.clone();
+        lower(&mut requested);
+        faults::check_adapter(&adapter, &summary.name, &requested)?;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("clp-gpu device"),
             required_features: wgpu::Features::empty(),
-            required_limits: limits.clone(),
+            required_limits: requested,
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
@@ -159,12 +203,26 @@ impl Gpu {
             adapter: summary.name.clone(),
             source,
         })?;
+        let faults = faults::Faults::watch(&device);
         Ok(Gpu {
             device,
             queue,
             limits,
             summary,
+            faults,
         })
+    }
+
+    /// Runs `f` (pipeline creation, allocation, a submission) inside wgpu error scopes; what
+    /// they catch, an earlier uncaught error or a lost device is an [`Error::GpuFault`] naming
+    /// `during`.
+    pub fn checked<T>(&self, during: &str, f: impl FnOnce() -> T) -> Result<T> {
+        (self.faults).scoped(&self.device, (&self.summary.name, during), f)
+    }
+
+    /// An uncaught GPU error or device loss recorded so far, as an error naming `during`.
+    pub fn check_faults(&self, during: &str) -> Result<()> {
+        self.faults.check(&self.summary.name, during)
     }
 
     /// The adapter in use.
@@ -218,8 +276,8 @@ impl Gpu {
                 submission_index: index,
                 timeout: Some(READBACK_TIMEOUT),
             })
-            .map(|_| ())
-            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        self.check_faults("waiting for the GPU")
     }
 }
 
@@ -269,6 +327,7 @@ impl Readback {
                 timeout: Some(READBACK_TIMEOUT),
             })
             .map_err(|e| Error::Gpu(format!("waiting for readback: {e}")))?;
+        gpu.check_faults("reading results back")?;
         rx.recv_timeout(Duration::from_secs(5))
             .map_err(|_| Error::Gpu("readback was never mapped".into()))?
             .map_err(|e| Error::Gpu(format!("mapping readback buffer: {e}")))?;

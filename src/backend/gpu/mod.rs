@@ -26,6 +26,7 @@ pub mod context;
 
 mod buffers;
 mod dense;
+mod faults;
 mod ops;
 mod stream;
 mod topk;
@@ -38,6 +39,7 @@ use crate::tensor::MatrixRef;
 use crate::weights::{ClpOutput, Weighting};
 pub use context::{grid_2d, ParamArena, Readback, MAX_WORKGROUPS_PER_DIMENSION};
 pub use context::{list_adapters, AdapterSummary, Gpu};
+pub use faults::REQUIRED_STORAGE_BUFFERS;
 
 /// Tunables of the engine.
 #[derive(Debug, Clone, Copy)]
@@ -115,7 +117,7 @@ impl Engine {
 
     /// Builds every pipeline on `gpu`.
     pub fn with_options(gpu: Gpu, options: EngineOptions) -> Result<Engine> {
-        let kernels = Kernels::new(&gpu);
+        let kernels = gpu.checked("building the compute pipelines", || Kernels::new(&gpu))?;
         Ok(Engine {
             gpu,
             kernels,

@@ -11,9 +11,13 @@ use crate::tensor::MatrixRef;
 use crate::weights::{RowStatus, Selection};
 
 impl Engine {
-    fn submit(&self, encoder: wgpu::CommandEncoder, arena: &mut ParamArena) {
-        self.gpu.queue.submit([encoder.finish()]);
+    fn submit(&self, encoder: wgpu::CommandEncoder, arena: &mut ParamArena) -> Result<()> {
+        let gpu = &self.gpu;
+        gpu.checked("submitting GPU work", || {
+            gpu.queue.submit([encoder.finish()])
+        })?;
         arena.reset();
+        Ok(())
     }
 
     /// Runs `normalize` alone on one tile (for tests): normalised f32 rows and statuses.
@@ -47,7 +51,7 @@ impl Engine {
         let rb = Readback::new(g, "normalize readback", rows_bytes + m.rows as u64 * 4);
         enc.copy_buffer_to_buffer(&dst, 0, rb.buffer(), 0, rows_bytes);
         enc.copy_buffer_to_buffer(&status, 0, rb.buffer(), rows_bytes, m.rows as u64 * 4);
-        self.submit(enc, &mut arena);
+        self.submit(enc, &mut arena)?;
         rb.read(g, rb.size_bytes(), |bytes| {
             let (r, s) = bytes.split_at(rows_bytes as usize);
             let rows = bytemuck::pod_collect_to_vec::<u8, f32>(r);
@@ -91,7 +95,7 @@ impl Engine {
         self.kernels.matmul.encode(&mut rec, params, buffers);
         let rb = Readback::new(g, "matmul readback", c_bytes);
         enc.copy_buffer_to_buffer(&c_buf, 0, rb.buffer(), 0, c_bytes);
-        self.submit(enc, &mut arena);
+        self.submit(enc, &mut arena)?;
         rb.read(g, c_bytes, bytemuck::pod_collect_to_vec::<u8, f32>)
     }
 
@@ -136,7 +140,7 @@ impl Engine {
                 arena: &mut arena,
             };
             self.kernels.topk.encode(&mut rec, params, buffers);
-            self.submit(enc, &mut arena);
+            self.submit(enc, &mut arena)?;
         }
         self.read_selection(&best_score, &best_index, rows * k, k)
     }
@@ -155,7 +159,7 @@ impl Engine {
         let mut enc = self.encoder("topk readback");
         enc.copy_buffer_to_buffer(best_score, 0, rb.buffer(), 0, n);
         enc.copy_buffer_to_buffer(best_index, 0, rb.buffer(), n, n);
-        g.queue.submit([enc.finish()]);
+        g.checked("submitting GPU work", || g.queue.submit([enc.finish()]))?;
         rb.read(g, 2 * n, |bytes| {
             let (s, i) = bytes.split_at(n as usize);
             let scores: Vec<f32> = bytemuck::pod_collect_to_vec(s);

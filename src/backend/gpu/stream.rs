@@ -109,15 +109,16 @@ impl<'e> Flow<'e> {
 
     /// Submits the open encoder. The call is timed as GPU time: some drivers (lavapipe) run
     /// the work inside the submit call itself.
-    fn submit(&mut self) -> wgpu::SubmissionIndex {
+    fn submit(&mut self) -> Result<wgpu::SubmissionIndex> {
         let t = Instant::now();
         let enc = std::mem::replace(&mut self.enc, self.engine.encoder("clp"));
-        let idx = self.engine.gpu.queue.submit([enc.finish()]);
+        let gpu = &self.engine.gpu;
+        let idx = gpu.checked("submitting GPU work", || gpu.queue.submit([enc.finish()]))?;
         self.arena.reset();
         if !self.engine.options.time_stages {
             self.stats.add(stage::GPU, t.elapsed());
         }
-        idx
+        Ok(idx)
     }
 
     fn wait(&mut self, idx: Option<wgpu::SubmissionIndex>, stage: &str) -> Result<()> {
@@ -134,7 +135,7 @@ impl<'e> Flow<'e> {
             return Ok(());
         }
         let t = Instant::now();
-        let idx = self.submit();
+        let idx = self.submit()?;
         self.engine.gpu.wait_for(Some(idx))?;
         self.in_flight = None;
         self.stats.add(stage, t.elapsed());
@@ -145,7 +146,7 @@ impl<'e> Flow<'e> {
     /// (and their queued uploads) are in flight, and the host gathers tile n+1 while the GPU
     /// works on tile n.
     pub fn submit_bounded(&mut self) -> Result<()> {
-        let idx = self.submit();
+        let idx = self.submit()?;
         if let Some(prev) = self.in_flight.replace(idx) {
             self.wait(Some(prev), stage::GPU)?;
         }
@@ -154,7 +155,7 @@ impl<'e> Flow<'e> {
 
     /// Submits the open encoder and waits for all work.
     pub fn submit_and_drain(&mut self) -> Result<()> {
-        let idx = self.submit();
+        let idx = self.submit()?;
         self.in_flight = None;
         self.wait(Some(idx), stage::GPU)
     }
@@ -250,8 +251,10 @@ impl Engine {
             return Ok(Stats::default());
         }
         let tp = self.plan(&p)?;
-        let b = Buffers::new(&self.gpu, &BufferPlan::new(&p, tp.m_rows, tp.o_rows));
-        let mut flow = Flow::new(self);
+        let buffers = BufferPlan::new(&p, tp.m_rows, tp.o_rows);
+        let (b, mut flow) = self.gpu.checked("allocating the tile buffers", || {
+            (Buffers::new(&self.gpu, &buffers), Flow::new(self))
+        })?;
         flow.stats.tiles = (tp.m_rows, tp.o_rows);
         flow.stats.buffer_bytes = tp.gpu_bytes;
         let mut run = Run {

@@ -145,10 +145,11 @@ fn open_part(path: &Path, offset: u64, p: &Part) -> Result<OutPart> {
 }
 
 /// Overlap and by-role rows, and the `extra` `(target id, source id)` copies: the source bytes,
-/// copied bit-exactly.
+/// copied bit-exactly; a NaN or Inf among them is refused ([`Error::NonFiniteRow`]).
 pub(super) fn copy_matched_rows(
     targets: &[OutPart],
     stored: &[Stored],
+    parts: &[Part],
     matching: &Matching,
     extra: &[(u32, u32)],
 ) -> Result<()> {
@@ -160,9 +161,10 @@ pub(super) fn copy_matched_rows(
         .chain(extra.iter().copied())
         .collect();
     let mut row = Vec::new();
-    for (t, stored) in targets.iter().zip(stored) {
+    for ((t, stored), part) in targets.iter().zip(stored).zip(parts) {
         for &(tid, sid) in &copies {
             stored.read_row(sid as usize, &mut row)?;
+            stored.check_rows(&part.name, sid as usize, &row)?;
             t.write_row(tid, &row)?;
         }
     }

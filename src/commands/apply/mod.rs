@@ -56,6 +56,10 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
     let target_vocab = pad::target_vocab(pad.as_ref(), &pair.target_vocab);
     let (mut matching, no_helper_row) = match_stage(opts, &pair, helper_m.rows)?;
     pad::add_pad_row(pad.as_ref(), &mut matching, &pair.source_vocab);
+    // The weighting as run: a k at or above the overlap means all of it.
+    let weighting = (opts.weighting)
+        .for_overlap(matching.overlap.len())
+        .map_err(Error::Argument)?;
     let target_rows = target_rows(opts, target_vocab.len());
     let tokenizers = Tokenizers {
         source: &pair.source_vocab,
@@ -90,9 +94,11 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
     layout::copy_matched_rows(
         &targets,
         &gathered.e_stored,
+        &parts,
         &matching,
         &no_helper_row.copies,
-    )?;
+    )
+    .map_err(|e| rows::name_token(e, &pair))?;
     rows::write_fixed_rows(&targets, &no_helper_row.fallback, &gathered.fallback_row)?;
     timer.lap("write");
 
@@ -105,7 +111,8 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
         opts.provenance.is_some(),
         bar,
     );
-    let computed = rows::compute(backend.as_ref(), &gathered, &opts.weighting, writer)?;
+    let computed = rows::compute(backend.as_ref(), &gathered, &weighting, writer)
+        .map_err(|e| rows::name_token(e, &pair))?;
     timer.lap("compute");
     for (stage, secs) in &computed.seconds {
         timer.record(format!("compute: {stage}"), *secs);
@@ -124,7 +131,13 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
     let provenance_tmp = metadata::write_metadata(&transfer, &out_dir)?;
     timer.lap("write");
     let adapter = (opts.backend == Backend::Gpu).then_some(backend_name);
-    let summary = summarise(&transfer, &parts, target_rows, adapter, &timer);
+    let summary = summarise(
+        &transfer,
+        &weighting,
+        &parts,
+        (target_rows, adapter),
+        &timer,
+    );
     metadata::write_report(&transfer, &summary, &out_dir)?;
     staging.commit()?;
     if let (Some(tmp), Some(p)) = (provenance_tmp, &opts.provenance) {
@@ -204,11 +217,13 @@ fn requested_top_k(w: &Weighting) -> TopK {
     }
 }
 
+/// The report of a finished run; `weighting` is the one that ran (after
+/// [`Weighting::for_overlap`]).
 fn summarise(
     t: &Transfer,
+    weighting: &Weighting,
     parts: &[Part],
-    target_rows: usize,
-    adapter: Option<String>,
+    (target_rows, adapter): (usize, Option<String>),
     timer: &Timer,
 ) -> ApplySummary {
     let (opts, pair, matching, computed) = (t.opts, t.pair, t.matching, t.computed);
@@ -219,8 +234,8 @@ fn summarise(
         target_tokenizer: pair.tokenizer_dir.clone(),
         backend: opts.backend.name().to_string(),
         adapter,
-        top_k: requested_top_k(&opts.weighting).to_string(),
-        weighting: opts.weighting.label(),
+        top_k: requested_top_k(weighting).to_string(),
+        weighting: weighting.label(),
         dtype: parts[0].m.dtype.to_string(),
         target_tokens: t.target_vocab.len(),
         target_rows,

@@ -58,12 +58,18 @@ pub(super) fn gather<'a>(
         .iter()
         .map(|p| file_stored(source, files.source, &p.name, &p.m))
         .collect::<Result<Vec<_>>>()?;
-    let e_overlap = RowSet::new("source overlap rows", e_stored.clone())?.select(overlap_src)?;
-    let h_stored = file_stored(helper, files.helper, &files.pair.hlp_t.input, helper_m)?;
-    let h_overlap = RowSet::new("helper overlap rows", vec![h_stored])?.select(overlap_tgt)?;
-    let h_missing =
-        RowSet::new("helper missing rows", vec![h_stored])?.select(matching.missing.clone())?;
-    let fallback_row = mean_rows(&e_overlap)?;
+    let e_overlap = RowSet::new("source overlap rows", e_stored.clone())?
+        .tensors(parts.iter().map(|p| p.name.as_str()))
+        .select(overlap_src)?;
+    let h_name = &files.pair.hlp_t.input;
+    let h_stored = file_stored(helper, files.helper, h_name, helper_m)?;
+    let h_overlap = RowSet::new("helper overlap rows", vec![h_stored])?
+        .tensors([h_name])
+        .select(overlap_tgt)?;
+    let h_missing = RowSet::new("helper missing rows", vec![h_stored])?
+        .tensors([h_name])
+        .select(matching.missing.clone())?;
+    let fallback_row = mean_rows(&e_overlap).map_err(|e| name_token(e, files.pair))?;
     Ok(Gathered {
         e_stored,
         e_overlap,
@@ -71,6 +77,42 @@ pub(super) fn gather<'a>(
         h_missing,
         fallback_row,
     })
+}
+
+/// A non-finite row named by its token: a row of a source file is a source token, any other
+/// (helper rows) a target token. Other errors pass through.
+pub(super) fn name_token(e: Error, pair: &ModelPair) -> Error {
+    let Error::NonFiniteRow {
+        path,
+        tensor,
+        row,
+        column,
+        value,
+        token: None,
+    } = e
+    else {
+        return e;
+    };
+    let is_source = path
+        .as_ref()
+        .is_some_and(|p| pair.source.weights.files.iter().any(|f| &f.path == p));
+    let vocab = if is_source {
+        &pair.source_vocab
+    } else {
+        &pair.target_vocab
+    };
+    let token = u32::try_from(row)
+        .ok()
+        .and_then(|id| vocab.token(id))
+        .map(str::to_string);
+    Error::NonFiniteRow {
+        path,
+        tensor,
+        row,
+        column,
+        value,
+        token,
+    }
 }
 
 /// What the computation left besides the rows themselves.

@@ -1,0 +1,188 @@
+//! Top-k as run (a k at or above the overlap means all of it; a selection over more than 256
+//! tokens is refused in one line), staging directories of killed runs removed by the next run
+//! (by their unheld advisory lock), and `--quiet`/`--json` the same on every long-running
+//! command.
+
+mod fixtures;
+
+use clp_gpu::tensor::DType;
+use fixtures::*;
+use std::path::Path;
+
+fn model(dir: &Path, lang: Lang, size: usize, seed: u64) -> Model {
+    build_model(
+        dir,
+        &ModelSpec {
+            arch: Arch::Gpt2,
+            vocab: Vocab::Trained {
+                lang,
+                size,
+                pad_rows: 0,
+            },
+            dim: 16,
+            dtype: DType::F32,
+            shards: 1,
+            seed,
+            ..Default::default()
+        },
+    )
+}
+
+fn apply_args<'a>(
+    src: &'a Model,
+    hlp: &'a Model,
+    out: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut a = vec![
+        "--source",
+        s(&src.dir),
+        "--helper",
+        s(&hlp.dir),
+        "--out",
+        s(out),
+        "--backend",
+        "cpu",
+    ];
+    a.extend(extra);
+    a
+}
+
+#[test]
+fn top_k_at_or_above_the_overlap_is_dense_and_a_large_selection_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = model(&tmp.path().join("src"), Lang::English, 300, 1);
+    let hlp = model(&tmp.path().join("hlp"), Lang::German, 280, 2);
+    let out = tmp.path().join("out");
+    let r = ok_json(run(
+        "apply",
+        &apply_args(&src, &hlp, &out, &["--top-k", "5000", "--json", "--quiet"]),
+    ));
+    assert!(r["overlap"].as_u64().unwrap() < 5000);
+    assert_eq!(r["top_k"], "all", "{r}");
+    check_output(&src, &hlp, &out, clp_gpu::weights::TopK::All, None);
+
+    // 450 overlapping tokens: softmax over 300, and a clp k between the selection limit and
+    // the overlap, are refused in one line stating the limit.
+    let big_src = model(&tmp.path().join("bigsrc"), Lang::English, 450, 3);
+    let big = model(&tmp.path().join("big"), Lang::English, 500, 4);
+    let cases: [(&[&str], &[&str]); 2] = [
+        (
+            &["--top-k", "300", "--weighting", "softmax"],
+            &["--top-k 300", "at most 256", "450 tokens overlap"],
+        ),
+        (
+            &["--top-k", "280"],
+            &["--top-k 280", "at most 256", "450 tokens overlap"],
+        ),
+    ];
+    for (i, (extra, needles)) in cases.iter().enumerate() {
+        let out = tmp.path().join(format!("refused{i}"));
+        let o = run("apply", &apply_args(&big_src, &big, &out, extra));
+        assert_fails_cleanly(o, &out, needles);
+    }
+}
+
+#[test]
+fn staging_directories_of_killed_runs_are_removed_and_live_ones_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = model(&tmp.path().join("src"), Lang::English, 300, 1);
+    let hlp = model(&tmp.path().join("hlp"), Lang::German, 280, 2);
+    let parent = tmp.path().join("outs");
+    std::fs::create_dir(&parent).unwrap();
+    let lock = clp_gpu::model::writer::LOCK_FILE;
+    let staging = |name: &str| {
+        let d = parent.join(name);
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("model.safetensors"), vec![0u8; 4096]).unwrap();
+        d
+    };
+    let dead = staging(".old.tmp-4242");
+    std::fs::write(dead.join(lock), "").unwrap();
+    let live = staging(".busy.tmp-4343");
+    let held = std::fs::File::create(live.join(lock)).unwrap();
+    held.lock().unwrap();
+    let unlocked_foreign = staging(".notours.tmp-4444"); // no lock file: not ours to judge
+
+    let out = parent.join("out");
+    let o = run("apply", &apply_args(&src, &hlp, &out, &["--quiet"]));
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    ok(o);
+    assert!(!dead.exists(), "the killed run's staging directory stays");
+    assert!(live.exists() && unlocked_foreign.exists());
+    assert!(
+        stderr.contains("notice: removed") && stderr.contains(".old.tmp-4242"),
+        "{stderr}"
+    );
+    assert!(!out.join(lock).exists(), "the lock file reached OUT");
+    drop(held);
+}
+
+#[test]
+fn quiet_and_json_behave_the_same_on_every_long_running_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = model(&tmp.path().join("src"), Lang::English, 300, 1);
+    let hlp = model(&tmp.path().join("hlp"), Lang::German, 280, 2);
+    let corpus = tmp.path().join("corpus.txt");
+    std::fs::write(
+        &corpus,
+        "the quick brown fox jumps over the lazy dog\n".repeat(20),
+    )
+    .unwrap();
+    let (d, h) = (s(&src.dir), s(&hlp.dir));
+    let outs = |n: &str| tmp.path().join(n).to_str().unwrap().to_string();
+    let (o1, o2, o3, o4, o5, o6) = (
+        outs("a1"),
+        outs("a2"),
+        outs("t1"),
+        outs("t2"),
+        outs("s1"),
+        outs("s2"),
+    );
+    let bench = ["--shape", "20,30,8,8", "--backend", "cpu"];
+    let commands: Vec<(&str, Vec<&str>, Vec<&str>)> = vec![
+        (
+            "apply",
+            vec![
+                "--source",
+                d,
+                "--helper",
+                h,
+                "--backend",
+                "cpu",
+                "--out",
+                &o1,
+            ],
+            vec!["--out", &o2],
+        ),
+        (
+            "evaluate",
+            vec!["--source", d, "--helper", h, "--backend", "cpu"],
+            vec![],
+        ),
+        (
+            "trim",
+            vec!["--model", d, "--corpus", s(&corpus), "--out", &o3],
+            vec!["--out", &o4],
+        ),
+        (
+            "shrink",
+            vec!["--model", d, "--layers", "0", "--out", &o5],
+            vec!["--out", &o6],
+        ),
+        ("bench", bench.to_vec(), vec![]),
+    ];
+    for (cmd, args, second) in commands {
+        let o = run(cmd, &[args.clone(), vec!["--quiet"]].concat());
+        let stdout = ok(o);
+        assert!(stdout.is_empty(), "{cmd} --quiet printed: {stdout}");
+        let mut again = args.clone();
+        if !second.is_empty() {
+            // A second output directory for the JSON run.
+            let at = again.iter().position(|a| *a == second[0]).unwrap();
+            again[at + 1] = second[1];
+        }
+        let r = ok_json(run(cmd, &[again, vec!["--json"]].concat()));
+        assert!(r.is_object(), "{cmd} --json: {r}");
+    }
+}
