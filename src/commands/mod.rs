@@ -5,5 +5,7 @@ pub mod apply;
 pub mod bench;
 pub mod evaluate;
 pub mod inspect;
+#[cfg(feature = "perplexity")]
+pub mod perplexity;
 pub mod shrink;
 pub mod trim;
