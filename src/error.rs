@@ -109,6 +109,26 @@ pub enum Error {
         /// The token of that row, where the caller knows the vocabulary.
         token: Option<String>,
     },
+    /// A model family that `perplexity` cannot run.
+    #[error("{path}: model_type {model_type:?} is not supported by perplexity (it runs: {supported}); score this model in Python instead")]
+    UnsupportedModel {
+        /// The model's config.json.
+        path: PathBuf,
+        /// Its `model_type`.
+        model_type: String,
+        /// The families that do run.
+        supported: String,
+    },
+    /// candle could not build or run a model (a config key it needs, a tensor missing, ...).
+    #[error("{path}: {model_type} model: {msg}; check config.json and the safetensors against the transformers checkpoint of this family")]
+    Candle {
+        /// The model directory.
+        path: PathBuf,
+        /// Its `model_type`.
+        model_type: String,
+        /// candle's message.
+        msg: String,
+    },
 }
 
 impl Error {

@@ -8,6 +8,8 @@ pub mod bench;
 pub mod devices;
 pub mod evaluate;
 pub mod inspect;
+#[cfg(feature = "perplexity")]
+pub mod perplexity;
 pub mod shrink;
 pub mod trim;
 
@@ -42,6 +44,8 @@ enum Command {
     // trim and shrink carry their help (short and long) on their argument structs.
     Trim(trim::TrimArgs),
     Shrink(shrink::ShrinkArgs),
+    #[cfg(feature = "perplexity")]
+    Perplexity(perplexity::PerplexityArgs),
     /// List every GPU adapter wgpu can use, with the limits that matter to clp-gpu.
     Devices {
         /// Print JSON instead of text.
@@ -91,6 +95,8 @@ fn dispatch(cli: Cli, words: Vec<String>) -> anyhow::Result<()> {
         Command::Evaluate(args) => evaluate::run(args),
         Command::Trim(args) => trim::run(args),
         Command::Shrink(args) => shrink::run(args),
+        #[cfg(feature = "perplexity")]
+        Command::Perplexity(args) => perplexity::run(args),
         Command::Devices { json } => devices::run(json),
         Command::Bench(args) => bench::run(args),
     }

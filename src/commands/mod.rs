@@ -6,6 +6,8 @@ pub mod apply;
 pub mod bench;
 pub mod evaluate;
 pub mod inspect;
+#[cfg(feature = "perplexity")]
+pub mod perplexity;
 pub mod shrink;
 pub mod stream;
 pub mod timer;

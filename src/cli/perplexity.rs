@@ -1,0 +1,94 @@
+//! The `perplexity` subcommand: clap arguments and the table; the work is
+//! [`crate::commands::perplexity`].
+
+use crate::commands::perplexity::{perplexity, PerplexityOptions, PerplexityReport};
+use crate::model::hub::resolve_model_dir;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// Score models on a text: bits per UTF-8 byte (comparable across tokenizers), perplexity per
+/// token, tokens per byte.
+///
+/// Each document is tokenized with the model's own tokenizer.json (no special tokens), prefixed
+/// with the config's bos_token_id when it has one, and scored in consecutive windows of
+/// --context tokens on the CPU (candle, f32). Several --model give one table over exactly the
+/// same documents.
+#[derive(Debug, clap::Args)]
+pub struct PerplexityArgs {
+    /// A model to score: a directory, or an `org/name` id in the local HF cache. Repeat for a table.
+    #[arg(long = "model", value_name = "DIR|ID", required = true)]
+    pub models: Vec<String>,
+    /// UTF-8 documents: JSON Lines with a "text" field, or plain text with one document per line.
+    #[arg(long, value_name = "FILE")]
+    pub text: PathBuf,
+    /// Window length in tokens, BOS included; clamped to max_position_embeddings.
+    #[arg(long, default_value_t = 1024)]
+    pub context: usize,
+    /// Stop before the document that would take the text past this many bytes (e.g. 1MiB).
+    #[arg(long, value_name = "SIZE", value_parser = crate::plan::parse_bytes)]
+    pub max_bytes: Option<u64>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Runs `perplexity` and prints the table (or JSON).
+pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
+    let models = args
+        .models
+        .iter()
+        .map(|spec| resolve_model_dir(spec, "--model"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let opts = PerplexityOptions {
+        models,
+        text: args.text,
+        context: args.context,
+        max_bytes: args.max_bytes,
+        progress: !args.quiet && !args.json && std::io::stderr().is_terminal(),
+    };
+    let report = perplexity(&opts)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+fn print_table(r: &PerplexityReport) {
+    let dropped = if r.documents_dropped > 0 {
+        format!(" ({} more left out by --max-bytes)", r.documents_dropped)
+    } else {
+        String::new()
+    };
+    println!(
+        "{}: {} documents, {} UTF-8 bytes{dropped}",
+        r.text, r.documents, r.bytes
+    );
+    println!(
+        "{:<40} {:>12} {:>8} {:>10} {:>8} {:>10} {:>10} {:>9}",
+        "model", "type", "context", "tokens", "tok/byte", "nats/tok", "ppl/tok", "bits/byte"
+    );
+    for m in &r.models {
+        println!(
+            "{:<40} {:>12} {:>8} {:>10} {:>8.4} {:>10.4} {:>10.3} {:>9.4}",
+            m.model,
+            m.model_type,
+            m.context,
+            m.tokens,
+            m.tokens_per_byte,
+            m.nats_per_token,
+            m.perplexity,
+            m.bits_per_byte
+        );
+    }
+    for m in r.models.iter().filter(|m| m.scored_tokens < m.tokens) {
+        println!(
+            "{}: no bos_token_id, so the first token of each of its {} windows is not scored ({} of {} tokens scored)",
+            m.model, m.windows, m.scored_tokens, m.tokens
+        );
+    }
+}

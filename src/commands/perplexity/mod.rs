@@ -1,0 +1,189 @@
+//! `perplexity`: how well a model predicts a text, in figures that compare across tokenizers
+//! (bits per UTF-8 byte). The step-0 check after `apply`: score the source, the helper and the
+//! transferred model on the same documents.
+//!
+//! Stages: [`text`] reads the documents and applies `--max-bytes`; [`model`] loads each model
+//! directory into a candle-transformers network; [`window`] cuts each tokenized document into
+//! windows and turns log-probabilities into the reported figures. Every model scores exactly the
+//! same documents.
+
+pub mod model;
+pub mod text;
+pub mod window;
+
+use crate::error::{Error, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+pub use model::{LanguageModel, SUPPORTED_MODEL_TYPES};
+use std::path::PathBuf;
+use std::time::Instant;
+pub use text::{read_documents, Documents, TextFormat};
+pub use window::{scored_tokens, windows, Totals};
+
+/// What to score.
+#[derive(Debug, Clone)]
+pub struct PerplexityOptions {
+    /// Model directories, each scored on the same documents.
+    pub models: Vec<PathBuf>,
+    /// The text file (JSON Lines or one document per line).
+    pub text: PathBuf,
+    /// Window length in tokens, BOS included; clamped to each model's positions.
+    pub context: usize,
+    /// Stop before the document that would take the total past this many bytes.
+    pub max_bytes: Option<u64>,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// The figures of one model.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelScore {
+    /// The model directory.
+    pub model: String,
+    /// Its `model_type`.
+    pub model_type: String,
+    /// The window length used (after clamping), BOS included.
+    pub context: usize,
+    /// Whether windows start with the config's BOS.
+    pub bos: Option<u32>,
+    /// Documents scored.
+    pub documents: u64,
+    /// Their UTF-8 bytes.
+    pub bytes: u64,
+    /// Text tokens (BOS excluded).
+    pub tokens: u64,
+    /// Text tokens scored (without a BOS the first of each window is not).
+    pub scored_tokens: u64,
+    /// Windows run.
+    pub windows: u64,
+    /// Text tokens per byte.
+    pub tokens_per_byte: f64,
+    /// Mean negative log-likelihood per scored token, in nats.
+    pub nats_per_token: f64,
+    /// exp(nats per token).
+    pub perplexity: f64,
+    /// Negative log-likelihood of the text in bits per UTF-8 byte.
+    pub bits_per_byte: f64,
+    /// Wall time of loading and scoring, in seconds.
+    pub seconds: f64,
+}
+
+/// The report of a `perplexity` run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PerplexityReport {
+    /// The text file.
+    pub text: String,
+    /// How it was read.
+    pub format: TextFormat,
+    /// Documents scored (the same for every model).
+    pub documents: u64,
+    /// Their UTF-8 bytes.
+    pub bytes: u64,
+    /// Documents left out by `--max-bytes`.
+    pub documents_dropped: usize,
+    /// One entry per model, in the order given.
+    pub models: Vec<ModelScore>,
+}
+
+/// Scores every model on the documents of `opts.text`.
+pub fn perplexity(opts: &PerplexityOptions) -> Result<PerplexityReport> {
+    if opts.context < 2 {
+        return Err(Error::Argument(format!(
+            "--context {}: a window needs at least 2 tokens (one to predict from, one to predict)",
+            opts.context
+        )));
+    }
+    if opts.models.is_empty() {
+        return Err(Error::Argument("give at least one --model".into()));
+    }
+    let docs = read_documents(&opts.text, opts.max_bytes)?;
+    let mut models = Vec::new();
+    for dir in &opts.models {
+        let start = Instant::now();
+        let mut lm = LanguageModel::load(dir)?;
+        let context = opts.context.min(lm.max_positions).max(2);
+        let bar = docs_bar(opts.progress, docs.docs.len() as u64, dir);
+        let mut totals = Totals::default();
+        for doc in &docs.docs {
+            let logprobs = score_document(&mut lm, doc, context)?;
+            add_document(&mut totals, doc, &logprobs, lm.bos.is_some(), context);
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        models.push(ModelScore {
+            model: dir.display().to_string(),
+            model_type: lm.model_type.clone(),
+            context,
+            bos: lm.bos,
+            documents: totals.documents,
+            bytes: totals.bytes,
+            tokens: totals.tokens,
+            scored_tokens: totals.scored_tokens,
+            windows: totals.windows,
+            tokens_per_byte: totals.tokens_per_byte(),
+            nats_per_token: totals.nats_per_token(),
+            perplexity: totals.perplexity(),
+            bits_per_byte: totals.bits_per_byte(),
+            seconds: start.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(PerplexityReport {
+        text: opts.text.display().to_string(),
+        format: docs.format,
+        documents: docs.docs.len() as u64,
+        bytes: docs.bytes,
+        documents_dropped: docs.dropped,
+        models,
+    })
+}
+
+/// Per-document log-probabilities of the scored tokens, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentScore {
+    /// The document's text-token ids.
+    pub tokens: Vec<u32>,
+    /// `ln p` of each scored token, window after window.
+    pub log_probs: Vec<f64>,
+}
+
+/// Tokenizes `doc` and scores it in windows of `context` positions (BOS included).
+pub fn score_document(lm: &mut LanguageModel, doc: &str, context: usize) -> Result<DocumentScore> {
+    let tokens = lm.tokenize(doc)?;
+    let log_probs = score_tokens(lm, &tokens, context)?;
+    Ok(DocumentScore { tokens, log_probs })
+}
+
+/// Scores `tokens` in windows of `context` positions, each starting with the model's BOS when
+/// it has one.
+pub fn score_tokens(lm: &mut LanguageModel, tokens: &[u32], context: usize) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(tokens.len());
+    for range in windows(tokens.len(), lm.bos.is_some(), context) {
+        let mut ids = Vec::with_capacity(context);
+        ids.extend(lm.bos);
+        ids.extend_from_slice(&tokens[range]);
+        out.extend(lm.window_log_probs(&ids)?);
+    }
+    Ok(out)
+}
+
+fn add_document(totals: &mut Totals, doc: &str, score: &DocumentScore, bos: bool, context: usize) {
+    let n = score.tokens.len();
+    totals.documents += 1;
+    totals.bytes += doc.len() as u64;
+    totals.tokens += n as u64;
+    totals.scored_tokens += scored_tokens(n, bos, context) as u64;
+    totals.windows += windows(n, bos, context).len() as u64;
+    totals.nats -= score.log_probs.iter().sum::<f64>();
+}
+
+fn docs_bar(enabled: bool, total: u64, dir: &std::path::Path) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(total).with_message(format!("scoring {}", dir.display()));
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} documents ({eta} left)")
+    {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb
+}

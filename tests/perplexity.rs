@@ -1,0 +1,331 @@
+//! `perplexity`: the arithmetic against values computed another way (uniform logits give
+//! ln V nats per token; identical weights give identical figures; windows at context ± 1 add up
+//! to the single-window scores), the forward pass of every supported family against
+//! transformers (tests/fixtures/perplexity/reference.json, written by
+//! tests/python/perplexity_reference.py), and the CLI end to end.
+#![cfg(feature = "perplexity")]
+
+use clp_gpu::commands::perplexity::{
+    perplexity, score_tokens, LanguageModel, PerplexityOptions, SUPPORTED_MODEL_TYPES,
+};
+use std::path::{Path, PathBuf};
+
+const V: f64 = 700.0;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/perplexity")
+}
+
+/// A model directory for `family` in `root`: the fixture's config and weights plus the shared
+/// tokenizer.
+fn model_dir(root: &Path, family: &str, name: &str) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixtures().join(family).join(f), dir.join(f)).unwrap();
+    }
+    std::fs::copy(
+        fixtures().join("tokenizer.json"),
+        dir.join("tokenizer.json"),
+    )
+    .unwrap();
+    dir
+}
+
+/// Rewrites `dir/model.safetensors` with the tensors named in `zero` set to 0 (f32 fixtures).
+fn zero_tensors(dir: &Path, zero: &[&str]) {
+    use safetensors::tensor::TensorView;
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, t)| {
+            let data = if zero.contains(&name.as_str()) {
+                vec![0u8; t.data().len()]
+            } else {
+                t.data().to_vec()
+            };
+            (name, t.dtype(), t.shape().to_vec(), data)
+        })
+        .collect();
+    for z in zero {
+        assert!(owned.iter().any(|(n, ..)| n == z), "no tensor {z}");
+    }
+    let views: Vec<(String, TensorView)> = owned
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, None, &path).unwrap();
+}
+
+fn set_config(dir: &Path, key: &str, value: serde_json::Value) {
+    let path = dir.join("config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    c[key] = value;
+    std::fs::write(&path, serde_json::to_string_pretty(&c).unwrap()).unwrap();
+}
+
+fn write_text(dir: &Path, name: &str, content: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+fn options(models: Vec<PathBuf>, text: PathBuf, context: usize) -> PerplexityOptions {
+    PerplexityOptions {
+        models,
+        text,
+        context,
+        max_bytes: None,
+        progress: false,
+    }
+}
+
+fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let (mut worst, mut at, mut fails) = (0.0f64, 0, 0);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let d = (g - w).abs();
+        if d > tol {
+            fails += 1;
+        }
+        if d > worst {
+            (worst, at) = (d, i);
+        }
+    }
+    assert!(
+        fails == 0,
+        "{what}: {fails} of {} differ by more than {tol}; worst at {at}: {} vs {}",
+        got.len(),
+        got[at],
+        want[at]
+    );
+}
+
+const DOCS: &str = "{\"text\": \"The quick brown fox jumps over the lazy dog.\"}\n{\"text\": \"Zwölf Boxkämpfer jagen Viktor\\nquer über den Deich.\"}\n";
+
+#[test]
+fn perplexity_uniform_logits_give_log2_vocab_bits_per_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path(), "llama", "uniform");
+    zero_tensors(&dir, &["lm_head.weight", "model.norm.weight"]);
+    let text = write_text(tmp.path(), "docs.jsonl", DOCS);
+    for context in [2, 5, 64] {
+        let r = perplexity(&options(vec![dir.clone()], text.clone(), context)).unwrap();
+        let m = &r.models[0];
+        assert_eq!(m.scored_tokens, m.tokens, "BOS: every token scored");
+        assert!((m.nats_per_token - V.ln()).abs() < 1e-6, "{m:?}");
+        let bits_per_token = m.bits_per_byte * m.bytes as f64 / m.tokens as f64;
+        assert!((bits_per_token - V.log2()).abs() < 1e-6, "{m:?}");
+        assert!((m.perplexity - V).abs() < 1e-3);
+        assert_eq!(m.bytes, 44 + 50, "UTF-8 bytes of the texts as given");
+    }
+}
+
+#[test]
+fn perplexity_identical_weights_give_identical_figures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = write_text(tmp.path(), "docs.jsonl", DOCS);
+    for family in ["llama", "qwen2"] {
+        let a = model_dir(tmp.path(), family, &format!("{family}-a"));
+        let b = model_dir(tmp.path(), family, &format!("{family}-b"));
+        let r = perplexity(&options(vec![a, b], text.clone(), 16)).unwrap();
+        let (x, y) = (&r.models[0], &r.models[1]);
+        assert_eq!(
+            (x.tokens, x.scored_tokens, x.windows),
+            (y.tokens, y.scored_tokens, y.windows)
+        );
+        assert_eq!(
+            x.bits_per_byte.to_bits(),
+            y.bits_per_byte.to_bits(),
+            "{family}"
+        );
+        assert_eq!(x.nats_per_token.to_bits(), y.nats_per_token.to_bits());
+        assert!(x.bits_per_byte.is_finite() && x.bits_per_byte > 0.0);
+    }
+}
+
+/// Around the document length n: contexts n + 1 and n + 2 are one window (same scores); context
+/// n is two windows, whose scores are the single-window scores of the first n - 1 tokens and of
+/// the last token alone.
+#[test]
+fn perplexity_windows_exact_at_context_plus_minus_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (family, tol) in [("llama", 1e-9), ("qwen2", 1e-5), ("gemma2", 1e-9)] {
+        let mut lm = LanguageModel::load(&model_dir(tmp.path(), family, family)).unwrap();
+        let tokens = lm.tokenize("The quick brown fox jumps.").unwrap();
+        let n = tokens.len();
+        assert!(n >= 4 && n + 2 <= lm.max_positions, "{n}");
+        let one = score_tokens(&mut lm, &tokens, n + 1).unwrap();
+        let wider = score_tokens(&mut lm, &tokens, n + 2).unwrap();
+        assert_eq!(one.len(), n);
+        assert_close(family, &wider, &one, 0.0);
+        let two = score_tokens(&mut lm, &tokens, n).unwrap();
+        let mut pieces = score_tokens(&mut lm, &tokens[..n - 1], 64).unwrap();
+        pieces.extend(score_tokens(&mut lm, &tokens[n - 1..], 64).unwrap());
+        assert_close(family, &two, &pieces, tol);
+        assert_close(family, &two[..n - 1], &one[..n - 1], tol);
+        let (s1, s2): (f64, f64) = (one.iter().sum(), two.iter().sum());
+        assert!(
+            (s1 - s2).abs() > 1e-6,
+            "the last token's context changed: sums must differ"
+        );
+    }
+}
+
+/// Without a BOS the first token of each window is not scored: n - windows of n tokens.
+#[test]
+fn perplexity_without_bos_skips_the_first_token_of_each_window() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path(), "llama", "nobos");
+    set_config(&dir, "bos_token_id", serde_json::Value::Null);
+    let mut lm = LanguageModel::load(&dir).unwrap();
+    assert_eq!(lm.bos, None);
+    let tokens = lm.tokenize("The quick brown fox jumps.").unwrap();
+    let n = tokens.len();
+    let one = score_tokens(&mut lm, &tokens, n).unwrap();
+    assert_eq!(one.len(), n - 1);
+    assert_close(
+        "n+1",
+        &score_tokens(&mut lm, &tokens, n + 1).unwrap(),
+        &one,
+        0.0,
+    );
+    let two = score_tokens(&mut lm, &tokens, n - 1).unwrap();
+    assert_eq!(two.len(), n - 2, "windows of n-1 and 1 tokens");
+    assert_close("n-1", &two, &one[..n - 2], 1e-9);
+    let text = write_text(tmp.path(), "one.txt", "The quick brown fox jumps.\n");
+    let r = perplexity(&options(vec![dir], text, n - 1)).unwrap();
+    assert_eq!(
+        (
+            r.models[0].tokens,
+            r.models[0].scored_tokens,
+            r.models[0].windows
+        ),
+        (n as u64, n as u64 - 2, 2)
+    );
+}
+
+/// The forward pass of each family against transformers (float32, eager attention).
+#[test]
+fn perplexity_matches_transformers_reference() {
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap())
+            .unwrap();
+    let texts = reference["texts"].as_array().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let models = reference["models"].as_object().unwrap();
+    assert_eq!(models.len(), SUPPORTED_MODEL_TYPES.len());
+    for (family, rows) in models {
+        let mut lm = LanguageModel::load(&model_dir(tmp.path(), family, family)).unwrap();
+        assert_eq!(lm.model_type, *family);
+        for (text, row) in texts.iter().zip(rows.as_array().unwrap()) {
+            let want_ids: Vec<u32> = serde_json::from_value(row["ids"].clone()).unwrap();
+            let want: Vec<f64> = serde_json::from_value(row["log_probs"].clone()).unwrap();
+            let tokens = lm.tokenize(text.as_str().unwrap()).unwrap();
+            let mut ids: Vec<u32> = lm.bos.into_iter().collect();
+            ids.extend(&tokens);
+            assert_eq!(ids, want_ids, "{family}: token ids");
+            let max_positions = lm.max_positions;
+            let got = score_tokens(&mut lm, &tokens, max_positions).unwrap();
+            assert_close(family, &got, &want, 1e-4);
+        }
+    }
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_clp-gpu")
+}
+
+#[test]
+fn perplexity_cli_table_json_max_bytes_and_plain_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let llama = model_dir(tmp.path(), "llama", "llama");
+    let qwen = model_dir(tmp.path(), "qwen2", "qwen2");
+    let text = write_text(tmp.path(), "docs.jsonl", DOCS);
+    let out = std::process::Command::new(bin())
+        .args(["perplexity", "--quiet", "--context", "16", "--text"])
+        .arg(&text)
+        .arg("--model")
+        .arg(&llama)
+        .arg("--model")
+        .arg(&qwen)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("2 documents, 94 UTF-8 bytes"), "{stdout}");
+    assert!(
+        stdout.contains("bits/byte") && stdout.contains("qwen2"),
+        "{stdout}"
+    );
+
+    // --max-bytes 60 keeps the first document (44 bytes) only; plain text, one per line.
+    let plain = write_text(
+        tmp.path(),
+        "docs.txt",
+        "The quick brown fox jumps over the lazy dog.\nZwölf Boxkämpfer jagen Viktor\n",
+    );
+    let out = std::process::Command::new(bin())
+        .args(["perplexity", "--json", "--max-bytes", "60", "--text"])
+        .arg(&plain)
+        .arg("--model")
+        .arg(&llama)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["format"], "plain");
+    assert_eq!(
+        (j["documents"].as_u64(), j["bytes"].as_u64()),
+        (Some(1), Some(44))
+    );
+    assert_eq!(j["documents_dropped"], 1);
+    let m = &j["models"][0];
+    assert_eq!(m["context"], 16);
+    let bpb = m["bits_per_byte"].as_f64().unwrap();
+    let npt = m["nats_per_token"].as_f64().unwrap();
+    let tokens = m["tokens"].as_f64().unwrap();
+    assert!((bpb - npt * tokens / std::f64::consts::LN_2 / 44.0).abs() < 1e-9);
+}
+
+#[test]
+fn perplexity_cli_unsupported_family_names_model_type() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path(), "llama", "gpt2ish");
+    set_config(&dir, "model_type", "gpt2".into());
+    let text = write_text(tmp.path(), "docs.txt", "hello\n");
+    let out = std::process::Command::new(bin())
+        .args(["perplexity", "--text"])
+        .arg(&text)
+        .arg("--model")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("model_type \"gpt2\""), "{stderr}");
+}
+
+/// --context is clamped to max_position_embeddings (64 in the fixtures).
+#[test]
+fn perplexity_context_is_clamped_to_positions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = model_dir(tmp.path(), "phi3", "phi3");
+    let text = write_text(tmp.path(), "docs.jsonl", DOCS);
+    let r = perplexity(&options(vec![dir], text, 1024)).unwrap();
+    assert_eq!(r.models[0].context, 64);
+    assert!(r.models[0].bits_per_byte.is_finite());
+}
