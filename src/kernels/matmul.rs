@@ -23,7 +23,7 @@ pub(super) const SHADER: Shader = Shader {
     ],
 };
 // The shader's K step is TILE / 4; its K blocks must be whole steps.
-const _: () = assert!(OVERLAP_BLOCK_ROWS as u32 % (MATMUL_TILE / 4) == 0);
+const _: () = assert!((OVERLAP_BLOCK_ROWS as u32).is_multiple_of(MATMUL_TILE / 4));
 
 /// Mirrors `Params` in `shaders/matmul.wgsl`.
 #[repr(C)]
