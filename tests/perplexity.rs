@@ -24,7 +24,11 @@ fn model_dir(root: &Path, family: &str, name: &str) -> PathBuf {
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(fixtures().join(family).join(f), dir.join(f)).unwrap();
     }
-    std::fs::copy(fixtures().join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    std::fs::copy(
+        fixtures().join("tokenizer.json"),
+        dir.join("tokenizer.json"),
+    )
+    .unwrap();
     dir
 }
 
@@ -117,7 +121,12 @@ fn perplexity_uniform_logits_give_log2_vocab_bits_per_token() {
         let bits_per_token = m.bits_per_byte * m.bytes as f64 / m.tokens as f64;
         assert!((bits_per_token - V.log2()).abs() < 1e-6, "{m:?}");
         assert!((m.perplexity - V).abs() < 1e-3);
-        assert_eq!(m.bytes, 44 + 50, "UTF-8 bytes of the texts as given");
+        let want_bytes = "The quick brown fox jumps over the lazy dog.".len()
+            + "Zwölf Boxkämpfer jagen Viktor\nquer über den Deich.".len();
+        assert_eq!(
+            m.bytes, want_bytes as u64,
+            "UTF-8 bytes of the texts as given"
+        );
     }
 }
 
@@ -134,7 +143,11 @@ fn perplexity_identical_weights_give_identical_figures() {
             (x.tokens, x.scored_tokens, x.windows),
             (y.tokens, y.scored_tokens, y.windows)
         );
-        assert_eq!(x.bits_per_byte.to_bits(), y.bits_per_byte.to_bits(), "{family}");
+        assert_eq!(
+            x.bits_per_byte.to_bits(),
+            y.bits_per_byte.to_bits(),
+            "{family}"
+        );
         assert_eq!(x.nats_per_token.to_bits(), y.nats_per_token.to_bits());
         assert!(x.bits_per_byte.is_finite() && x.bits_per_byte > 0.0);
     }
@@ -161,7 +174,10 @@ fn perplexity_windows_exact_at_context_plus_minus_one() {
         assert_close(family, &two, &pieces, tol);
         assert_close(family, &two[..n - 1], &one[..n - 1], tol);
         let (s1, s2): (f64, f64) = (one.iter().sum(), two.iter().sum());
-        assert!((s1 - s2).abs() > 1e-6, "the last token's context changed: sums must differ");
+        assert!(
+            (s1 - s2).abs() > 1e-6,
+            "the last token's context changed: sums must differ"
+        );
     }
 }
 
@@ -177,14 +193,23 @@ fn perplexity_without_bos_skips_the_first_token_of_each_window() {
     let n = tokens.len();
     let one = score_tokens(&mut lm, &tokens, n).unwrap();
     assert_eq!(one.len(), n - 1);
-    assert_close("n+1", &score_tokens(&mut lm, &tokens, n + 1).unwrap(), &one, 0.0);
+    assert_close(
+        "n+1",
+        &score_tokens(&mut lm, &tokens, n + 1).unwrap(),
+        &one,
+        0.0,
+    );
     let two = score_tokens(&mut lm, &tokens, n - 1).unwrap();
     assert_eq!(two.len(), n - 2, "windows of n-1 and 1 tokens");
     assert_close("n-1", &two, &one[..n - 2], 1e-9);
     let text = write_text(tmp.path(), "one.txt", "The quick brown fox jumps.\n");
     let r = perplexity(&options(vec![dir], text, n - 1)).unwrap();
     assert_eq!(
-        (r.models[0].tokens, r.models[0].scored_tokens, r.models[0].windows),
+        (
+            r.models[0].tokens,
+            r.models[0].scored_tokens,
+            r.models[0].windows
+        ),
         (n as u64, n as u64 - 2, 2)
     );
 }
@@ -192,10 +217,9 @@ fn perplexity_without_bos_skips_the_first_token_of_each_window() {
 /// The forward pass of each family against transformers (float32, eager attention).
 #[test]
 fn perplexity_matches_transformers_reference() {
-    let reference: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("reference.json")).unwrap(),
-    )
-    .unwrap();
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap())
+            .unwrap();
     let texts = reference["texts"].as_array().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let models = reference["models"].as_object().unwrap();
@@ -210,7 +234,8 @@ fn perplexity_matches_transformers_reference() {
             let mut ids: Vec<u32> = lm.bos.into_iter().collect();
             ids.extend(&tokens);
             assert_eq!(ids, want_ids, "{family}: token ids");
-            let got = score_tokens(&mut lm, &tokens, lm.max_positions).unwrap();
+            let context = lm.max_positions;
+            let got = score_tokens(&mut lm, &tokens, context).unwrap();
             assert_close(family, &got, &want, 1e-4);
         }
     }
@@ -236,9 +261,16 @@ fn perplexity_cli_table_json_max_bytes_and_plain_text() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("2 documents, 94 UTF-8 bytes"), "{stdout}");
-    assert!(stdout.contains("bits/byte") && stdout.contains("qwen2"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("2 documents, 97 UTF-8 bytes"), "{stdout}");
+    assert!(
+        stdout.contains("bits/byte") && stdout.contains("qwen2"),
+        "{stdout}"
+    );
 
     // --max-bytes 60 keeps the first document (44 bytes) only; plain text, one per line.
     let plain = write_text(
@@ -253,13 +285,23 @@ fn perplexity_cli_table_json_max_bytes_and_plain_text() {
         .arg(&llama)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["format"], "plain");
-    assert_eq!((j["documents"].as_u64(), j["bytes"].as_u64()), (Some(1), Some(44)));
+    assert_eq!(
+        (j["documents"].as_u64(), j["bytes"].as_u64()),
+        (Some(1), Some(44))
+    );
     assert_eq!(j["documents_dropped"], 1);
     let m = &j["models"][0];
-    assert_eq!(m["context"], 16);
+    assert_eq!(
+        m["context"], 64,
+        "default 1024 clamped to max_position_embeddings"
+    );
     let bpb = m["bits_per_byte"].as_f64().unwrap();
     let npt = m["nats_per_token"].as_f64().unwrap();
     let tokens = m["tokens"].as_f64().unwrap();
