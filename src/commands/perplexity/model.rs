@@ -377,7 +377,7 @@ fn gemma3_config(mut cfg: Value) -> candle_core::Result<Value> {
         .unwrap_or(6);
     if let Some(types) = cfg["layer_types"].as_array() {
         for (i, t) in types.iter().enumerate() {
-            let sliding = (i as u64 + 1) % pattern > 0;
+            let sliding = !(i as u64 + 1).is_multiple_of(pattern);
             if (t.as_str() == Some("sliding_attention")) != sliding {
                 candle_core::bail!(
                     "layer_types differ from a sliding_window_pattern of {pattern} at layer {i}; candle's gemma3 cannot run this layout"
