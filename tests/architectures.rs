@@ -128,6 +128,14 @@ fn check(
             problems.push(format!("{name}: dtype {o_dtype:?}, source {dtype:?}"));
         }
         let Some(dim) = shape.iter().position(|&d| d == SOURCE_VOCAB) else {
+            if name.ends_with("embeddings.position_embeddings.weight") && o_shape != shape {
+                // RoBERTa-style positions follow the pad id: the table is shifted to it.
+                if let Some(p) = shifted_positions(source, out, shape, bytes, o_shape, o_bytes) {
+                    problems.push(format!("{name}: {p}"));
+                }
+                rebuilt.push(name.clone());
+                continue;
+            }
             if o_shape != shape || o_bytes != bytes {
                 problems.push(format!("{name}: not byte-identical to the source"));
             }
@@ -151,6 +159,36 @@ fn check(
         }
     }
     (problems, rebuilt)
+}
+
+/// Checks a position table shifted from the source's pad id to the output's: row `old + i`
+/// of the source is row `new + i` of the output, every row below `new` is zero, and the config's
+/// `max_position_embeddings` is the new row count.
+fn shifted_positions(
+    source: &Path,
+    out: &Path,
+    shape: &[usize],
+    bytes: &[u8],
+    o_shape: &[usize],
+    o_bytes: &[u8],
+) -> Option<String> {
+    let pad = |dir: &Path| read_json(&dir.join("config.json"))["pad_token_id"].as_u64();
+    let (Some(old), Some(new)) = (pad(source), pad(out)) else {
+        return Some("shifted, but a config has no pad_token_id".into());
+    };
+    let (old, new) = (old as usize, new as usize);
+    let rb = bytes.len() / shape[0];
+    let want_rows = shape[0] - old + new;
+    let max = read_json(&out.join("config.json"))["max_position_embeddings"].as_u64();
+    if o_shape != [want_rows, shape[1]] || max != Some(want_rows as u64) {
+        return Some(format!(
+            "shape {o_shape:?} / max {max:?}, want {want_rows} rows"
+        ));
+    }
+    if o_bytes[new * rb..] != bytes[old * rb..] || o_bytes[..new * rb].iter().any(|&b| b != 0) {
+        return Some(format!("rows not shifted from pad {old} to pad {new}"));
+    }
+    None
 }
 
 /// Runs `apply` on one fixture; returns the problems (empty when it passed).

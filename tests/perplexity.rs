@@ -121,7 +121,12 @@ fn perplexity_uniform_logits_give_log2_vocab_bits_per_token() {
         let bits_per_token = m.bits_per_byte * m.bytes as f64 / m.tokens as f64;
         assert!((bits_per_token - V.log2()).abs() < 1e-6, "{m:?}");
         assert!((m.perplexity - V).abs() < 1e-3);
-        assert_eq!(m.bytes, 44 + 50, "UTF-8 bytes of the texts as given");
+        let want_bytes = "The quick brown fox jumps over the lazy dog.".len()
+            + "Zwölf Boxkämpfer jagen Viktor\nquer über den Deich.".len();
+        assert_eq!(
+            m.bytes, want_bytes as u64,
+            "UTF-8 bytes of the texts as given"
+        );
     }
 }
 
@@ -229,8 +234,8 @@ fn perplexity_matches_transformers_reference() {
             let mut ids: Vec<u32> = lm.bos.into_iter().collect();
             ids.extend(&tokens);
             assert_eq!(ids, want_ids, "{family}: token ids");
-            let max_positions = lm.max_positions;
-            let got = score_tokens(&mut lm, &tokens, max_positions).unwrap();
+            let context = lm.max_positions;
+            let got = score_tokens(&mut lm, &tokens, context).unwrap();
             assert_close(family, &got, &want, 1e-4);
         }
     }
@@ -261,7 +266,7 @@ fn perplexity_cli_table_json_max_bytes_and_plain_text() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("2 documents, 94 UTF-8 bytes"), "{stdout}");
+    assert!(stdout.contains("2 documents, 97 UTF-8 bytes"), "{stdout}");
     assert!(
         stdout.contains("bits/byte") && stdout.contains("qwen2"),
         "{stdout}"
@@ -293,7 +298,10 @@ fn perplexity_cli_table_json_max_bytes_and_plain_text() {
     );
     assert_eq!(j["documents_dropped"], 1);
     let m = &j["models"][0];
-    assert_eq!(m["context"], 16);
+    assert_eq!(
+        m["context"], 64,
+        "default 1024 clamped to max_position_embeddings"
+    );
     let bpb = m["bits_per_byte"].as_f64().unwrap();
     let npt = m["nats_per_token"].as_f64().unwrap();
     let tokens = m["tokens"].as_f64().unwrap();

@@ -329,7 +329,7 @@ fn pad_needing_families_are_refused_without_pad_token() {
     );
     let notices = report["notices"].to_string();
     assert!(
-        notices.contains("position ids") && notices.contains("max_position_embeddings 70"),
+        notices.contains("position ids") && notices.contains("shifted from pad 3 to pad 500"),
         "{notices}"
     );
     let out = tmp.path().join("out-empty");

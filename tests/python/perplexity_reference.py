@@ -24,7 +24,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 FIXTURES = HERE.parent / "fixtures" / "perplexity"
 FAMILIES = ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi", "phi3"]
 TEXTS = [
-    "The quick brown fox jumps over the lazy dog. Zwölf Boxkämpfer jagen Viktor quer über den großen Sylter Deich.",
+    "The quick brown fox jumps over the lazy dog. Zwölf Boxkämpfer jagen Viktor.",
     "a",
     "Numbers 1234567890 and symbols !?#;\nnew line",
 ]
@@ -53,6 +53,7 @@ def main():
                 logits = model(torch.tensor([ids])).logits[0].double()
             logp = torch.log_softmax(logits, dim=-1)
             lp = [logp[i, ids[i + 1]].item() for i in range(len(ids) - 1)]
+            assert len(ids) <= model.config.max_position_embeddings, (fam, len(ids))
             rows.append({"ids": ids, "log_probs": lp})
         out["models"][fam] = rows
         print(fam, "mean nats/token", -sum(sum(r["log_probs"]) for r in rows) / sum(len(r["log_probs"]) for r in rows))

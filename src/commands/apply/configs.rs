@@ -7,7 +7,7 @@
 //! generation_config.json without a pad id gets the config's (transformers warns on every
 //! `generate` otherwise).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::json::read_optional_json_object;
 use crate::model::rewrite;
 use crate::model::ModelDir;
@@ -23,7 +23,23 @@ pub(super) struct OutConfigs {
     pub generation: Option<Map<String, Value>>,
     /// One line per id without a target counterpart.
     pub notices: Vec<String>,
+    /// The learned position table, shifted to the target's pad id (RoBERTa-style families).
+    pub positions: Option<ShiftedPositions>,
 }
+
+/// A position table rebuilt for a new pad id: positions are `pad + 1 + i`, so row `old + 1 + i`
+/// of the source moves to `new + 1 + i` and the pad row to `new`; the rows below are zeros.
+pub(super) struct ShiftedPositions {
+    /// The tensor.
+    pub name: String,
+    /// Its new shape `[rows, width]`.
+    pub shape: Vec<usize>,
+    /// Its new bytes, in the source dtype.
+    pub bytes: Vec<u8>,
+}
+
+/// The largest position table a pad shift may build (rows below the new pad are zeros).
+const MAX_SHIFTED_POSITIONS_BYTES: usize = 512 << 20;
 
 /// The source and target of an id mapping.
 pub(super) struct Tokenizers<'a> {
@@ -51,7 +67,7 @@ impl OutConfigs {
                 config.entry(role.id_key()).or_insert(json!(id));
             }
         }
-        notices.extend(moved_positions(source, &config));
+        let positions = shift_positions(source, &mut config, &mut notices)?;
         let gen_path = source.dir.join("generation_config.json");
         let generation = match read_optional_json_object(&gen_path)? {
             Some(mut gen) => {
@@ -67,6 +83,7 @@ impl OutConfigs {
             None => None,
         };
         Ok(OutConfigs {
+            positions,
             config,
             generation,
             notices,
@@ -76,17 +93,67 @@ impl OutConfigs {
 
 /// A family that computes position ids from the pad id (RoBERTa: `pad + 1 + i`, M2M100's
 /// sinusoidal table) reads other positions when the pad id moves: said, with the numbers.
-fn moved_positions(source: &ModelDir, out: &Map<String, Value>) -> Option<String> {
-    let family = source.config.positions_from_pad()?;
-    let (old, new) = (config_pad(&source.config.raw)?, config_pad(out)?);
-    let max = source.config.raw.get("max_position_embeddings")?.as_u64()?;
-    (old != new).then(|| {
-        format!(
-            "{family} computes position ids from pad_token_id (pad + 1 + i): the target's pad id {new} differs from the source's {old}, so positions start at {} instead of {}, against max_position_embeddings {max} of the source's position table; the position embeddings are not rebuilt",
+/// RoBERTa-style families compute position ids from the pad id (`pad + 1 + i`). When the
+/// target's pad id differs from the source's, the learned position table is shifted to it and
+/// `max_position_embeddings` follows, so every position keeps its row; a family whose positions
+/// are computed (M2M100's sinusoids) only gets the larger `max_position_embeddings`, with a
+/// notice that its positions move.
+fn shift_positions(
+    source: &ModelDir,
+    config: &mut Map<String, Value>,
+    notices: &mut Vec<String>,
+) -> Result<Option<ShiftedPositions>> {
+    let Some(family) = source.config.positions_from_pad() else {
+        return Ok(None);
+    };
+    let (Some(old), Some(new)) = (config_pad(&source.config.raw), config_pad(config)) else {
+        return Ok(None);
+    };
+    let Some(max) = source
+        .config
+        .raw
+        .get("max_position_embeddings")
+        .and_then(Value::as_u64)
+    else {
+        return Ok(None);
+    };
+    if old == new || old + 1 >= max {
+        return Ok(None);
+    }
+    let (old, new, max) = (old as usize, new as usize, max as usize);
+    let new_max = new + (max - old);
+    config.insert("max_position_embeddings".into(), json!(new_max));
+    let w = &source.weights;
+    let table = w
+        .tensor_names()
+        .find(|n| n.ends_with("embeddings.position_embeddings.weight"))
+        .and_then(|n| w.matrix(n).ok().filter(|m| m.rows == max).map(|m| (n, m)));
+    let Some((name, m)) = table else {
+        notices.push(format!(
+            "{family} computes position ids from pad_token_id (pad + 1 + i): the target's pad id {new} differs from the source's {old}, so positions start at {} instead of {}; max_position_embeddings is now {new_max} (computed positions: fine-tune to adapt)",
             new + 1,
             old + 1
-        )
-    })
+        ));
+        return Ok(None);
+    };
+    let rb = m.row_bytes();
+    if new_max * rb > MAX_SHIFTED_POSITIONS_BYTES {
+        return Err(Error::Argument(format!(
+            "{}: {family} computes position ids from the pad id, and the target's pad id {new} would need a position table `{name}` of {new_max} rows ({} MiB); pass --pad-token with a target token of a small id",
+            source.dir.display(),
+            (new_max * rb) >> 20
+        )));
+    }
+    let mut bytes = vec![0u8; new_max * rb];
+    bytes[new * rb..].copy_from_slice(m.rows_bytes(old, max));
+    notices.push(format!(
+        "{family} computes position ids from pad_token_id: `{name}` shifted from pad {old} to pad {new} ({max} → {new_max} rows, every position keeps its row)"
+    ));
+    Ok(Some(ShiftedPositions {
+        name: name.to_string(),
+        shape: vec![new_max, m.cols],
+        bytes,
+    }))
 }
 
 /// The config's pad id: top level, else `text_config`.

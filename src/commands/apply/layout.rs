@@ -3,6 +3,7 @@
 //! tensors, which are reserved at their new size and opened for in-place row writes
 //! ([`OutPart`]). The overlap and by-role rows are then copied bit-exactly from the source.
 
+use super::configs::ShiftedPositions;
 use super::read::Part;
 use crate::error::{Error, Result};
 use crate::model::writer::{self, OutShard, OutTensor, TensorData};
@@ -54,9 +55,10 @@ pub(super) fn write_tensors(
     source: &Weights,
     parts: &[Part],
     target_rows: usize,
+    positions: Option<&ShiftedPositions>,
     progress: bool,
 ) -> Result<Vec<OutPart>> {
-    let shards = plan_shards(source, parts, target_rows);
+    let shards = plan_shards(source, parts, target_rows, positions);
     let total_bytes: u64 = shards
         .iter()
         .flat_map(|s| &s.tensors)
@@ -85,8 +87,14 @@ pub(super) fn write_tensors(
     Ok(targets)
 }
 
-/// The output shards: the source's, with the rebuilt tensors reserved at `target_rows` rows.
-fn plan_shards<'a>(source: &'a Weights, parts: &[Part], target_rows: usize) -> Vec<OutShard<'a>> {
+/// The output shards: the source's, with the rebuilt tensors reserved at `target_rows` rows
+/// and a shifted position table in place of the source's.
+fn plan_shards<'a>(
+    source: &'a Weights,
+    parts: &[Part],
+    target_rows: usize,
+    positions: Option<&'a ShiftedPositions>,
+) -> Vec<OutShard<'a>> {
     let rebuilt: BTreeMap<&str, &Part> = parts.iter().map(|p| (p.name.as_str(), p)).collect();
     source
         .files
@@ -99,9 +107,16 @@ fn plan_shards<'a>(source: &'a Weights, parts: &[Part], target_rows: usize) -> V
                 .iter()
                 .filter_map(|name| {
                     let t = source.info(name)?;
-                    Some(match rebuilt.get(name.as_str()) {
-                        Some(p) => reserved_tensor(p, target_rows),
-                        None => OutTensor {
+                    let shifted = positions.filter(|p| &p.name == name);
+                    Some(match (rebuilt.get(name.as_str()), shifted) {
+                        (Some(p), _) => reserved_tensor(p, target_rows),
+                        (None, Some(p)) => OutTensor {
+                            name: name.clone(),
+                            dtype: t.dtype,
+                            shape: p.shape.clone(),
+                            data: TensorData::Owned(&p.bytes),
+                        },
+                        (None, None) => OutTensor {
                             name: name.clone(),
                             dtype: t.dtype,
                             shape: t.shape.clone(),

@@ -89,6 +89,7 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
         &pair.source.weights,
         &parts,
         target_rows,
+        configs.positions.as_ref(),
         opts.progress,
     )?;
     layout::copy_matched_rows(

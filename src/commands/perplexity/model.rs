@@ -282,6 +282,7 @@ fn build_net(
     let mut cfg = config.clone();
     cfg["tie_word_embeddings"] = json!(tied);
     check_head_dim(&cfg)?;
+    check_attention_scale(&cfg)?;
     Ok(match model_type {
         "llama" => {
             let config = parse::<llama::LlamaConfig>(cfg)?.into_config(false);
@@ -341,6 +342,23 @@ fn check_head_dim(cfg: &Value) -> candle_core::Result<()> {
             candle_core::bail!(
                 "head_dim {d} differs from hidden_size / num_attention_heads = {}; candle's model of this family cannot run it",
                 h / n
+            );
+        }
+    }
+    Ok(())
+}
+
+/// candle's gemma2 and gemma3 scale attention by 1/sqrt(head_dim), transformers by
+/// 1/sqrt(query_pre_attn_scalar): a config where they differ is refused rather than run wrong.
+fn check_attention_scale(cfg: &Value) -> candle_core::Result<()> {
+    let (scalar, head_dim) = (
+        cfg["query_pre_attn_scalar"].as_u64(),
+        cfg["head_dim"].as_u64(),
+    );
+    if let (Some(s), Some(d)) = (scalar, head_dim) {
+        if s != d {
+            candle_core::bail!(
+                "query_pre_attn_scalar {s} differs from head_dim {d}; candle scales attention by head_dim, so this checkpoint cannot run here"
             );
         }
     }
