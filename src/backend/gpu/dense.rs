@@ -4,9 +4,7 @@
 use super::stream::{Host, Run};
 use crate::backend::stage;
 use crate::error::Result;
-use crate::kernels::{
-    FinishBuffers, FinishParams, MatmulBuffers, MatmulParams, NormalizeBuffers, NormalizeParams,
-};
+use crate::kernels::{FinishBuffers, FinishParams, MatmulBuffers, MatmulParams};
 use crate::tensor::DType;
 use crate::weights::WEIGHT_SUM_TOLERANCE;
 
@@ -23,30 +21,17 @@ impl Run<'_> {
 
     /// Uploads overlap tile `i` (helper and source rows), normalises it and adds its share of G.
     fn gram_tile(&mut self, i: usize) -> Result<()> {
-        let (e, b, inputs) = (self.engine, &self.b, self.inputs);
+        let inputs = self.inputs;
         let (o0, o1) = self.o_tiles[i];
         let slot = i % 2;
         let (dh, ds) = (self.p.helper_dim as u32, self.p.source_dim as u32);
         let ot = (o1 - o0) as u32;
         self.flow
-            .load(inputs.ho, (o0, o1), Host::Overlap, &b.ho_raw[slot])?;
+            .load(inputs.ho, (o0, o1), Host::Overlap, &self.b.ho_raw[slot])?;
         self.flow
-            .load(inputs.eo, (o0, o1), Host::Source, &b.eo_raw[slot])?;
-        let norm = NormalizeParams {
-            rows: ot,
-            cols: dh,
-            dtype: inputs.ho.dtype().shader_code(),
-            _pad: 0,
-        };
-        let norm_buffers = NormalizeBuffers {
-            src: &b.ho_raw[slot],
-            dst: &b.ho_hat,
-            status: &b.ho_status,
-        };
-        e.kernels
-            .normalize
-            .encode(&mut self.flow.rec(), norm, norm_buffers);
-        self.flow.stage_end(stage::NORMALISE)?;
+            .load(inputs.eo, (o0, o1), Host::Source, &self.b.eo_raw[slot])?;
+        self.normalize_overlap(slot, ot)?;
+        let (e, b) = (self.engine, &self.b);
         let gram = MatmulParams {
             m: dh,
             n: ds + 1,

@@ -281,6 +281,26 @@ impl Engine {
 }
 
 impl Run<'_> {
+    /// Normalises the overlap helper rows uploaded into `slot` (`ot` rows) into `ho_hat`.
+    pub(super) fn normalize_overlap(&mut self, slot: usize, ot: u32) -> Result<()> {
+        let (e, b) = (self.engine, &self.b);
+        let norm = NormalizeParams {
+            rows: ot,
+            cols: self.p.helper_dim as u32,
+            dtype: self.inputs.ho.dtype().shader_code(),
+            _pad: 0,
+        };
+        let norm_buffers = NormalizeBuffers {
+            src: &b.ho_raw[slot],
+            dst: &b.ho_hat,
+            status: &b.ho_status,
+        };
+        e.kernels
+            .normalize
+            .encode(&mut self.flow.rec(), norm, norm_buffers);
+        self.flow.stage_end(stage::NORMALISE)
+    }
+
     /// Uploads and normalises missing rows `m0..m1`, then combines them into output rows.
     fn missing_tile(&mut self, (m0, m1): (usize, usize)) -> Result<()> {
         let (e, b) = (self.engine, &self.b);

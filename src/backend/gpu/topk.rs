@@ -8,7 +8,7 @@ use crate::backend::api::stage;
 use crate::error::Result;
 use crate::kernels::{
     CombineBuffers, CombineParams, FinishBuffers, FinishParams, MatmulBuffers, MatmulParams,
-    NormalizeBuffers, NormalizeParams, TopKBuffers, TopKParams, WeightsBuffers, WeightsParams,
+    TopKBuffers, TopKParams, WeightsBuffers, WeightsParams,
 };
 use crate::tensor::DType;
 use crate::weights::{Weighting, WEIGHT_SUM_TOLERANCE};
@@ -37,28 +37,15 @@ impl Run<'_> {
     /// Uploads and normalises overlap tile `i`, scores it against the missing tile and merges
     /// the scores into the running top-k.
     fn similarity_tile(&mut self, i: usize, mt: u32, k: u32) -> Result<()> {
-        let (e, b, inputs) = (self.engine, &self.b, self.inputs);
+        let inputs = self.inputs;
         let (o0, o1) = self.o_tiles[i];
         let slot = i % 2;
         let dh = self.p.helper_dim as u32;
         let ot = (o1 - o0) as u32;
         self.flow
-            .load(inputs.ho, (o0, o1), Host::Overlap, &b.ho_raw[slot])?;
-        let norm = NormalizeParams {
-            rows: ot,
-            cols: dh,
-            dtype: inputs.ho.dtype().shader_code(),
-            _pad: 0,
-        };
-        let norm_buffers = NormalizeBuffers {
-            src: &b.ho_raw[slot],
-            dst: &b.ho_hat,
-            status: &b.ho_status,
-        };
-        e.kernels
-            .normalize
-            .encode(&mut self.flow.rec(), norm, norm_buffers);
-        self.flow.stage_end(stage::NORMALISE)?;
+            .load(inputs.ho, (o0, o1), Host::Overlap, &self.b.ho_raw[slot])?;
+        self.normalize_overlap(slot, ot)?;
+        let (e, b) = (self.engine, &self.b);
         let similarity = MatmulParams {
             m: mt,
             n: ot,
