@@ -62,9 +62,14 @@ impl OutConfigs {
         let mut config = source.config.raw.clone();
         set_vocab_sizes(&mut config, source_rows, target_rows);
         remap_ids(&mut config, "config.json", tok, &mut notices);
+        // bos/eos/pad the target has are set at the top level when the source config has no
+        // id for them (absent or null), so the model agrees with its tokenizer.
         for role in [SpecialRole::Bos, SpecialRole::Eos, SpecialRole::Pad] {
             if let Some(&id) = tok.target.special.get(&role) {
-                config.entry(role.id_key()).or_insert(json!(id));
+                let entry = config.entry(role.id_key()).or_insert(Value::Null);
+                if entry.is_null() {
+                    *entry = json!(id);
+                }
             }
         }
         let positions = shift_positions(source, &mut config, &mut notices)?;
