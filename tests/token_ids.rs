@@ -208,6 +208,22 @@ fn llama_ids_and_a_pad_the_target_lacks() {
 }
 
 #[test]
+fn a_null_source_id_takes_the_targets_token_of_that_role() {
+    // transformers writes `"pad_token_id": null` for models without a pad; a target that has
+    // one must still get its id (seen with transformers: config pad None, tokenizer pad set).
+    let tmp = tempfile::tempdir().unwrap();
+    let (hlp, _) = helper(tmp.path());
+    let src = copy_dir(&fixture("llama"), &tmp.path().join("llama"));
+    let cfg_path = src.join("config.json");
+    let mut cfg = read_json(&cfg_path);
+    cfg["pad_token_id"] = Value::Null;
+    write_json(&cfg_path, &cfg);
+    let out = tmp.path().join("out");
+    ok_json(apply(&src, &hlp, &out, &["--pad-token", "<|endoftext|>"]));
+    assert_eq!(read_json(&out.join("config.json"))["pad_token_id"], json!(0));
+}
+
+#[test]
 fn an_existing_pad_token_and_a_generation_config_without_pad() {
     let tmp = tempfile::tempdir().unwrap();
     let (hlp, bos) = helper(tmp.path());
