@@ -220,7 +220,10 @@ fn a_null_source_id_takes_the_targets_token_of_that_role() {
     write_json(&cfg_path, &cfg);
     let out = tmp.path().join("out");
     ok_json(apply(&src, &hlp, &out, &["--pad-token", "<|endoftext|>"]));
-    assert_eq!(read_json(&out.join("config.json"))["pad_token_id"], json!(0));
+    assert_eq!(
+        read_json(&out.join("config.json"))["pad_token_id"],
+        json!(0)
+    );
 }
 
 #[test]
