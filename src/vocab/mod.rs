@@ -245,14 +245,6 @@ impl Vocab {
             .map_or(0, |i| i + 1)
     }
 
-    /// The ids at or past `rows`: tokens with no embedding row.
-    pub fn ids_past(&self, rows: usize) -> Vec<u32> {
-        (rows..self.tokens.len())
-            .filter(|&i| self.tokens[i].is_some())
-            .map(|i| i as u32)
-            .collect()
-    }
-
     /// This vocabulary without the ids at or past `rows` (added tokens that have no embedding
     /// row are not in the model's vocabulary).
     pub fn within_rows(mut self, rows: usize) -> Vocab {
