@@ -142,6 +142,7 @@ fn bench(c: &mut Criterion) {
     for (name, backend) in [("gpu", Backend::Gpu), ("cpu", Backend::Cpu)] {
         for top_k in [TopK::K(64), TopK::All] {
             let opts = ApplyOptions {
+                preset: None,
                 source: src.dir.display().to_string(),
                 helper: hlp.dir.display().to_string(),
                 helper_tokenizer: None,

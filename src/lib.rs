@@ -13,6 +13,7 @@
 pub mod backend;
 pub mod cli;
 pub mod commands;
+pub mod defaults;
 pub mod error;
 pub mod kernels;
 pub mod model;

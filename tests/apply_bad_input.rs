@@ -619,6 +619,8 @@ fn force_replaces_an_existing_out() {
             "--quiet",
             "--backend",
             "cpu-reference",
+            "--preset",
+            "original",
         ]);
         if force {
             a.push("--force");
@@ -631,7 +633,13 @@ fn force_replaces_an_existing_out() {
         &a.iter().map(String::as_str).collect::<Vec<_>>(),
     ));
     assert!(!out.join("stale.txt").exists());
-    check_output(&f.src, &f.hlp, &out, clp_gpu::weights::TopK::All, None);
+    check_output(
+        &f.src,
+        &f.hlp,
+        &out,
+        clp_gpu::defaults::Preset::Original.weighting(),
+        None,
+    );
     // --out equal to an input directory is refused even with --force.
     let o = run(
         "apply",

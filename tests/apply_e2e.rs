@@ -5,7 +5,10 @@
 mod fixtures;
 
 use clp_gpu::tensor::DType;
-use clp_gpu::weights::TopK;
+use clp_gpu::weights::{TopK, Weighting};
+
+/// The paper's method (`--preset original`), which most runs here check against.
+const ORIGINAL: Weighting = Weighting::Clp { top_k: TopK::All };
 use fixtures::*;
 use serde_json::Value;
 use std::path::Path;
@@ -58,11 +61,14 @@ fn gpt2_f32_tied_padded_single_file_is_deterministic() {
             "--json",
         ],
     ));
+    // No flags: the default method (canonical matching, softmax over the 10 nearest).
     let summary: Value = serde_json::from_str(&stdout).expect("--json prints JSON");
     assert_eq!(summary["backend"], "gpu");
-    assert_eq!(summary["top_k"], "all");
+    assert_eq!(summary["top_k"], "10");
+    assert_eq!(summary["weighting"], "softmax k=10 T=0.1");
+    assert_eq!(summary["match_mode"], "canonical");
     assert_eq!(summary["target_rows"], hlp.tokens);
-    check_output(&src, &hlp, &out, TopK::All, None);
+    check_output(&src, &hlp, &out, clp_gpu::defaults::WEIGHTING, None);
     assert!(!out.join("model.safetensors.index.json").exists());
 
     // Same inputs, same bytes (clp_transfer.json holds timings and paths, so it may differ).
@@ -135,10 +141,12 @@ fn bloom_bf16_tied_padded_sharded() {
             s(&out),
             "--pad-to-multiple",
             "64",
+            "--preset",
+            "original",
             "--quiet",
         ],
     ));
-    check_output(&src, &hlp, &out, TopK::All, Some(64));
+    check_output(&src, &hlp, &out, ORIGINAL, Some(64));
     for i in 1..=3 {
         assert!(out
             .join(format!("model-{i:05}-of-00003.safetensors"))
@@ -204,6 +212,8 @@ fn llama_f16_untied_lm_head_top_k_with_provenance() {
                 backend,
                 "--top-k",
                 "8",
+                "--weighting",
+                "clp",
                 "--provenance",
                 s(&prov),
                 "--quiet",
@@ -214,7 +224,15 @@ fn llama_f16_untied_lm_head_top_k_with_provenance() {
 }
 
 fn check_provenance_run(src: &Model, hlp: &Model, out: &Path, prov: &Path) {
-    check_output(src, hlp, out, TopK::K(8), None);
+    check_output(
+        src,
+        hlp,
+        out,
+        Weighting::Clp {
+            top_k: TopK::K(8),
+        },
+        None,
+    );
     let report: Value =
         serde_json::from_slice(&std::fs::read(out.join("clp_transfer.json")).unwrap()).unwrap();
     assert_eq!(report["source"]["output_embedding"], "lm_head.weight");
@@ -297,10 +315,12 @@ fn bert_output_bias_on_every_backend_and_a_tiny_budget() {
                 backend,
                 "--gpu-memory",
                 budget,
+                "--preset",
+                "original",
                 "--quiet",
             ],
         ));
-        check_output(&src, &hlp, &out, TopK::All, None);
+        check_output(&src, &hlp, &out, ORIGINAL, None);
     }
 }
 
@@ -350,12 +370,13 @@ fn hub_ids_resolve_offline_in_the_cache_and_helper_tokenizer_override() {
     let run = |extra: &[&str]| {
         let mut cmd = std::process::Command::new(bin());
         cmd.env("HF_HUB_CACHE", &cache).args([
-            "apply", "--source", "org/src", "--helper", "org/hlp", "--quiet",
+            "apply", "--source", "org/src", "--helper", "org/hlp", "--quiet", "--preset",
+            "original",
         ]);
         cmd.args(extra).output().unwrap()
     };
     ok(run(&["--out", s(&out), "--backend", "cpu-reference"]));
-    check_output(&src, &hlp, &out, TopK::All, None);
+    check_output(&src, &hlp, &out, ORIGINAL, None);
     // --helper-tokenizer: the target tokenizer comes from another directory (here a copy).
     let tokdir = tmp.path().join("tok");
     std::fs::create_dir(&tokdir).unwrap();
@@ -375,7 +396,7 @@ fn hub_ids_resolve_offline_in_the_cache_and_helper_tokenizer_override() {
         "--helper-tokenizer",
         s(&tokdir),
     ]));
-    check_output(&src, &hlp, &out2, TopK::All, None);
+    check_output(&src, &hlp, &out2, ORIGINAL, None);
     // Not in the cache: one line naming the id and the fix.
     let o = std::process::Command::new(bin())
         .env("HF_HUB_CACHE", &cache)

@@ -458,7 +458,7 @@ fn apply_canonical_copies_matched_rows_bit_exactly() {
         v["sources"].as_array().is_some_and(|srcs| {
             srcs.iter()
                 .any(|s| s["token"].as_str().is_some_and(|t| t.starts_with('▁')))
-        }) && v["method"] == "clp_top_k"
+        }) && v["method"] == "softmax_top_k"
     });
     assert!(canonical_anchor, "no computed row used a ▁ anchor");
 }

@@ -56,11 +56,22 @@ fn top_k_at_or_above_the_overlap_is_dense_and_a_large_selection_is_refused() {
     let out = tmp.path().join("out");
     let r = ok_json(run(
         "apply",
-        &apply_args(&src, &hlp, &out, &["--top-k", "5000", "--json", "--quiet"]),
+        &apply_args(
+            &src,
+            &hlp,
+            &out,
+            &["--top-k", "5000", "--weighting", "clp", "--match", "exact", "--json", "--quiet"],
+        ),
     ));
     assert!(r["overlap"].as_u64().unwrap() < 5000);
     assert_eq!(r["top_k"], "all", "{r}");
-    check_output(&src, &hlp, &out, clp_gpu::weights::TopK::All, None);
+    check_output(
+        &src,
+        &hlp,
+        &out,
+        clp_gpu::defaults::Preset::Original.weighting(),
+        None,
+    );
 
     // 450 overlapping tokens: softmax over 300, and a clp k between the selection limit and
     // the overlap, are refused in one line stating the limit.

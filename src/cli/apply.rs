@@ -2,6 +2,7 @@
 
 use super::args::{BackendArg, OutputArgs, WeightingArg};
 use crate::commands::apply::{apply, ApplyOptions};
+use crate::defaults::{self, Preset};
 use crate::vocab::MatchMode;
 use crate::TopK;
 use std::path::PathBuf;
@@ -21,26 +22,26 @@ pub struct ApplyArgs {
     /// Output model directory (must not exist unless --force).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Neighbours per missing token: a number, or `all` for the original dense CLP.
-    #[arg(long, value_name = "K|all", default_value = "all")]
+    /// Neighbours per missing token: a number, or `all` (clp only: the original dense CLP).
+    #[arg(long, value_name = "K|all", default_value_t = defaults::TOP_K)]
     pub top_k: TopK,
-    /// How target tokens find source tokens: `exact` (same string, as the original CLP-Transfer)
-    /// or `canonical` (also the same bytes and word start across spellings: GPT-2 `Ġhello` =
-    /// Llama `▁hello` = BERT `hello`, `<0x0A>` = `Ċ`). Preview with `clp-gpu inspect`.
-    #[arg(
-        long = "match",
-        value_name = "exact|canonical",
-        default_value = "exact"
-    )]
+    /// How target tokens find source tokens: `canonical` (the same bytes and word start whatever
+    /// the spelling: GPT-2 `Ġhello` = Llama `▁hello` = BERT `hello`, `Ċ` = `<0x0A>` = "\n") or
+    /// `exact` (the same string, as the original CLP-Transfer). Preview with `clp-gpu inspect`.
+    #[arg(long = "match", value_name = "exact|canonical", default_value_t = defaults::MATCH)]
     pub match_mode: MatchMode,
     /// How the selected neighbours are weighted: clp (cos / Σcos, the original), softmax
     /// (exp(cos/T), WECHSEL), sparsemax (FOCUS), omp (orthogonal matching pursuit with K atoms,
     /// tokensurgeon). All but clp need --top-k K. `clp-gpu evaluate` compares them on your pair.
-    #[arg(long, value_enum, default_value = "clp")]
+    #[arg(long, value_enum, default_value_t = WeightingArg::of(&defaults::WEIGHTING))]
     pub weighting: WeightingArg,
     /// Softmax temperature.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = defaults::TEMPERATURE)]
     pub temperature: f32,
+    /// A named method instead of --match/--weighting/--top-k/--temperature: `original` is the
+    /// paper's CLP-Transfer exactly (exact match, clp over every overlapping token).
+    #[arg(long, value_enum, conflicts_with_all = ["match_mode", "weighting", "top_k", "temperature"])]
+    pub preset: Option<Preset>,
     /// Which implementation computes the missing rows.
     #[arg(long, value_enum, default_value_t = BackendArg::Gpu)]
     pub backend: BackendArg,
@@ -69,14 +70,21 @@ pub struct ApplyArgs {
 
 /// Runs `apply` and prints its summary.
 pub fn run(args: ApplyArgs, arguments: Vec<String>) -> anyhow::Result<()> {
-    let weighting = args.weighting.with(args.top_k, args.temperature)?;
+    let (match_mode, weighting) = match args.preset {
+        Some(p) => (p.match_mode(), p.weighting()),
+        None => (
+            args.match_mode,
+            args.weighting.with(args.top_k, args.temperature)?,
+        ),
+    };
     let opts = ApplyOptions {
         source: args.source,
         helper: args.helper,
         helper_tokenizer: args.helper_tokenizer,
         out: args.out,
         weighting,
-        match_mode: args.match_mode,
+        match_mode,
+        preset: args.preset,
         backend: args.backend.into(),
         memory_bytes: args.gpu_memory,
         force: args.force,
@@ -90,7 +98,7 @@ pub fn run(args: ApplyArgs, arguments: Vec<String>) -> anyhow::Result<()> {
     args.output.notices(&s.notices);
     args.output.report(&s, |s| {
         println!(
-            "wrote {} ({} rows, {}): {} copied ({} exact, {} canonical), {} special by role, {} computed ({} fallback) with top-k {} on {}",
+            "wrote {} ({} rows, {}): {} copied ({} exact, {} canonical), {} special by role, {} computed ({} fallback) with {} on {}",
             s.out.display(),
             s.target_rows,
             s.dtype,
@@ -100,7 +108,7 @@ pub fn run(args: ApplyArgs, arguments: Vec<String>) -> anyhow::Result<()> {
             s.special_by_role,
             s.computed,
             s.fallback,
-            s.top_k,
+            s.weighting,
             s.adapter.as_deref().unwrap_or(&s.backend),
         )
     })

@@ -52,6 +52,16 @@ impl WeightingArg {
         }
     }
 
+    /// The argument naming `w`'s method.
+    pub const fn of(w: &Weighting) -> WeightingArg {
+        match w {
+            Weighting::Clp { .. } => WeightingArg::Clp,
+            Weighting::Softmax { .. } => WeightingArg::Softmax,
+            Weighting::Sparsemax { .. } => WeightingArg::Sparsemax,
+            Weighting::Omp { .. } => WeightingArg::Omp,
+        }
+    }
+
     /// The weighting with its `--top-k` and `--temperature`, checked.
     pub fn with(self, top_k: TopK, temperature: f32) -> crate::Result<Weighting> {
         Weighting::from_parts(self.name(), top_k, temperature).map_err(crate::Error::Argument)

@@ -19,11 +19,7 @@ pub struct EvaluateArgs {
     #[arg(long, value_name = "DIR|ID")]
     pub helper_tokenizer: Option<String>,
     /// How tokens are matched (see `apply --help`).
-    #[arg(
-        long = "match",
-        value_name = "exact|canonical",
-        default_value = "exact"
-    )]
+    #[arg(long = "match", value_name = "exact|canonical", default_value_t = crate::defaults::MATCH)]
     pub match_mode: MatchMode,
     /// Weightings to score, comma separated.
     #[arg(
@@ -118,8 +114,9 @@ fn print_table(r: &EvaluateReport, mut skipped: Vec<String>) {
         "seconds"
     );
     for s in &r.scores {
+        let mark = if s.default { "*" } else { " " };
         println!(
-            "{:>4} {:<40} {:>8.4} {:>8.3} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>9} {:>8.2}",
+            "{:>4}{mark}{:<40} {:>8.4} {:>8.3} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>9} {:>8.2}",
             s.rank,
             s.method,
             s.rel_l2,
@@ -133,6 +130,12 @@ fn print_table(r: &EvaluateReport, mut skipped: Vec<String>) {
         );
     }
     println!("rank: by mean relative L2 error ‖p − t‖ / ‖t‖ (cosine alone is blind to scale)");
+    if r.scores.iter().any(|s| s.default) {
+        println!(
+            "*: the default method of `apply` ({})",
+            crate::defaults::WEIGHTING.label()
+        );
+    }
     if !skipped.is_empty() {
         skipped.dedup();
         println!(

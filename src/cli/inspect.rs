@@ -15,13 +15,9 @@ pub struct InspectArgs {
     /// Take the target tokenizer from here instead of the helper directory.
     #[arg(long, value_name = "DIR|ID")]
     pub helper_tokenizer: Option<String>,
-    /// How target tokens find source tokens, as in `apply`: `exact` (same string) or
-    /// `canonical` (same bytes and word start across spellings: `Ġhello` = `▁hello`).
-    #[arg(
-        long = "match",
-        value_name = "exact|canonical",
-        default_value = "exact"
-    )]
+    /// How target tokens find source tokens, as in `apply`: `canonical` (same bytes and word
+    /// start across spellings: `Ġhello` = `▁hello`) or `exact` (same string).
+    #[arg(long = "match", value_name = "exact|canonical", default_value_t = crate::defaults::MATCH)]
     pub match_mode: MatchMode,
     /// Examples of each kind to list (the first by target id).
     #[arg(long, value_name = "N", default_value_t = 5)]

@@ -57,6 +57,8 @@ pub struct MethodScore {
     pub method: String,
     /// 1 for the method with the lowest mean relative L2 error, 2 for the next, …
     pub rank: usize,
+    /// Whether this is the method `apply` uses without flags ([`crate::defaults::WEIGHTING`]).
+    pub default: bool,
     /// Mean cosine between predicted and true rows.
     pub mean: f64,
     /// 10th percentile.
@@ -145,6 +147,7 @@ fn summarise(method: String, rows: &[RowScore], rejected: usize, seconds: f64) -
     MethodScore {
         method,
         rank: 0,
+        default: false,
         mean: cos.iter().sum::<f64>() / n,
         p10: quantile(&cos, 0.1),
         p50: quantile(&cos, 0.5),
@@ -294,8 +297,10 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateReport> {
     let rows = Rows::read(&pair, &files, &split)?;
     let mut scores = baselines(&rows, opts.seed)?;
     let backend = opts.backend.create(opts.memory_bytes)?;
-    for w in &weightings {
-        scores.push(score_weighting(backend.as_ref(), &rows, w)?);
+    for (w, asked) in weightings.iter().zip(&opts.weightings) {
+        let mut score = score_weighting(backend.as_ref(), &rows, w)?;
+        score.default = *asked == crate::defaults::WEIGHTING;
+        scores.push(score);
     }
     rank(&mut scores);
     let (o, n_hold) = (split.overlap.len(), split.held.len());

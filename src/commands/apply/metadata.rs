@@ -206,6 +206,8 @@ fn report_json(t: &Transfer, summary: &ApplySummary) -> Value {
         "backend": summary.backend,
         "adapter": summary.adapter,
         "method": {
+            "preset": summary.preset,
+            "match": summary.match_mode,
             "top_k": summary.top_k,
             "weighting": summary.weighting,
             "weighting_rule": weighting_rule(&summary.weighting),

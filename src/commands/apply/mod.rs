@@ -235,6 +235,8 @@ fn summarise(
         target_tokenizer: pair.tokenizer_dir.clone(),
         backend: opts.backend.name().to_string(),
         adapter,
+        preset: opts.preset,
+        match_mode: matching.mode.name().to_string(),
         top_k: requested_top_k(weighting).to_string(),
         weighting: weighting.label(),
         dtype: parts[0].m.dtype.to_string(),

@@ -1,6 +1,7 @@
 //! What `apply` takes ([`ApplyOptions`]) and what it returns ([`ApplySummary`]).
 
 use crate::backend::Backend;
+use crate::defaults::Preset;
 use crate::vocab::{MatchCounts, MatchMode};
 use crate::weights::Weighting;
 use std::collections::BTreeMap;
@@ -22,6 +23,8 @@ pub struct ApplyOptions {
     pub weighting: Weighting,
     /// How target tokens are matched with source tokens.
     pub match_mode: MatchMode,
+    /// The `--preset` that set `weighting` and `match_mode`, if any (recorded in the report).
+    pub preset: Option<Preset>,
     /// Compute backend.
     pub backend: Backend,
     /// Memory budget of the tile buffers (GPU memory, or the CPU working set), bytes.
@@ -56,6 +59,10 @@ pub struct ApplySummary {
     pub backend: String,
     /// GPU adapter (GPU backend only).
     pub adapter: Option<String>,
+    /// The `--preset`, if one set the method.
+    pub preset: Option<Preset>,
+    /// Token matching (`exact` or `canonical`).
+    pub match_mode: String,
     /// `--top-k`.
     pub top_k: String,
     /// The weighting (method, k, temperature).
