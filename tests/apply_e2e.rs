@@ -224,15 +224,7 @@ fn llama_f16_untied_lm_head_top_k_with_provenance() {
 }
 
 fn check_provenance_run(src: &Model, hlp: &Model, out: &Path, prov: &Path) {
-    check_output(
-        src,
-        hlp,
-        out,
-        Weighting::Clp {
-            top_k: TopK::K(8),
-        },
-        None,
-    );
+    check_output(src, hlp, out, Weighting::Clp { top_k: TopK::K(8) }, None);
     let report: Value =
         serde_json::from_slice(&std::fs::read(out.join("clp_transfer.json")).unwrap()).unwrap();
     assert_eq!(report["source"]["output_embedding"], "lm_head.weight");

@@ -7,6 +7,7 @@ mod fixtures;
 
 use clp_gpu::tensor::DType;
 use fixtures::*;
+use serde_json::{json, Value};
 use std::path::Path;
 
 fn model(dir: &Path, lang: Lang, size: usize, seed: u64) -> Model {
@@ -60,7 +61,16 @@ fn top_k_at_or_above_the_overlap_is_dense_and_a_large_selection_is_refused() {
             &src,
             &hlp,
             &out,
-            &["--top-k", "5000", "--weighting", "clp", "--match", "exact", "--json", "--quiet"],
+            &[
+                "--top-k",
+                "5000",
+                "--weighting",
+                "clp",
+                "--match",
+                "exact",
+                "--json",
+                "--quiet",
+            ],
         ),
     ));
     assert!(r["overlap"].as_u64().unwrap() < 5000);
@@ -195,5 +205,70 @@ fn quiet_and_json_behave_the_same_on_every_long_running_command() {
         }
         let r = ok_json(run(cmd, &[again, vec!["--json"]].concat()));
         assert!(r.is_object(), "{cmd} --json: {r}");
+    }
+}
+
+#[test]
+fn preset_original_is_the_papers_method_and_excludes_the_method_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = model(&tmp.path().join("src"), Lang::English, 300, 3);
+    let hlp = model(&tmp.path().join("hlp"), Lang::German, 280, 4);
+    let out = tmp.path().join("out");
+    let r = ok_json(run(
+        "apply",
+        &apply_args(
+            &src,
+            &hlp,
+            &out,
+            &["--preset", "original", "--json", "--quiet"],
+        ),
+    ));
+    assert_eq!(
+        (&r["preset"], &r["match_mode"], &r["weighting"]),
+        (&json!("original"), &json!("exact"), &json!("clp k=all")),
+        "{r}"
+    );
+    check_output(
+        &src,
+        &hlp,
+        &out,
+        clp_gpu::defaults::Preset::Original.weighting(),
+        None,
+    );
+    let report = read_json(&out.join("clp_transfer.json"));
+    assert_eq!(report["method"]["preset"], "original");
+    assert_eq!(report["method"]["match"], "exact");
+
+    // Without flags the report names the default method and no preset.
+    let out2 = tmp.path().join("out2");
+    let r = ok_json(run(
+        "apply",
+        &apply_args(&src, &hlp, &out2, &["--json", "--quiet"]),
+    ));
+    assert_eq!(
+        (&r["preset"], &r["match_mode"], &r["weighting"]),
+        (
+            &Value::Null,
+            &json!("canonical"),
+            &json!("softmax k=10 T=0.1")
+        ),
+        "{r}"
+    );
+
+    // A preset with a method flag is refused before any work, and OUT is not created.
+    let out3 = tmp.path().join("out3");
+    for flag in [
+        ["--top-k", "5"],
+        ["--weighting", "clp"],
+        ["--match", "exact"],
+        ["--temperature", "0.2"],
+    ] {
+        let mut extra = vec!["--preset", "original"];
+        extra.extend(flag);
+        let o = run("apply", &apply_args(&src, &hlp, &out3, &extra));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flag:?}: {err}");
+        assert!(err.contains("cannot be used with"), "{flag:?}: {err}");
+        assert!(!out3.exists());
     }
 }
