@@ -7,11 +7,14 @@ the words they occur in plus their own part); each model maps the latents throug
 random anisotropic linear map, adds a common offset (as trained embeddings have) and noise.
 Both are saved as GPT-2 models (source d=256, helper d=128) with byte-level BPE tokenizers.
 
-Usage: python tests/python/latent_pair.py OUTDIR   (writes OUTDIR/source and OUTDIR/helper)
+Usage: python tests/python/latent_pair.py OUTDIR [--scale S]   (writes OUTDIR/source and
+OUTDIR/helper; --scale multiplies the words, vocabularies and texts by S and the widths up to
+1024 / 512: S = 16 gives about 48k / 32k tokens)
 """
 
 import random
 import sys
+import zlib
 from pathlib import Path
 
 import torch
@@ -38,22 +41,31 @@ def build(path, vocab_words, texts, vocab_size, dim, seed, meaning):
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>",
                                    eos_token="<|endoftext|>", unk_token="<|endoftext|>")
     g = torch.Generator().manual_seed(seed)
+    # The first 50 words each substring occurs in (an index, so large vocabularies stay fast).
+    pieces = {}
+    for w in vocab_words:
+        for a in range(len(w)):
+            for b in range(a + 1, len(w) + 1):
+                hit = pieces.setdefault(w[a:b], [])
+                if len(hit) < 50 and (not hit or hit[-1] != w):
+                    hit.append(w)
     # Latent per token: the meaning of the whole word it spells, else the mean meaning of the
     # words it occurs in, plus a token-specific part.
     lat = torch.zeros(len(fast), LATENT)
     for t, i in fast.get_vocab().items():
         text = fast.convert_tokens_to_string([t]).strip()
-        own = torch.randn(LATENT, generator=torch.Generator().manual_seed(hash(t) % 2**31))
+        own = torch.randn(LATENT, generator=torch.Generator().manual_seed(zlib.crc32(t.encode())))
         if text in meaning:
             lat[i] = meaning[text]
         else:
-            hits = [meaning[w] for w in vocab_words if text and text in w][:50]
+            hits = [meaning[w] for w in pieces.get(text, [])]
             base = torch.stack(hits).mean(0) if hits else torch.zeros(LATENT)
             lat[i] = base + 0.5 * own
     scale = 1.0 / torch.sqrt(1.0 + torch.arange(dim) / 8.0)
     a = torch.randn(LATENT, dim, generator=g) * scale
     offset = torch.randn(dim, generator=g) * 0.8
     emb = lat @ a / LATENT**0.5 + offset + 0.15 * torch.randn(len(fast), dim, generator=g)
+    torch.manual_seed(seed)  # the untouched layers, so that two runs write the same bytes
     model = GPT2LMHeadModel(GPT2Config(vocab_size=len(fast), n_embd=dim, n_layer=1, n_head=4,
                                        bos_token_id=0, eos_token_id=0))
     with torch.no_grad():
@@ -64,17 +76,25 @@ def build(path, vocab_words, texts, vocab_size, dim, seed, meaning):
 
 
 def main():
-    out = Path(sys.argv[1])
+    args = sys.argv[1:]
+    scale = 1
+    if len(args) == 3 and args[1] == "--scale":
+        scale = int(args[2])
+    elif len(args) != 1:
+        sys.exit("usage: latent_pair.py OUTDIR [--scale S]")
+    out = Path(args[0])
     rng = random.Random(0)
-    shared = words(rng, 400, ["ka", "to", "mi", "ra", "ne", "so", "lu", "pe"])
-    en = shared + words(rng, 800, ["th", "ing", "er", "a", "o", "st", "ck", "ea"])
-    de = shared + words(rng, 800, ["sch", "ei", "en", "ü", "ch", "au", "ung", "ie"])
-    meaning = {w: torch.randn(LATENT, generator=torch.Generator().manual_seed(hash(w) % 2**31))
+    syl_s = ["ka", "to", "mi", "ra", "ne", "so", "lu", "pe"]
+    shared = words(rng, 400 * scale, syl_s if scale == 1 else syl_s + ["vi", "do"])
+    en = shared + words(rng, 800 * scale, ["th", "ing", "er", "a", "o", "st", "ck", "ea"])
+    de = shared + words(rng, 800 * scale, ["sch", "ei", "en", "ü", "ch", "au", "ung", "ie"])
+    meaning = {w: torch.randn(LATENT, generator=torch.Generator().manual_seed(zlib.crc32(w.encode())))
                for w in set(en) | set(de)}
-    text = lambda ws: [" ".join(rng.choice(ws) for _ in range(14)) for _ in range(3000)]
-    ns = build(out / "source", en, text(en), 3000, 256, 1, meaning)
-    nh = build(out / "helper", de, text(de), 2000, 128, 2, meaning)
-    print(f"source {ns} tokens (d 256), helper {nh} tokens (d 128) in {out}")
+    text = lambda ws: [" ".join(rng.choice(ws) for _ in range(14)) for _ in range(3000 * scale)]
+    dim = min(256 * scale, 1024)
+    ns = build(out / "source", en, text(en), 3000 * scale, dim, 1, meaning)
+    nh = build(out / "helper", de, text(de), 2000 * scale, dim // 2, 2, meaning)
+    print(f"source {ns} tokens (d {dim}), helper {nh} tokens (d {dim // 2}) in {out}")
 
 
 if __name__ == "__main__":
