@@ -24,10 +24,10 @@ from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 LATENT = 48
 
 
-def words(rng, n, syllables):
+def words(rng, n, syllables, longest=4):
     out = set()
     while len(out) < n:
-        out.add("".join(rng.choice(syllables) for _ in range(rng.randint(1, 4))))
+        out.add("".join(rng.choice(syllables) for _ in range(rng.randint(1, longest))))
     return sorted(out)
 
 
@@ -84,10 +84,10 @@ def main():
         sys.exit("usage: latent_pair.py OUTDIR [--scale S]")
     out = Path(args[0])
     rng = random.Random(0)
-    syl_s = ["ka", "to", "mi", "ra", "ne", "so", "lu", "pe"]
-    shared = words(rng, 400 * scale, syl_s if scale == 1 else syl_s + ["vi", "do"])
-    en = shared + words(rng, 800 * scale, ["th", "ing", "er", "a", "o", "st", "ck", "ea"])
-    de = shared + words(rng, 800 * scale, ["sch", "ei", "en", "ü", "ch", "au", "ung", "ie"])
+    longest = 4 if scale == 1 else 6  # 8 syllables make only 4,680 words of up to 4
+    shared = words(rng, 400 * scale, ["ka", "to", "mi", "ra", "ne", "so", "lu", "pe"], longest)
+    en = shared + words(rng, 800 * scale, ["th", "ing", "er", "a", "o", "st", "ck", "ea"], longest)
+    de = shared + words(rng, 800 * scale, ["sch", "ei", "en", "ü", "ch", "au", "ung", "ie"], longest)
     meaning = {w: torch.randn(LATENT, generator=torch.Generator().manual_seed(zlib.crc32(w.encode())))
                for w in set(en) | set(de)}
     text = lambda ws: [" ".join(rng.choice(ws) for _ in range(14)) for _ in range(3000 * scale)]

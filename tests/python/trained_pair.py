@@ -40,6 +40,7 @@ import random
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -135,17 +136,22 @@ def build_languages(seed=0):
 
 def generate_chains(lang, ndocs, seed, words=(120, 380)):
     """Concept sequences (lists of ints, CONCEPTS = sentence end) and topic per document."""
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(words[0], words[1], (ndocs,), generator=g)
-    topics = torch.randint(0, TOPICS, (ndocs,), generator=g)
+    rng = np.random.default_rng(seed)
+    cand, logit, bias = (lang[k].numpy() for k in ("cand", "logit", "bias"))
+    lengths = rng.integers(words[0], words[1], ndocs)
+    topics = rng.integers(0, TOPICS, ndocs)
     steps = int(lengths.max()) + 40
-    cur = torch.full((ndocs,), CONCEPTS, dtype=torch.long)
-    seq = torch.empty(ndocs, steps, dtype=torch.long)
+    cur = np.full(ndocs, CONCEPTS)
+    seq = np.empty((ndocs, steps), dtype=np.int64)
+    rows = np.arange(ndocs)
     for t in range(steps):
-        c = lang["cand"][cur]
-        lg = lang["logit"][cur] + lang["bias"][topics[:, None], c]
-        pick = torch.multinomial(torch.softmax(lg, 1).float(), 1, generator=g).squeeze(1)
-        cur = c.gather(1, pick[:, None]).squeeze(1)
+        c = cand[cur]
+        lg = logit[cur] + bias[topics[:, None], c]
+        p = np.exp(lg - lg.max(1, keepdims=True))
+        cdf = p.cumsum(1)
+        r = rng.random(ndocs) * cdf[:, -1]
+        pick = np.minimum((cdf < r[:, None]).sum(1), CANDIDATES)
+        cur = c[rows, pick]
         seq[:, t] = cur
     out = []
     for d in range(ndocs):
