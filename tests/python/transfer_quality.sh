@@ -77,7 +77,7 @@ bpb() {
     local out
     echo "+ $BIN perplexity --model $1 --text $2 --context $CONTEXT --max-bytes $MAX_BYTES --json --quiet" >> "$LOG"
     if out=$("$BIN" perplexity --model "$1" --text "$2" --context "$CONTEXT" --max-bytes "$MAX_BYTES" --json --quiet 2>> "$LOG"); then
-        echo "$out" | "$PY" -c 'import json,sys; m=json.load(sys.stdin)["models"][0]; print("%.3f %.3f" % (m["bits_per_byte"], m["tokens_per_byte"]))'
+        echo "$out" | "$PY" -c 'import json,sys; m=json.load(sys.stdin)["models"][0]; b, t = m.get("bits_per_byte"), m.get("tokens_per_byte"); print("%.3f %.3f" % (b, t) if b is not None else "n/a (nothing scored)")'
     else
         echo "n/a (perplexity failed, see $LOG)"
     fi
