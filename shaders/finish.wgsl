@@ -1,8 +1,11 @@
-// finish: divides each row's weighted sum by its weight sum, or rejects the row.
+// finish: turns each row's weighted sum into its output row, or rejects the row.
 //
-// out[r][c] = numer[r][c] / numer[r][dim] unless the row is rejected, in which case the row is
-// all zeros and status[r] says why: 1 helper row all zeros, 2 helper row not finite (both from
-// h_status), 3 weights cancel (|Σw| ≤ tolerance × scale), 4 a result would not be finite.
+// divide = 1 (clp, softmax, sparsemax): out[r][c] = numer[r][c] / numer[r][dim].
+// divide = 0 (OMP, coefficients as solved): out[r][c] = numer[r][c], no division.
+// A rejected row is all zeros and status[r] says why: 1 helper row all zeros, 2 helper row not
+// finite (both from h_status), 3 weights cancel (divide = 1: |Σw| ≤ tolerance × scale;
+// divide = 0: scale = 0, every weight zero), 4 a result would not be finite, 5 (bound_norm = 1)
+// the row's L2 norm lies outside [norm_lo, norm_hi] (the overlap source rows' norms).
 // The scale is guard[r] when scale_mode = 0 (top-k: Σ|w| per row) or, when scale_mode = 1
 // (dense), ‖column scale_col of guard‖ over scale_count rows of stride scale_stride (‖Σ_j ĥ_j‖,
 // read from the Gram matrix). No NaN or Inf is ever written.
@@ -10,7 +13,8 @@
 // u32), 3 guard (f32), 4 out (rows × dim f32, write), 5 status (rows u32, write).
 // Dispatch: one workgroup of WG per row; row = workgroup_id.x + workgroup_id.y *
 // num_workgroups.x. Overrides (no defaults; set from Rust): WG = FINISH_WORKGROUP, a power of
-// two. Precision: f32 division; fixed-order reductions (deterministic).
+// two. Precision: f32 division; norms max-abs scaled as in normalize; every reduction is a
+// fixed-order tree over fixed strided partials (deterministic).
 
 struct Params {
     rows: u32,
@@ -20,6 +24,10 @@ struct Params {
     scale_stride: u32,
     scale_col: u32,
     tolerance: f32,
+    divide: u32,
+    bound_norm: u32,
+    norm_lo: f32,
+    norm_hi: f32,
     _pad: u32,
 }
 
@@ -39,6 +47,61 @@ fn is_finite(x: f32) -> bool {
     return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
 }
 
+// The max (take_max) or sum of partial[0..WG], as a fixed tree; every invocation gets it and
+// partial may be reused afterwards.
+fn reduce(lid: u32, take_max: bool) -> f32 {
+    for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+        workgroupBarrier();
+        if lid < s {
+            if take_max {
+                partial[lid] = max(partial[lid], partial[lid + s]);
+            } else {
+                partial[lid] = partial[lid] + partial[lid + s];
+            }
+        }
+    }
+    workgroupBarrier();
+    let r = partial[0];
+    workgroupBarrier();
+    return r;
+}
+
+// ‖column scale_col of guard‖ over scale_count rows (max-abs scaled).
+fn column_norm(lid: u32) -> f32 {
+    var m = 0.0;
+    for (var i = lid; i < params.scale_count; i += WG) {
+        m = max(m, abs(guard[i * params.scale_stride + params.scale_col]));
+    }
+    partial[lid] = m;
+    let max_abs = reduce(lid, true);
+    let inv = select(0.0, 1.0 / max_abs, max_abs > 0.0);
+    var ss = 0.0;
+    for (var i = lid; i < params.scale_count; i += WG) {
+        let y = guard[i * params.scale_stride + params.scale_col] * inv;
+        ss += y * y;
+    }
+    partial[lid] = ss;
+    return max_abs * sqrt(reduce(lid, false));
+}
+
+// ‖numer[row][0..dim] / d‖ (max-abs scaled; not finite when a value is not).
+fn row_norm(lid: u32, base: u32, d: f32) -> f32 {
+    var m = 0.0;
+    for (var c = lid; c < params.dim; c += WG) {
+        m = max(m, abs(numer[base + c] / d));
+    }
+    partial[lid] = m;
+    let max_abs = reduce(lid, true);
+    let inv = select(0.0, 1.0 / max_abs, max_abs > 0.0);
+    var ss = 0.0;
+    for (var c = lid; c < params.dim; c += WG) {
+        let y = numer[base + c] / d * inv;
+        ss += y * y;
+    }
+    partial[lid] = ss;
+    return max_abs * sqrt(reduce(lid, false));
+}
+
 @compute @workgroup_size(WG)
 fn finish(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -52,54 +115,33 @@ fn finish(
     if lid == 0u {
         atomicStore(&bad, 0u);
     }
+    workgroupBarrier(); // no lane may flag a bad value before the flag is cleared
     // Guard scale: per row, or the norm of a column (max-abs scaled, as in normalize).
     var scale = 0.0;
     if params.scale_mode == 0u {
         scale = guard[row];
     } else {
-        var m = 0.0;
-        for (var i = lid; i < params.scale_count; i += WG) {
-            m = max(m, abs(guard[i * params.scale_stride + params.scale_col]));
-        }
-        partial[lid] = m;
-        for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-            workgroupBarrier();
-            if lid < s {
-                partial[lid] = max(partial[lid], partial[lid + s]);
-            }
-        }
-        workgroupBarrier();
-        let max_abs = partial[0];
-        workgroupBarrier();
-        let inv = select(0.0, 1.0 / max_abs, max_abs > 0.0);
-        var ss = 0.0;
-        for (var i = lid; i < params.scale_count; i += WG) {
-            let y = guard[i * params.scale_stride + params.scale_col] * inv;
-            ss += y * y;
-        }
-        partial[lid] = ss;
-        for (var s = WG / 2u; s > 0u; s = s >> 1u) {
-            workgroupBarrier();
-            if lid < s {
-                partial[lid] = partial[lid] + partial[lid + s];
-            }
-        }
-        workgroupBarrier();
-        scale = max_abs * sqrt(partial[0]);
+        scale = column_norm(lid);
     }
 
     let stride = params.dim + 1u;
-    let sum = numer[row * stride + params.dim];
+    let base = row * stride;
+    let sum = numer[base + params.dim];
+    let d = select(1.0, sum, params.divide == 1u);
     var code = 0u;
     let hs = h_status[row];
     if hs == 1u || hs == 2u {
         code = hs;
-    } else if !(abs(sum) > params.tolerance * scale) || !is_finite(sum) {
+    } else if params.divide == 1u {
+        if !(abs(sum) > params.tolerance * scale) || !is_finite(sum) {
+            code = 3u;
+        }
+    } else if !(scale > 0.0) {
         code = 3u;
     }
     if code == 0u {
         for (var c = lid; c < params.dim; c += WG) {
-            if !is_finite(numer[row * stride + c] / sum) {
+            if !is_finite(numer[base + c] / d) {
                 atomicOr(&bad, 1u);
             }
         }
@@ -108,10 +150,16 @@ fn finish(
     if code == 0u && atomicLoad(&bad) != 0u {
         code = 4u;
     }
+    if params.bound_norm == 1u {
+        let norm = row_norm(lid, base, d);
+        if code == 0u && !(norm >= params.norm_lo && norm <= params.norm_hi) {
+            code = 5u;
+        }
+    }
     for (var c = lid; c < params.dim; c += WG) {
         var v = 0.0;
         if code == 0u {
-            v = numer[row * stride + c] / sum;
+            v = numer[base + c] / d;
         }
         out[row * params.dim + c] = v;
     }

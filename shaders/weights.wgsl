@@ -5,8 +5,9 @@
 // mode 2, sparsemax: w = max(cos - tau, 0), tau from the longest prefix j (entries sorted
 //         descending) with 1 + j * cos_j > sum_{i <= j} cos_i.
 // mode 3: weights were written by the host (OMP); only the guard scale is computed.
-// The combine stage accumulates Σ w·e together with Σ w, and finish divides. This stage also
-// records Σ|w|, the scale the finish stage's cancellation guard compares |Σ w| with.
+// The combine stage accumulates Σ w·e together with Σ w, and finish divides (modes 0-2; OMP's
+// rows are kept as solved). This stage also records Σ|w|, the scale the finish stage's
+// cancellation guard compares |Σ w| with (OMP: a zero Σ|w| means no atoms).
 // Bindings (group 0): 0 params (uniform), 1 best_score (rows × k f32, read), 2 weight (rows × k
 // f32, read_write), 3 guard_scale (rows f32, write).
 // Dispatch: ceil(rows / WG) workgroups of WG, one invocation per row (k ≤ MAX_TOP_K terms

@@ -38,8 +38,11 @@ impl std::fmt::Display for TopK {
     }
 }
 
-/// How selected neighbours are weighted. Every weighting's weights are divided by their sum
-/// (so a new row has the scale of the source rows), and every one is guarded the same way.
+/// How selected neighbours are weighted. The closed-form weightings (clp, softmax, sparsemax)
+/// are divided by their sum, so a new row has the scale of the source rows, and are guarded
+/// against weights that cancel. OMP's least-squares coefficients are used as solved (dividing
+/// them by a sum that may cancel is ill-posed); its rows are bounded instead by the norms of the
+/// source rows (see [`FinishRule`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Weighting {
     /// CLP-Transfer: w = cos, normalised by Σ cos (negative cosines kept).
@@ -62,8 +65,10 @@ pub enum Weighting {
     },
     /// Orthogonal matching pursuit in the helper space (tokensurgeon-style): `atoms` overlap
     /// tokens are chosen greedily from the [`omp_candidates`] most similar ones, and their
-    /// least-squares coefficients for the missing token's normalised helper row weight the
-    /// source rows.
+    /// least-squares coefficients x for the missing token's normalised helper row weight the
+    /// source rows: the row is Σ_j x_j e_j, not divided by Σ_j x_j. A row whose coefficients
+    /// are all zero, or whose L2 norm leaves the range of the overlap source rows' norms, is
+    /// rejected ([`FinishRule::AsSolved`]).
     Omp {
         /// Atoms per missing row.
         atoms: usize,
@@ -127,6 +132,11 @@ impl Weighting {
             Weighting::Sparsemax { top_k } => format!("sparsemax k={top_k}"),
             Weighting::Omp { atoms } => format!("omp k={atoms}"),
         }
+    }
+    /// Whether rows are divided by the sum of their weights (every weighting but OMP, whose
+    /// coefficients are used as solved).
+    pub fn divides_by_weight_sum(&self) -> bool {
+        !matches!(self, Weighting::Omp { .. })
     }
     /// Code of the GPU `weights` kernel (OMP weights are computed on the host).
     pub fn shader_mode(&self) -> u32 {
@@ -304,6 +314,98 @@ pub fn omp(target: &[f64], candidates: &[f64], dim: usize, atoms: usize) -> Vec<
 /// amplifies rounding error by more than 1000× and is what produces garbage/NaN in the original.
 pub const WEIGHT_SUM_TOLERANCE: f32 = 1e-3;
 
+/// Relative slack on both ends of a [`NormRange`]: a row equal to a source row up to rounding
+/// (one atom, coefficient 1) is never rejected for its last bits, whichever backend rounds.
+pub const NORM_RANGE_SLACK: f64 = 1e-4;
+
+/// The L2 norms an OMP row may have: those of the overlap source rows over all their columns,
+/// widened by [`NORM_RANGE_SLACK`] and rounded outwards to f32, so that every backend compares
+/// with the same two numbers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NormRange {
+    /// Smallest accepted norm.
+    pub lo: f32,
+    /// Largest accepted norm (finite).
+    pub hi: f32,
+}
+
+impl NormRange {
+    /// The range of the row norms of `set`, streamed in chunks of rows (never the whole set)
+    /// and accumulated in f64. Rows whose norm is not finite are left out (their selection is
+    /// rejected as a non-finite result anyway); with none left the range is [0, 0].
+    pub fn of_rows(set: &RowSet) -> crate::Result<NormRange> {
+        const CHUNK: usize = 4096;
+        let (mut min, mut max) = (f64::INFINITY, 0.0f64);
+        let mut bytes = Vec::new();
+        for r0 in (0..set.rows()).step_by(CHUNK) {
+            let r1 = (r0 + CHUNK).min(set.rows());
+            set.gather(r0, r1, &mut bytes)?;
+            let m = MatrixRef::new(set.name(), &bytes, set.dtype(), r1 - r0, set.cols())?;
+            for r in 0..m.rows {
+                let norm = (0..m.cols)
+                    .map(|c| (m.get(r, c) as f64).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                if norm.is_finite() {
+                    min = min.min(norm);
+                    max = max.max(norm);
+                }
+            }
+        }
+        if min > max {
+            return Ok(NormRange { lo: 0.0, hi: 0.0 });
+        }
+        Ok(NormRange::widened(min, max))
+    }
+
+    /// `[min, max]` widened by [`NORM_RANGE_SLACK`], rounded outwards to f32 (hi at most
+    /// f32::MAX).
+    pub fn widened(min: f64, max: f64) -> NormRange {
+        let lo = min * (1.0 - NORM_RANGE_SLACK);
+        let hi = (max * (1.0 + NORM_RANGE_SLACK)).min(f32::MAX as f64);
+        let (mut lo32, mut hi32) = (lo as f32, hi as f32);
+        if lo32 as f64 > lo {
+            lo32 = lo32.next_down();
+        }
+        if (hi32 as f64) < hi {
+            hi32 = hi32.next_up();
+        }
+        NormRange {
+            lo: lo32.max(0.0),
+            hi: hi32,
+        }
+    }
+
+    /// Whether `norm` lies in the range (false for NaN).
+    pub fn contains(&self, norm: f64) -> bool {
+        norm >= self.lo as f64 && norm <= self.hi as f64
+    }
+}
+
+/// How every backend's finish stage turns a row's weighted sum Σ_j w_j e_j into the output row,
+/// and which rows it rejects (besides zero or non-finite helper rows and non-finite results).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FinishRule {
+    /// clp, softmax, sparsemax: divided by Σw; rejected when |Σw| ≤ [`WEIGHT_SUM_TOLERANCE`] ×
+    /// Σ|w| (top-k) or × ‖Σ_j ĥ_j‖ (dense).
+    DivideBySum,
+    /// OMP: Σ_j x_j e_j as solved; rejected when every x_j is zero
+    /// ([`RejectReason::WeightSumNearZero`]) or when its L2 norm leaves the range
+    /// ([`RejectReason::NormOutOfRange`]).
+    AsSolved(NormRange),
+}
+
+impl FinishRule {
+    /// The rule of a run: computed once per run, on the host, by every backend the same way
+    /// (only OMP reads anything: the norms of `e_overlap`, streamed).
+    pub fn for_run(weighting: &Weighting, e_overlap: &RowSet) -> crate::Result<FinishRule> {
+        if weighting.divides_by_weight_sum() {
+            return Ok(FinishRule::DivideBySum);
+        }
+        Ok(FinishRule::AsSolved(NormRange::of_rows(e_overlap)?))
+    }
+}
+
 /// State of one helper row after normalisation (values match the shaders' status codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[repr(u32)]
@@ -335,10 +437,15 @@ pub enum RejectReason {
     ZeroHelperRow,
     /// Its helper embedding holds NaN or Inf.
     NonFiniteHelperRow,
-    /// Its weights nearly cancel (see [`WEIGHT_SUM_TOLERANCE`]).
+    /// Its weights nearly cancel (see [`WEIGHT_SUM_TOLERANCE`]); for OMP, whose rows are not
+    /// divided by the sum: its coefficients are all zero (the helper row is orthogonal to every
+    /// candidate, the limit |Σx| = Σ|x| = 0 of the same condition).
     WeightSumNearZero,
     /// The combination would hold NaN or Inf (a non-finite source row was selected).
     NonFiniteResult,
+    /// OMP only: the row's L2 norm lies outside the range of the overlap source rows' norms
+    /// (its coefficients nearly cancel between nearly parallel atoms; see [`NormRange`]).
+    NormOutOfRange,
 }
 
 impl RejectReason {
@@ -349,7 +456,18 @@ impl RejectReason {
             1 => Some(RejectReason::ZeroHelperRow),
             2 => Some(RejectReason::NonFiniteHelperRow),
             3 => Some(RejectReason::WeightSumNearZero),
+            5 => Some(RejectReason::NormOutOfRange),
             _ => Some(RejectReason::NonFiniteResult),
+        }
+    }
+    /// The reason as reports name it (its serde name, e.g. `norm_out_of_range`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RejectReason::ZeroHelperRow => "zero_helper_row",
+            RejectReason::NonFiniteHelperRow => "non_finite_helper_row",
+            RejectReason::WeightSumNearZero => "weight_sum_near_zero",
+            RejectReason::NonFiniteResult => "non_finite_result",
+            RejectReason::NormOutOfRange => "norm_out_of_range",
         }
     }
     /// The status code of this reason (the inverse of [`RejectReason::from_code`]).
@@ -359,6 +477,7 @@ impl RejectReason {
             RejectReason::NonFiniteHelperRow => 2,
             RejectReason::WeightSumNearZero => 3,
             RejectReason::NonFiniteResult => 4,
+            RejectReason::NormOutOfRange => 5,
         }
     }
 }
@@ -381,7 +500,8 @@ pub struct Selection {
     pub indices: Vec<u32>,
     /// `rows × k` cosine similarities, matching `indices`.
     pub scores: Vec<f32>,
-    /// `rows × k` weights before division by their sum (CLP: the cosines).
+    /// `rows × k` weights before any division by their sum (CLP: the cosines; OMP: the
+    /// coefficients, which are never divided).
     pub weights: Vec<f32>,
 }
 
@@ -475,6 +595,46 @@ pub fn normalize_rows(m: &MatrixRef) -> (Vec<f64>, Vec<RowStatus>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reject_reasons_round_trip_their_codes_and_names() {
+        use RejectReason::*;
+        let all = [
+            ZeroHelperRow,
+            NonFiniteHelperRow,
+            WeightSumNearZero,
+            NonFiniteResult,
+            NormOutOfRange,
+        ];
+        for (i, r) in all.into_iter().enumerate() {
+            assert_eq!(r.code(), i as u32 + 1);
+            assert_eq!(RejectReason::from_code(r.code()), Some(r));
+            assert_eq!(serde_json::to_value(r).unwrap(), r.name());
+        }
+        assert_eq!(NormOutOfRange.name(), "norm_out_of_range");
+        assert_eq!(RejectReason::from_code(0), None);
+    }
+
+    #[test]
+    fn the_norm_range_holds_the_source_norms_and_only_omp_reads_it() {
+        let e = [3.0f32, 4.0, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 2.0];
+        let m = MatrixRef::from_f32(&e, 3, 3).unwrap();
+        let set = RowSet::from_matrix("eo", &m);
+        let range = NormRange::of_rows(&set).unwrap();
+        assert!(range.lo <= 0.5 && range.lo > 0.4999 && range.hi >= 5.0 && range.hi < 5.001);
+        assert!(range.contains(0.5) && range.contains(5.0) && range.contains(2.0));
+        assert!(!range.contains(0.49) && !range.contains(5.01) && !range.contains(f64::NAN));
+        let clp = Weighting::Clp { top_k: TopK::K(2) };
+        assert_eq!(
+            FinishRule::for_run(&clp, &set).unwrap(),
+            FinishRule::DivideBySum
+        );
+        let omp = Weighting::Omp { atoms: 2 };
+        assert_eq!(
+            FinishRule::for_run(&omp, &set).unwrap(),
+            FinishRule::AsSolved(range)
+        );
+    }
 
     #[test]
     fn k_at_or_above_the_overlap_means_all_of_it() {

@@ -571,3 +571,283 @@ fn outputs_are_bit_identical_across_tilings_and_budgets() {
         assert!(rejected.contains("row: 3"), "{}: {rejected}", w.label());
     }
 }
+
+// ---- OMP: coefficients as solved, bounded by the source norms ----
+
+/// `v / ‖v‖` in f64.
+fn unit64(v: &[f32]) -> Vec<f64> {
+    let n = v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+    v.iter().map(|&x| x as f64 / n).collect()
+}
+
+/// The least-squares coefficients of `t` on `atoms` (normal equations, Gauss–Jordan in f64):
+/// independent of the crate's incremental-Cholesky OMP.
+fn least_squares(atoms: &[Vec<f64>], t: &[f64]) -> Vec<f64> {
+    let n = atoms.len();
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let mut g: Vec<Vec<f64>> = (0..n)
+        .map(|i| {
+            let mut row: Vec<f64> = (0..n).map(|j| dot(&atoms[i], &atoms[j])).collect();
+            row.push(dot(&atoms[i], t));
+            row
+        })
+        .collect();
+    for c in 0..n {
+        let p = (c..n)
+            .max_by(|&a, &b| g[a][c].abs().total_cmp(&g[b][c].abs()))
+            .unwrap();
+        g.swap(c, p);
+        for r in 0..n {
+            if r != c {
+                let f = g[r][c] / g[c][c];
+                let pivot = g[c].clone();
+                for (x, y) in g[r].iter_mut().zip(&pivot) {
+                    *x -= f * y;
+                }
+            }
+        }
+    }
+    (0..n).map(|i| g[i][n] / g[i][i]).collect()
+}
+
+/// ‖v‖ in f64.
+fn norm64(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+/// What an OMP run must give for one missing row, computed independently in f64.
+#[derive(Debug)]
+enum OmpExpect {
+    /// The row Σ_j x_j e_j (not divided by Σx) and the coefficients per overlap index.
+    Row(Vec<f64>, Vec<(u32, f64)>),
+    /// Rejected, with every column zero.
+    Rejected(RejectReason),
+}
+
+/// Checks one backend's OMP run against `expect`: rejected rows are reported and zero, kept rows
+/// equal Σ_j x_j e_j within `tol` of the row's max-abs and have exactly the expected non-zero
+/// coefficients, and no row's norm exceeds the largest source norm.
+fn check_omp_run(label: &str, got: &clp_gpu::ClpOutput, expect: &[OmpExpect], max_norm: f64) {
+    let (ds, sel) = (got.dim, got.selection.as_ref().expect("selection"));
+    let mut want_rejected = Vec::new();
+    for (r, e) in expect.iter().enumerate() {
+        let row = &got.rows[r * ds..(r + 1) * ds];
+        let n = row.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+        assert!(n <= max_norm, "{label}: row {r} norm {n} > {max_norm}");
+        match e {
+            OmpExpect::Rejected(reason) => {
+                want_rejected.push((r, *reason));
+                assert!(row.iter().all(|&x| x == 0.0), "{label}: row {r} not zero");
+            }
+            OmpExpect::Row(want, coefs) => {
+                let scale = want.iter().fold(1.0f64, |a, x| a.max(x.abs()));
+                assert_close(&format!("{label}: row {r}"), row, want, |_| 1e-5 * scale);
+                let k = sel.k;
+                for (&j, &w) in sel.indices[r * k..(r + 1) * k]
+                    .iter()
+                    .zip(&sel.weights[r * k..(r + 1) * k])
+                {
+                    let x = coefs.iter().find(|c| c.0 == j).map_or(0.0, |c| c.1);
+                    assert!(
+                        (w as f64 - x).abs() <= 1e-5 * x.abs().max(1.0),
+                        "{label}: row {r} coefficient of {j}: got {w}, want {x}"
+                    );
+                }
+            }
+        }
+    }
+    let got_rejected: Vec<_> = got.rejected.iter().map(|r| (r.row, r.reason)).collect();
+    assert_eq!(got_rejected, want_rejected, "{label}: rejected rows");
+}
+
+/// The expectation of every missing row from its known atoms: the least-squares coefficients,
+/// the row Σ_j x_j e_j and its norm against the range of the source norms.
+fn omp_expectations(
+    hm: &[f32],
+    ho: &[f32],
+    eo: &[f32],
+    (dh, ds): (usize, usize),
+    atoms: &[&[u32]],
+) -> (Vec<OmpExpect>, (f64, f64)) {
+    let norms: Vec<f64> = eo
+        .chunks(ds)
+        .map(|e| norm64(&e.iter().map(|&x| x as f64).collect::<Vec<_>>()))
+        .collect();
+    let range = (
+        norms.iter().copied().fold(f64::INFINITY, f64::min),
+        norms.iter().copied().fold(0.0, f64::max),
+    );
+    let expect = atoms
+        .iter()
+        .enumerate()
+        .map(|(r, &ids)| {
+            if ids.is_empty() {
+                return OmpExpect::Rejected(RejectReason::WeightSumNearZero);
+            }
+            let t = unit64(&hm[r * dh..(r + 1) * dh]);
+            let a: Vec<Vec<f64>> = ids
+                .iter()
+                .map(|&j| unit64(&ho[j as usize * dh..(j as usize + 1) * dh]))
+                .collect();
+            let x = least_squares(&a, &t);
+            let row: Vec<f64> = (0..ds)
+                .map(|c| {
+                    ids.iter()
+                        .zip(&x)
+                        .map(|(&j, xj)| xj * eo[j as usize * ds + c] as f64)
+                        .sum()
+                })
+                .collect();
+            let n = norm64(&row);
+            if n < range.0 || n > range.1 {
+                OmpExpect::Rejected(RejectReason::NormOutOfRange)
+            } else {
+                OmpExpect::Row(row, ids.iter().copied().zip(x).collect())
+            }
+        })
+        .collect();
+    (expect, range)
+}
+
+#[test]
+fn omp_rows_are_not_divided_and_stay_within_the_source_norms() {
+    let (dh, ds, eps) = (6, 5, 0.01f32);
+    // Overlap helper rows: a and b nearly parallel (cos 0.99995), c and d orthogonal, e and f
+    // away from every target.
+    let ho: Vec<f32> = [
+        [1.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        [1.0, eps, 0.0, 0.0, 0.0, 0.0],
+        [0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
+        [0.0, 0.0, 0.0, 1.0, 0.0, 0.0],
+        [0.0, 0.0, 0.0, 0.0, 0.0, 1.0],
+        [0.0, 0.0, 0.0, 0.0, 0.0, -1.0],
+    ]
+    .concat();
+    // Source rows with norms 1.118, 1.118, 1.5, 1.5, 0.5 (min) and 3 (max); e_c ⟂ e_d.
+    let eo: Vec<f32> = [
+        [1.0, 0.5, 0.0, 0.0, 0.0],
+        [0.0, 1.0, 0.5, 0.0, 0.0],
+        [0.0, 0.0, 1.2, 0.0, 0.9],
+        [0.9, 0.0, 0.0, 1.2, 0.0],
+        [0.0, 0.0, 0.0, 0.0, 0.5],
+        [0.0, 3.0, 0.0, 0.0, 0.0],
+    ]
+    .concat();
+    // Missing helper rows and the atoms OMP (2 atoms) must pick for each.
+    let hm: Vec<f32> = [
+        [0.0, -eps, 0.0, 0.0, 0.0, 0.0], // a − b: x ≈ (+100, −100), Σx ≈ −0.005
+        [0.01, -0.99 * eps, 0.0, 0.0, 0.0, 0.0], // a − 0.99 b: x ≈ (71, −70), Σx ≈ 0.7
+        [0.0, 0.0, 0.6, 0.8, 0.0, 0.0],  // 0.6 c + 0.8 d: Σx = 1.4, norm 1.5
+        [0.0, 0.0, 0.8, -0.6, 0.0, 0.0], // 0.8 c − 0.6 d: Σx = 0.2, norm 1.5
+        [0.0, 0.0, 0.0, 0.0, 1.0, 0.0],  // orthogonal to every atom: x = 0
+    ]
+    .concat();
+    let atoms: [&[u32]; 5] = [&[0, 1], &[0, 1], &[2, 3], &[2, 3], &[]];
+    let (m, o) = (5, 6);
+    let w = Weighting::Omp { atoms: 2 };
+    for (hd, sd) in DTYPE_PAIRS {
+        let (hm_b, hm_v) = encode(hd, &hm);
+        let (ho_b, ho_v) = encode(hd, &ho);
+        let (eo_b, eo_v) = encode(sd, &eo);
+        let hm_m = MatrixRef::new("hm", &hm_b, hd, m, dh).unwrap();
+        let ho_m = MatrixRef::new("ho", &ho_b, hd, o, dh).unwrap();
+        let eo_m = MatrixRef::new("eo", &eo_b, sd, o, ds).unwrap();
+        let (expect, (_, max_norm)) = omp_expectations(&hm_v, &ho_v, &eo_v, (dh, ds), &atoms);
+        // The fixture is what it claims: far out of range, well inside it, or no atoms.
+        let kinds: Vec<&str> = expect
+            .iter()
+            .map(|e| match e {
+                OmpExpect::Row(..) => "kept",
+                OmpExpect::Rejected(RejectReason::NormOutOfRange) => "norm",
+                OmpExpect::Rejected(_) => "zero",
+            })
+            .collect();
+        assert_eq!(kinds, ["norm", "norm", "kept", "kept", "zero"], "{hd}/{sd}");
+        let label = format!("{hd}/{sd}");
+        check_omp_run(
+            &format!("reference {label}"),
+            &collect(&reference::ReferenceBackend, &hm_m, &ho_m, &eo_m, &w).unwrap(),
+            &expect,
+            max_norm,
+        );
+        for tiling in [Tiling::DEFAULT, Tiling::caps(2, 4)] {
+            for_each_backend(tiling, |name, backend| {
+                let got = collect(backend, &hm_m, &ho_m, &eo_m, &w).unwrap();
+                let label = format!("{name} {label} {tiling:?}");
+                check_omp_run(&label, &got, &expect, max_norm);
+            });
+        }
+    }
+}
+
+#[test]
+fn omp_rows_within_the_source_norms_are_kept() {
+    let (m, o, dh, ds) = (24, 120, 16, 12);
+    let mut rng = Rng::new(4100);
+    let hm = clp_gpu::synthetic::embeddings(&mut rng, m, dh, 0.5);
+    let ho = clp_gpu::synthetic::embeddings(&mut rng, o, dh, 0.5);
+    // Source rows whose norms spread over 0.1×–3× (as real vocabularies' do), so the range is
+    // wide and the rows OMP builds fall inside it.
+    let mut eo = gaussian(&mut rng, o, ds);
+    for row in eo.chunks_mut(ds) {
+        let s = 0.1 + 2.9 * rng.uniform() as f32;
+        row.iter_mut().for_each(|x| *x *= s);
+    }
+    let (hd, sd) = (DType::F16, DType::BF16);
+    let (hm, _) = encode(hd, &hm);
+    let (ho, _) = encode(hd, &ho);
+    let (eo, _) = encode(sd, &eo);
+    let hm = MatrixRef::new("hm", &hm, hd, m, dh).unwrap();
+    let ho = MatrixRef::new("ho", &ho, hd, o, dh).unwrap();
+    let eo = MatrixRef::new("eo", &eo, sd, o, ds).unwrap();
+    let norms: Vec<f64> = (0..o).map(|j| norm64(&eo.row_f64(j))).collect();
+    let lo = norms.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = norms.iter().copied().fold(0.0, f64::max);
+    for atoms in [1, 3, 5] {
+        let w = Weighting::Omp { atoms };
+        let want = reference::clp(&hm, &ho, &eo, &w);
+        // Kept rows are the majority; the rest are rejected by the norm bound only.
+        assert!(
+            want.rejected.len() <= m / 4,
+            "omp {atoms}: {:?}",
+            want.rejected
+        );
+        for r in &want.rejected {
+            assert_eq!(r.reason, RejectReason::NormOutOfRange, "omp {atoms}");
+        }
+        let check = |name: &str, backend: &dyn clp_gpu::backend::ClpBackend| {
+            let got = collect(backend, &hm, &ho, &eo, &w).unwrap();
+            let label = format!("{name} omp {atoms}");
+            check_weighting_run(&label, &hm, &ho, &eo, &w, &got);
+            // Each kept row is Σ_j x_j e_j over the reported coefficients, not divided by Σx.
+            let sel = got.selection.as_ref().unwrap();
+            let k = sel.k;
+            for r in 0..m {
+                let row = &got.rows[r * ds..(r + 1) * ds];
+                let x = &sel.weights[r * k..(r + 1) * k];
+                let ix = &sel.indices[r * k..(r + 1) * k];
+                let want: Vec<f64> = (0..ds)
+                    .map(|c| {
+                        (ix.iter().zip(x))
+                            .map(|(&j, &x)| x as f64 * eo.get(j as usize, c) as f64)
+                            .sum()
+                    })
+                    .collect();
+                let n = norm64(&want);
+                if got.rejected.iter().any(|q| q.row == r) {
+                    assert!(row.iter().all(|&v| v == 0.0), "{label}: row {r} not zero");
+                    assert!(n < lo || n > hi, "{label}: row {r} rejected at norm {n}");
+                    continue;
+                }
+                assert!(
+                    n >= lo * 0.9999 && n <= hi * 1.0001,
+                    "{label}: row {r} norm {n}"
+                );
+                let scale = want.iter().fold(1.0f64, |a, v| a.max(v.abs()));
+                assert_close(&format!("{label}: row {r}"), row, &want, |_| 1e-5 * scale);
+            }
+        };
+        check("reference", &reference::ReferenceBackend);
+        for_each_backend(Tiling::caps(7, 50), check);
+    }
+}

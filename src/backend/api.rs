@@ -34,7 +34,7 @@ pub struct TileOut<'a> {
     pub scores: &'a [f32],
     /// `rows × k` selected overlap indices (top-k mode).
     pub indices: &'a [u32],
-    /// `rows × k` weights before division by their sum (top-k mode).
+    /// `rows × k` weights before any division by their sum (top-k mode; OMP: as solved).
     pub weights: &'a [f32],
 }
 

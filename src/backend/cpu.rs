@@ -12,7 +12,7 @@ use crate::plan::{plan, PlanLimits, Problem, TilePlan, OVERLAP_BLOCK_ROWS};
 use crate::rows::RowSet;
 use crate::tensor::DType;
 use crate::weights::{
-    closed_form_weights, RejectReason, RowStatus, Weighting, WEIGHT_SUM_TOLERANCE,
+    closed_form_weights, FinishRule, RejectReason, RowStatus, Weighting, WEIGHT_SUM_TOLERANCE,
 };
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
@@ -150,22 +150,51 @@ fn merge_row(best: &mut Vec<(f32, u32)>, scores: &[f32], o0: u32, k: usize) {
     *best = cand;
 }
 
-/// Divides, guards and writes one finished row; returns its status code.
-fn finish_row(numer: &[f32], sum: f32, scale: f64, h_status: u32, out: &mut [f32]) -> u32 {
+/// Finishes one row under `rule` (divided by `sum`, or as solved and bounded in norm), guards it
+/// and writes it; returns its status code. `scale` is what the cancellation guard compares
+/// |Σw| with (for rows as solved: Σ|w|, zero when every weight is).
+fn finish_row(
+    numer: &[f32],
+    (sum, scale): (f32, f64),
+    rule: FinishRule,
+    h_status: u32,
+    out: &mut [f32],
+) -> u32 {
     out.fill(0.0);
     if h_status == RowStatus::Zero as u32 || h_status == RowStatus::NonFinite as u32 {
         return h_status;
     }
-    let bound = WEIGHT_SUM_TOLERANCE as f64 * scale;
-    if !sum.is_finite() || bound.is_nan() || (sum.abs() as f64) <= bound {
+    let range = match rule {
+        FinishRule::DivideBySum => {
+            let bound = WEIGHT_SUM_TOLERANCE as f64 * scale;
+            if !sum.is_finite() || bound.is_nan() || (sum.abs() as f64) <= bound {
+                return RejectReason::WeightSumNearZero.code();
+            }
+            if numer.iter().any(|&v| !(v / sum).is_finite()) {
+                return RejectReason::NonFiniteResult.code();
+            }
+            for (o, &v) in out.iter_mut().zip(numer) {
+                *o = v / sum;
+            }
+            return 0;
+        }
+        FinishRule::AsSolved(range) => range,
+    };
+    if scale.is_nan() || scale <= 0.0 {
         return RejectReason::WeightSumNearZero.code();
     }
-    if numer.iter().any(|&v| !(v / sum).is_finite()) {
+    if numer.iter().any(|v| !v.is_finite()) {
         return RejectReason::NonFiniteResult.code();
     }
-    for (o, &v) in out.iter_mut().zip(numer) {
-        *o = v / sum;
+    let norm = numer
+        .iter()
+        .map(|&v| (v as f64).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    if !range.contains(norm) {
+        return RejectReason::NormOutOfRange.code();
     }
+    out.copy_from_slice(numer);
     0
 }
 
@@ -237,6 +266,7 @@ impl ClpBackend for CpuBackend {
         let mut run = Run {
             sets: Sets { hm, ho, eo },
             weighting,
+            rule: FinishRule::for_run(weighting, eo)?,
             o_tiles: api::tiles(p.overlap, tp.o_rows),
             p,
             w: Work::default(),
@@ -282,6 +312,8 @@ struct TopKTile {
 struct Run<'s, 'a> {
     sets: Sets<'s, 'a>,
     weighting: &'s Weighting,
+    /// How finished rows are divided and bounded.
+    rule: FinishRule,
     p: Problem,
     o_tiles: Vec<(usize, usize)>,
     w: Work,
@@ -424,7 +456,8 @@ impl Run<'_, '_> {
             .zip(w.status.par_iter_mut())
             .zip(w.numer.par_chunks(ds + 1).zip(w.hm_status.par_iter()))
             .for_each(|((out, st), (numer, &hs))| {
-                *st = finish_row(&numer[..ds], numer[ds], d.scale, hs, out);
+                let sum = (numer[ds], d.scale);
+                *st = finish_row(&numer[..ds], sum, FinishRule::DivideBySum, hs, out);
             });
         self.stats.add(stage::COMBINE, t.elapsed());
     }
@@ -481,7 +514,8 @@ impl Run<'_, '_> {
         Ok(TopKTile { best, kk, weights })
     }
 
-    /// Top-k mode: Σ_j w_j e_j over every overlap tile, then the division by Σ w and the guards.
+    /// Top-k mode: Σ_j w_j e_j over every overlap tile, then the run's [`FinishRule`] (the
+    /// division by Σ w, or OMP's norm bounds) and the guards.
     /// Each row adds its selected rows in ascending overlap index, one running sum across
     /// tiles, so the sum does not depend on where the tiles split the overlap.
     fn combine(&mut self, sel: &TopKTile) -> Result<()> {
@@ -511,7 +545,7 @@ impl Run<'_, '_> {
             });
         }
         let t = Instant::now();
-        let w = &mut self.w;
+        let (w, rule) = (&mut self.w, self.rule);
         w.out
             .par_chunks_mut(ds)
             .zip(w.status.par_iter_mut())
@@ -520,7 +554,7 @@ impl Run<'_, '_> {
             .for_each(|(((out, st), (numer, wr)), &hs)| {
                 let sum = wr.iter().fold(0.0f32, |a, &x| a + x);
                 let scale = wr.iter().fold(0.0f32, |a, &x| a + x.abs());
-                *st = finish_row(numer, sum, scale as f64, hs, out);
+                *st = finish_row(numer, (sum, scale as f64), rule, hs, out);
             });
         self.stats.add(stage::COMBINE, t.elapsed());
         Ok(())

@@ -8,8 +8,8 @@ use crate::plan::{Problem, TilePlan};
 use crate::rows::RowSet;
 use crate::tensor::MatrixRef;
 use crate::weights::{
-    closed_form_weights, omp, ClpOutput, RejectReason, RejectedRow, RowStatus, Selection, TopK,
-    Weighting, WEIGHT_SUM_TOLERANCE,
+    closed_form_weights, omp, ClpOutput, FinishRule, RejectReason, RejectedRow, RowStatus,
+    Selection, TopK, Weighting, WEIGHT_SUM_TOLERANCE,
 };
 
 pub use crate::weights::normalize_rows as normalize;
@@ -80,14 +80,17 @@ fn neighbours(
     Ok(best.iter().map(|p| p.0).zip(w).collect())
 }
 
-/// The guards every backend applies, on one row: a zero or non-finite helper row, weights that
-/// cancel (`|Σw| ≤ tol · Σ|w|` in top-k mode, `≤ tol · ‖s‖` in dense mode), a non-finite
-/// result. `sums(Σw)` gives the row `Σ_j w_j e_j / Σw`.
+/// The guards every backend applies, on one row, under the run's `rule`: a zero or non-finite
+/// helper row; weights that cancel (divided rows: `|Σw| ≤ tol · Σ|w|` in top-k mode, `≤ tol ·
+/// ‖s‖` in dense mode) or are all zero (OMP rows, as solved); a non-finite result; an OMP row
+/// whose norm leaves the source rows' range. `sums(d)` gives the row `Σ_j w_j e_j / d` in f64
+/// (`d` = Σw, or 1 for rows as solved).
 fn guard(
     status: RowStatus,
     chosen: &[(u32, f64)],
     dense_scale: Option<f64>,
-    sums: impl FnOnce(f64) -> Vec<f32>,
+    rule: FinishRule,
+    sums: impl FnOnce(f64) -> Vec<f64>,
 ) -> std::result::Result<Vec<f32>, RejectReason> {
     match status {
         RowStatus::Zero => return Err(RejectReason::ZeroHelperRow),
@@ -96,19 +99,32 @@ fn guard(
     }
     let sum: f64 = chosen.iter().map(|p| p.1).sum();
     let scale = dense_scale.unwrap_or_else(|| chosen.iter().map(|p| p.1.abs()).sum());
-    if sum.abs() <= WEIGHT_SUM_TOLERANCE as f64 * scale {
-        return Err(RejectReason::WeightSumNearZero);
+    let divisor = match rule {
+        FinishRule::DivideBySum if sum.abs() <= WEIGHT_SUM_TOLERANCE as f64 * scale => {
+            return Err(RejectReason::WeightSumNearZero)
+        }
+        FinishRule::DivideBySum => sum,
+        FinishRule::AsSolved(_) if scale.is_nan() || scale <= 0.0 => {
+            return Err(RejectReason::WeightSumNearZero)
+        }
+        FinishRule::AsSolved(_) => 1.0,
+    };
+    let row = sums(divisor);
+    let vals: Vec<f32> = row.iter().map(|&v| v as f32).collect();
+    if !vals.iter().all(|v| v.is_finite()) {
+        return Err(RejectReason::NonFiniteResult);
     }
-    let vals = sums(sum);
-    if vals.iter().all(|v| v.is_finite()) {
-        Ok(vals)
-    } else {
-        Err(RejectReason::NonFiniteResult)
+    match rule {
+        FinishRule::AsSolved(range) if !range.contains(norm(&row)) => {
+            Err(RejectReason::NormOutOfRange)
+        }
+        _ => Ok(vals),
     }
 }
 
 /// The full CLP computation: f64 everywhere, f32 rows out. Dense mode uses the direct formula
-/// `Σ_j c_mj e_j / Σ_j c_mj` over every overlapping row.
+/// `Σ_j c_mj e_j / Σ_j c_mj` over every overlapping row; OMP rows are `Σ_j x_j e_j` as solved,
+/// bounded by the norms of the overlap source rows ([`FinishRule`]).
 pub fn clp(
     h_missing: &MatrixRef,
     h_overlap: &MatrixRef,
@@ -133,6 +149,11 @@ pub fn clp(
     }
     let k = effective_k(weighting, o);
     let dense_scale = k.is_none().then(|| norm(&s));
+    let rule = FinishRule::for_run(
+        weighting,
+        &RowSet::from_matrix("overlap source rows", e_overlap),
+    )
+    .expect("in-memory rows cannot fail");
     let mut out = ClpOutput {
         rows: vec![0.0f32; m * ds],
         dim: ds,
@@ -162,18 +183,18 @@ pub fn clp(
                 .extend(chosen.iter().map(|p| row_sims[p.0 as usize] as f32));
             sel.weights.extend(chosen.iter().map(|p| p.1 as f32));
         }
-        let sums = |sum: f64| -> Vec<f32> {
+        let sums = |d: f64| -> Vec<f64> {
             (0..ds)
                 .map(|c| {
                     let acc: f64 = chosen
                         .iter()
                         .map(|&(j, w)| w * e[j as usize * ds + c])
                         .sum();
-                    (acc / sum) as f32
+                    acc / d
                 })
                 .collect()
         };
-        match guard(st_m[r], &chosen, dense_scale, sums) {
+        match guard(st_m[r], &chosen, dense_scale, rule, sums) {
             Ok(vals) => out.rows[r * ds..(r + 1) * ds].copy_from_slice(&vals),
             Err(reason) => out.rejected.push(RejectedRow { row: r, reason }),
         }
@@ -279,6 +300,7 @@ pub fn clp_rows(
     let (sims, s) = streamed_cosines(&targets, h_overlap)?;
     let k = effective_k(weighting, o);
     let dense_scale = k.is_none().then(|| norm(&s));
+    let rule = FinishRule::for_run(weighting, e_overlap)?;
     let mut bytes = Vec::new();
     let mut chosen: Vec<Vec<(u32, f64)>> = Vec::with_capacity(rows.len());
     for (row, target) in sims.iter().zip(&targets) {
@@ -298,8 +320,8 @@ pub fn clp_rows(
         .iter()
         .zip(chosen.iter().zip(&acc))
         .map(|((_, status), (c, acc))| {
-            let sums = |sum: f64| acc.iter().map(|a| (a / sum) as f32).collect();
-            match guard(*status, c, dense_scale, sums) {
+            let sums = |d: f64| acc.iter().map(|a| a / d).collect();
+            match guard(*status, c, dense_scale, rule, sums) {
                 Ok(values) => ReferenceRow {
                     values,
                     rejected: None,

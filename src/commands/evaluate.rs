@@ -23,7 +23,8 @@ use crate::rows::RowSet;
 use crate::synthetic::Rng;
 use crate::tensor::MatrixRef;
 use crate::vocab::{match_tokens, MatchMode};
-use crate::weights::Weighting;
+use crate::weights::{RejectReason, Weighting};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::time::Instant;
 
@@ -73,6 +74,9 @@ pub struct MethodScore {
     pub norm_ratio: f64,
     /// Rows the guards rejected (given the fallback).
     pub rejected: usize,
+    /// The rejected rows by reason (`norm_out_of_range`, …; empty for the baselines).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub rejected_by_reason: BTreeMap<String, usize>,
     /// Wall time, seconds.
     pub seconds: f64,
 }
@@ -155,6 +159,7 @@ fn summarise(method: String, rows: &[RowScore], rejected: usize, seconds: f64) -
         rel_l2: rows.iter().map(|r| r.rel_l2).sum::<f64>() / n,
         norm_ratio: quantile(&sorted(|r| r.norm_ratio), 0.5),
         rejected,
+        rejected_by_reason: BTreeMap::new(),
         seconds,
     }
 }
@@ -356,11 +361,13 @@ fn score_weighting(backend: &dyn ClpBackend, rows: &Rows, w: &Weighting) -> Resu
     let t = Instant::now();
     let mut scored = Vec::with_capacity(rows.truth.len());
     let mut rejected = 0;
+    let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
     let sink = &mut |tile: &TileOut| {
         for (i, &code) in tile.status.iter().enumerate() {
             let truth = &rows.truth[tile.start + i];
-            if code != 0 {
+            if let Some(reason) = RejectReason::from_code(code) {
                 rejected += 1;
+                *by_reason.entry(reason.name().to_string()).or_default() += 1;
                 scored.push(RowScore::of(&rows.mean, truth));
             } else {
                 let row = &tile.rows[i * tile.dim..(i + 1) * tile.dim];
@@ -376,17 +383,55 @@ fn score_weighting(backend: &dyn ClpBackend, rows: &Rows, w: &Weighting) -> Resu
         w,
         sink,
     )?;
-    Ok(summarise(
-        w.label(),
-        &scored,
-        rejected,
-        t.elapsed().as_secs_f64(),
-    ))
+    let mut score = summarise(w.label(), &scored, rejected, t.elapsed().as_secs_f64());
+    score.rejected_by_reason = by_reason;
+    Ok(score)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejected_rows_are_counted_by_reason_and_scored_as_the_fallback() {
+        // Anchors a, b nearly parallel and c, d orthogonal; hidden row 0 is a − b (OMP's
+        // coefficients ≈ ±100 cancel: its row leaves the source norms), row 1 is 0.6 c + 0.8 d.
+        let ho = [
+            1.0, 0.0, 0.0, 0.0, 1.0, 0.01, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0,
+        ];
+        // Source norms 2.06, 1.12, 1.5, 1.5, with e_c ⟂ e_d.
+        let eo = [
+            2.0, 0.5, 0.0, 0.0, 1.0, 0.5, 1.2, 0.0, 0.9, -0.9, 0.0, 1.2f32,
+        ];
+        let hm = [0.0, -0.01, 0.0, 0.0, 0.0, 0.0, 0.6, 0.8];
+        let hm = MatrixRef::from_f32(&hm, 2, 4).unwrap();
+        let ho = MatrixRef::from_f32(&ho, 4, 4).unwrap();
+        let eo = MatrixRef::from_f32(&eo, 4, 3).unwrap();
+        let anchor_source = RowSet::from_matrix("eo", &eo);
+        let mean = mean_rows(&anchor_source).unwrap();
+        // Truth: the fallback for row 0, the OMP row 0.6 e_c + 0.8 e_d for row 1; a rejected
+        // row scored as zeros would have cosine 0.
+        let truth = vec![
+            mean.iter().map(|&x| x as f64).collect(),
+            (0..3)
+                .map(|c| 0.6 * eo.get(2, c) as f64 + 0.8 * eo.get(3, c) as f64)
+                .collect(),
+        ];
+        let rows = Rows {
+            hidden: RowSet::from_matrix("hm", &hm),
+            anchor_helper: RowSet::from_matrix("ho", &ho),
+            anchor_source,
+            truth,
+            mean,
+        };
+        let w = Weighting::Omp { atoms: 2 };
+        let score =
+            score_weighting(&crate::backend::reference::ReferenceBackend, &rows, &w).unwrap();
+        assert_eq!(score.rejected, 1, "{score:?}");
+        let reasons: Vec<_> = score.rejected_by_reason.iter().collect();
+        assert_eq!(reasons, [(&"norm_out_of_range".to_string(), &1)]);
+        assert!(score.mean > 0.999_999 && score.rel_l2 < 1e-6, "{score:?}");
+    }
 
     #[test]
     fn a_wrong_scale_is_seen_and_ranked_last() {

@@ -1,13 +1,13 @@
-//! `finish`: out = numer / Σw per row, or a zeroed row with a reject status (see
-//! [`crate::weights::RejectReason::from_code`]).
+//! `finish`: out = numer / Σw per row (or numer as it is, for OMP, within norm bounds), or a
+//! zeroed row with a reject status (see [`crate::weights::RejectReason::from_code`]).
 
 use super::pipeline::{Access, Pipeline, Recorder, Shader};
 use crate::backend::gpu::context::{grid_2d, Gpu};
+use crate::weights::FinishRule;
 
 /// Invocations per workgroup (one workgroup per row); the shader's `WG` override.
 pub const FINISH_WORKGROUP: u32 = 256;
 
-/// Values of the shader's `override` constants.
 /// The `finish` shader and the values of its `override` constants.
 pub(super) const SHADER: Shader = Shader {
     name: "finish",
@@ -17,7 +17,7 @@ pub(super) const SHADER: Shader = Shader {
 
 /// Mirrors `Params` in `shaders/finish.wgsl`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct FinishParams {
     /// Rows.
     pub rows: u32,
@@ -31,12 +31,41 @@ pub struct FinishParams {
     pub scale_stride: u32,
     /// Mode 1: the column.
     pub scale_col: u32,
-    /// Reject when |Σw| ≤ tolerance × scale.
+    /// Reject when |Σw| ≤ tolerance × scale (divide = 1).
     pub tolerance: f32,
-    /// Padding.
+    /// 1: out = numer / Σw (clp, softmax, sparsemax); 0: out = numer as solved (OMP), rejected
+    /// when the scale is 0 (every weight zero).
+    pub divide: u32,
+    /// 1: reject a row whose L2 norm lies outside [norm_lo, norm_hi].
+    pub bound_norm: u32,
+    /// Smallest accepted row norm (bound_norm = 1).
+    pub norm_lo: f32,
+    /// Largest accepted row norm (bound_norm = 1).
+    pub norm_hi: f32,
+    /// Padding to a multiple of 16 bytes.
     pub _pad: u32,
 }
-const _: () = assert!(std::mem::size_of::<FinishParams>() == 32);
+const _: () = assert!(std::mem::size_of::<FinishParams>() == 48);
+const _: () = assert!(std::mem::size_of::<FinishParams>().is_multiple_of(16));
+
+impl FinishParams {
+    /// `divide`, `bound_norm` and the bounds of a run's [`FinishRule`].
+    pub fn with_rule(mut self, rule: FinishRule) -> FinishParams {
+        match rule {
+            FinishRule::DivideBySum => {
+                self.divide = 1;
+                self.bound_norm = 0;
+                (self.norm_lo, self.norm_hi) = (0.0, 0.0);
+            }
+            FinishRule::AsSolved(range) => {
+                self.divide = 0;
+                self.bound_norm = 1;
+                (self.norm_lo, self.norm_hi) = (range.lo, range.hi);
+            }
+        }
+        self
+    }
+}
 
 /// The buffers the finish stage binds, in binding order.
 pub struct FinishBuffers<'a> {
@@ -66,7 +95,7 @@ impl FinishKernel {
         ))
     }
 
-    /// Records the final division and guards.
+    /// Records the final division (or the norm bounds) and guards.
     pub fn encode(&self, rec: &mut Recorder, params: FinishParams, b: FinishBuffers) {
         let groups = grid_2d(params.rows);
         self.0.dispatch(

@@ -53,7 +53,7 @@ pub struct Kernels {
     pub weights: WeightsKernel,
     /// Weighted sum of source rows.
     pub combine: CombineKernel,
-    /// Division by the weight sum, guards.
+    /// Division by the weight sum (OMP: norm bounds), guards.
     pub finish: FinishKernel,
 }
 

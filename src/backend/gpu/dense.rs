@@ -6,7 +6,7 @@ use crate::backend::stage;
 use crate::error::Result;
 use crate::kernels::{FinishBuffers, FinishParams, MatmulBuffers, MatmulParams};
 use crate::tensor::DType;
-use crate::weights::WEIGHT_SUM_TOLERANCE;
+use crate::weights::{FinishRule, WEIGHT_SUM_TOLERANCE};
 
 impl Run<'_> {
     /// G = Ĥ_Oᵀ [E_O | 1], accumulated over overlap tiles.
@@ -93,8 +93,9 @@ impl Run<'_> {
             scale_stride: ds + 1,
             scale_col: ds,
             tolerance: WEIGHT_SUM_TOLERANCE,
-            _pad: 0,
-        };
+            ..Default::default()
+        }
+        .with_rule(FinishRule::DivideBySum); // dense mode exists for clp only
         let finish_buffers = FinishBuffers {
             numer: &b.numer,
             h_status: &b.hm_status,

@@ -4,8 +4,9 @@
 //!
 //! Top-k mode, per missing tile: normalise it; for each overlap tile, normalise it, compute the
 //! similarity tile and merge it into the running top-k; turn the selection into weights; for each
-//! overlap tile, accumulate its share of the weighted source sum; divide and guard; read back
-//! rows, statuses and the selection. At most one similarity tile exists on the device.
+//! overlap tile, accumulate its share of the weighted source sum; divide (OMP: bound the norm)
+//! and guard; read back rows, statuses and the selection. At most one similarity tile exists on
+//! the device.
 //!
 //! Dense mode (k = all): G = Ĥ_Oᵀ [E_O | 1] is accumulated over overlap tiles once (its last
 //! column is s = Σ_j ĥ_j); each missing tile is then Ĥ_M G divided by its last column

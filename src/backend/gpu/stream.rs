@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::kernels::{NormalizeBuffers, NormalizeParams, Recorder};
 use crate::plan::{BufferPlan, Problem};
 use crate::rows::RowSet;
-use crate::weights::Weighting;
+use crate::weights::{FinishRule, Weighting};
 use std::time::Instant;
 
 /// The inputs of one run.
@@ -167,6 +167,8 @@ pub(super) struct Run<'r> {
     pub p: Problem,
     pub b: Buffers,
     pub inputs: Inputs<'r>,
+    /// How finished rows are divided and bounded (computed once, before the first tile).
+    pub rule: FinishRule,
     /// Overlap tiles `(start, end)`.
     pub o_tiles: Vec<(usize, usize)>,
     pub flow: Flow<'r>,
@@ -251,6 +253,7 @@ impl Engine {
             return Ok(Stats::default());
         }
         let tp = self.plan(&p)?;
+        let rule = FinishRule::for_run(inputs.weighting, inputs.eo)?;
         let buffers = BufferPlan::new(&p, tp.m_rows, tp.o_rows);
         let (b, mut flow) = self.gpu.checked("allocating the tile buffers", || {
             (Buffers::new(&self.gpu, &buffers), Flow::new(self))
@@ -262,6 +265,7 @@ impl Engine {
             p,
             b,
             inputs,
+            rule,
             o_tiles: api::tiles(p.overlap, tp.o_rows),
             flow,
         };

@@ -1,6 +1,7 @@
 //! Top-k mode for one normalised missing tile: similarity + running top-k over overlap tiles
 //! (at most one similarity tile exists on the device), the selection turned into weights (OMP
-//! on the host), the weighted source sums over overlap tiles, then the division and guards.
+//! on the host), the weighted source sums over overlap tiles, then the division (or OMP's norm
+//! bounds) and guards.
 
 use super::stream::{Host, Run};
 use super::u32_of;
@@ -148,19 +149,18 @@ impl Run<'_> {
         self.flow.stage_end(stage::COMBINE)
     }
 
-    /// Division by the weight sum, guarded by Σ|w| per row.
+    /// The run's [`crate::weights::FinishRule`]: division by the weight sum guarded by Σ|w| per
+    /// row, or (OMP) the sums as solved, bounded in norm.
     fn encode_finish(&mut self, mt: u32) {
         let (e, b) = (self.engine, &self.b);
         let params = FinishParams {
             rows: mt,
             dim: self.p.source_dim as u32,
             scale_mode: 0,
-            scale_count: 0,
-            scale_stride: 0,
-            scale_col: 0,
             tolerance: WEIGHT_SUM_TOLERANCE,
-            _pad: 0,
-        };
+            ..Default::default()
+        }
+        .with_rule(self.rule);
         let buffers = FinishBuffers {
             numer: &b.numer,
             h_status: &b.hm_status,

@@ -120,7 +120,11 @@ fn computed_line(t: &Transfer, i: usize, id: u32, fallback: Option<&str>) -> Val
         let idx = &sel.indices[i * sel.k..(i + 1) * sel.k];
         let scores = &sel.scores[i * sel.k..(i + 1) * sel.k];
         let weights = &sel.weights[i * sel.k..(i + 1) * sel.k];
-        let sum: f64 = weights.iter().map(|&w| w as f64).sum();
+        let sum: f64 = if t.opts.weighting.divides_by_weight_sum() {
+            weights.iter().map(|&w| w as f64).sum()
+        } else {
+            1.0 // omp: the coefficients as solved
+        };
         let sources: Vec<Value> = idx
             .iter()
             .zip(scores.iter().zip(weights))
@@ -143,7 +147,7 @@ fn weighting_rule(label: &str) -> &'static str {
     match label.split(' ').next().unwrap_or("") {
         "softmax" => "softmax: weight = exp((cos - max cos) / T) over the top-k, normalised to sum 1",
         "sparsemax" => "sparsemax of the cosines over the top-k (weights sum to 1, most are 0)",
-        "omp" => "orthogonal matching pursuit: least-squares coefficients of k atoms chosen greedily among the 4k most similar tokens in the helper space, normalised to sum 1",
+        "omp" => "orthogonal matching pursuit: least-squares coefficients of k atoms chosen greedily among the 4k most similar tokens in the helper space, used as solved (not normalised); a row whose L2 norm leaves the range of the overlapping source rows' norms gets the fallback",
         _ => "CLP: weight = cosine similarity in the helper embedding space / sum of weights",
     }
 }
