@@ -1,6 +1,6 @@
 //! The `apply` subcommand: clap arguments and printing; the work is [`crate::commands::apply`].
 
-use super::args::{BackendArg, OutputArgs, WeightingArg};
+use super::args::{BackendArg, FallbackArg, OutputArgs, WeightingArg};
 use crate::commands::apply::{apply, ApplyOptions};
 use crate::vocab::MatchMode;
 use crate::TopK;
@@ -13,8 +13,9 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "DIR|ID")]
     pub source: String,
     /// Helper model (speaks the target tokenizer): a directory or an `org/name` id in the local HF cache.
+    /// Optional with --weighting fvt when --helper-tokenizer is given.
     #[arg(long, value_name = "DIR|ID")]
-    pub helper: String,
+    pub helper: Option<String>,
     /// Take the target tokenizer from here instead of the helper directory.
     #[arg(long, value_name = "DIR|ID")]
     pub helper_tokenizer: Option<String>,
@@ -36,8 +37,16 @@ pub struct ApplyArgs {
     /// How the selected neighbours are weighted: clp (cos / Σcos, the original), softmax
     /// (exp(cos/T), WECHSEL), sparsemax (FOCUS), omp (orthogonal matching pursuit with K atoms,
     /// tokensurgeon). All but clp need --top-k K. `clp-gpu evaluate` compares them on your pair.
+    /// fvt (FVT) needs no helper weights: each missing token's row is the mean of the source
+    /// rows of its text as the source tokenizer spells it (--top-k and --temperature unused).
     #[arg(long, value_enum, default_value = "clp")]
     pub weighting: WeightingArg,
+    /// What rows the weighting cannot build get (a zero or non-finite helper row, cancelling
+    /// weights, a non-finite result; target tokens without a helper row): fvt, the token's FVT
+    /// row (the mean where the source tokenizer cannot spell it), or mean, the mean of the
+    /// overlapping source rows. The report and --provenance say which row got which.
+    #[arg(long, value_enum, value_name = "fvt|mean", default_value = "fvt")]
+    pub fallback: FallbackArg,
     /// Softmax temperature.
     #[arg(long, default_value_t = 0.1)]
     pub temperature: f32,
@@ -69,13 +78,14 @@ pub struct ApplyArgs {
 
 /// Runs `apply` and prints its summary.
 pub fn run(args: ApplyArgs, arguments: Vec<String>) -> anyhow::Result<()> {
-    let weighting = args.weighting.with(args.top_k, args.temperature)?;
+    let method = args.weighting.method(args.top_k, args.temperature)?;
     let opts = ApplyOptions {
         source: args.source,
         helper: args.helper,
         helper_tokenizer: args.helper_tokenizer,
         out: args.out,
-        weighting,
+        method,
+        fallback: args.fallback.into(),
         match_mode: args.match_mode,
         backend: args.backend.into(),
         memory_bytes: args.gpu_memory,
@@ -89,8 +99,16 @@ pub fn run(args: ApplyArgs, arguments: Vec<String>) -> anyhow::Result<()> {
     let s = apply(&opts)?;
     args.output.notices(&s.notices);
     args.output.report(&s, |s| {
+        let how = match s.weighting.as_str() {
+            "fvt" => "fvt (the source tokenizer's spellings)".to_string(),
+            _ => format!(
+                "top-k {} on {}",
+                s.top_k,
+                s.adapter.as_deref().unwrap_or(&s.backend)
+            ),
+        };
         println!(
-            "wrote {} ({} rows, {}): {} copied ({} exact, {} canonical), {} special by role, {} computed ({} fallback) with top-k {} on {}",
+            "wrote {} ({} rows, {}): {} copied ({} exact, {} canonical), {} special by role, {} computed ({} fallback: {} fvt, {} mean) with {how}",
             s.out.display(),
             s.target_rows,
             s.dtype,
@@ -100,8 +118,8 @@ pub fn run(args: ApplyArgs, arguments: Vec<String>) -> anyhow::Result<()> {
             s.special_by_role,
             s.computed,
             s.fallback,
-            s.top_k,
-            s.adapter.as_deref().unwrap_or(&s.backend),
+            s.fallback_rows.fvt,
+            s.fallback_rows.mean,
         )
     })
 }

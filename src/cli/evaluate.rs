@@ -60,6 +60,10 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     // Every valid (weighting, k, T) combination; combinations a method does not have are skipped.
     let mut grid = Vec::new();
     let mut skipped = Vec::new();
+    anyhow::ensure!(
+        !args.weighting.iter().any(|w| w == "fvt"),
+        super::args::EVALUATE_REFUSES_FVT
+    );
     for name in &args.weighting {
         for &k in &args.top_k {
             let temps: &[f32] = if name == "softmax" {
