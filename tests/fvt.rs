@@ -207,7 +207,7 @@ fn source_row(m: &Model, name: &str, row: u32) -> Vec<f64> {
 
 /// The f64 mean of source rows `ids` of tensor `name`.
 fn mean_of(m: &Model, name: &str, ids: &[u32]) -> Vec<f64> {
-    let mut acc = vec![0.0; DIM];
+    let mut acc = [0.0; DIM];
     for &id in ids {
         for (a, v) in acc.iter_mut().zip(source_row(m, name, id)) {
             *a += v;

@@ -233,8 +233,13 @@ fn compute_stage(
 ) -> Result<Computed> {
     let matching = &plan.matching;
     let (backend, gathered, weighting) = match (&plan.backend, gathered, plan.method) {
+        (_, _, Method::Fvt) => return fallback::fvt_rows(sources, matching, opts.progress),
         (Some(b), Some(g), Method::Weighted(w)) => (b, g, w),
-        _ => return fallback::fvt_rows(sources, matching, opts.progress),
+        _ => {
+            return Err(Error::Model(
+                "a weighted method without its backend or helper rows (a bug in clp-gpu; please report it)".into(),
+            ))
+        }
     };
     let backend_name = backend.describe();
     let bar = rows::rows_bar(opts.progress, matching.missing.len() as u64, &backend_name);
