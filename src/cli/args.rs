@@ -60,6 +60,11 @@ impl WeightingArg {
     /// The weighting with its `--top-k` and `--temperature`, checked (`fvt` is no weighting:
     /// see [`WeightingArg::method`]).
     pub fn with(self, top_k: TopK, temperature: f32) -> crate::Result<Weighting> {
+        if self == WeightingArg::Fvt {
+            return Err(crate::Error::Argument(
+                "--weighting fvt is for apply only: it weights no neighbours, so there is nothing to bench; choose clp, softmax, sparsemax or omp".into(),
+            ));
+        }
         Weighting::from_parts(self.name(), top_k, temperature).map_err(crate::Error::Argument)
     }
 
