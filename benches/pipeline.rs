@@ -14,7 +14,7 @@ mod fixtures;
 use clp_gpu::backend::cpu::CpuBackend;
 use clp_gpu::backend::Backend;
 use clp_gpu::backend::{ClpBackend, TileOut};
-use clp_gpu::commands::apply::{apply, ApplyOptions};
+use clp_gpu::commands::apply::{apply, ApplyOptions, Fallback, Method};
 use clp_gpu::rows::{RowSet, Storage, Stored};
 use clp_gpu::synthetic::{sample_ids, write_embedding_file, Rng};
 use clp_gpu::{DType, Engine, Gpu, TopK, Weighting};
@@ -144,10 +144,11 @@ fn bench(c: &mut Criterion) {
             let opts = ApplyOptions {
                 preset: None,
                 source: src.dir.display().to_string(),
-                helper: hlp.dir.display().to_string(),
+                helper: Some(hlp.dir.display().to_string()),
                 helper_tokenizer: None,
                 out: dir.path().join(format!("out-{name}-{top_k}")),
-                weighting: Weighting::Clp { top_k },
+                method: Method::Weighted(Weighting::Clp { top_k }),
+                fallback: Fallback::Mean,
                 match_mode: clp_gpu::vocab::MatchMode::Exact,
                 backend,
                 memory_bytes: 1 << 30,

@@ -472,6 +472,8 @@ fn zero_helper_row_gets_the_stated_fallback() {
             s(&hlp.dir),
             "--out",
             s(&out),
+            "--fallback",
+            "mean",
             "--quiet",
         ],
     ));
@@ -479,10 +481,12 @@ fn zero_helper_row_gets_the_stated_fallback() {
     let report: Value =
         serde_json::from_slice(&std::fs::read(out.join("clp_transfer.json")).unwrap()).unwrap();
     assert_eq!(report["counts"]["fallback"], 1);
+    assert_eq!(report["fallback"]["method"], "mean");
     let row = &report["fallback"]["rows"][0];
     assert_eq!(row["target_id"], victim);
     assert_eq!(row["token"], victim_token.as_str());
     assert_eq!(row["reason"], "zero_helper_row");
+    assert_eq!(row["got"], "mean");
     // The fallback is the mean of the overlapping source rows.
     let e = src.tensor("transformer.wte.weight");
     let overlap: Vec<u32> = tv.keys().filter_map(|t| sv.get(t).copied()).collect();

@@ -1,7 +1,7 @@
 //! The `apply` subcommand: clap arguments and printing; the work is [`crate::commands::apply`].
 
-use super::args::{BackendArg, OutputArgs, WeightingArg};
-use crate::commands::apply::{apply, ApplyOptions};
+use super::args::{BackendArg, FallbackArg, OutputArgs, WeightingArg};
+use crate::commands::apply::{apply, ApplyOptions, Method};
 use crate::defaults::{self, Preset};
 use crate::vocab::MatchMode;
 use crate::TopK;
@@ -14,8 +14,9 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "DIR|ID")]
     pub source: String,
     /// Helper model (speaks the target tokenizer): a directory or an `org/name` id in the local HF cache.
+    /// Optional with --weighting fvt when --helper-tokenizer is given.
     #[arg(long, value_name = "DIR|ID")]
-    pub helper: String,
+    pub helper: Option<String>,
     /// Take the target tokenizer from here instead of the helper directory.
     #[arg(long, value_name = "DIR|ID")]
     pub helper_tokenizer: Option<String>,
@@ -33,8 +34,16 @@ pub struct ApplyArgs {
     /// How the selected neighbours are weighted: clp (cos / Σcos, the original), softmax
     /// (exp(cos/T), WECHSEL), sparsemax (FOCUS), omp (orthogonal matching pursuit with K atoms,
     /// tokensurgeon). All but clp need --top-k K. `clp-gpu evaluate` compares them on your pair.
+    /// fvt (FVT) needs no helper weights: each missing token's row is the mean of the source
+    /// rows of its text as the source tokenizer spells it (--top-k and --temperature unused).
     #[arg(long, value_enum, default_value_t = WeightingArg::of(&defaults::WEIGHTING))]
     pub weighting: WeightingArg,
+    /// What rows the weighting cannot build get (a zero or non-finite helper row, cancelling
+    /// weights, a non-finite result; target tokens without a helper row): fvt, the token's FVT
+    /// row (the mean where the source tokenizer cannot spell it), or mean, the mean of the
+    /// overlapping source rows. The report and --provenance say which row got which.
+    #[arg(long, value_enum, value_name = "fvt|mean", default_value = "fvt")]
+    pub fallback: FallbackArg,
     /// Softmax temperature.
     #[arg(long, default_value_t = defaults::TEMPERATURE)]
     pub temperature: f32,
@@ -70,11 +79,11 @@ pub struct ApplyArgs {
 
 /// Runs `apply` and prints its summary.
 pub fn run(args: ApplyArgs, arguments: Vec<String>) -> anyhow::Result<()> {
-    let (match_mode, weighting) = match args.preset {
-        Some(p) => (p.match_mode(), p.weighting()),
+    let (match_mode, method) = match args.preset {
+        Some(p) => (p.match_mode(), Method::Weighted(p.weighting())),
         None => (
             args.match_mode,
-            args.weighting.with(args.top_k, args.temperature)?,
+            args.weighting.method(args.top_k, args.temperature)?,
         ),
     };
     let opts = ApplyOptions {
@@ -82,7 +91,8 @@ pub fn run(args: ApplyArgs, arguments: Vec<String>) -> anyhow::Result<()> {
         helper: args.helper,
         helper_tokenizer: args.helper_tokenizer,
         out: args.out,
-        weighting,
+        method,
+        fallback: args.fallback.into(),
         match_mode,
         preset: args.preset,
         backend: args.backend.into(),
@@ -97,8 +107,16 @@ pub fn run(args: ApplyArgs, arguments: Vec<String>) -> anyhow::Result<()> {
     let s = apply(&opts)?;
     args.output.notices(&s.notices);
     args.output.report(&s, |s| {
+        let how = match s.weighting.as_str() {
+            "fvt" => "fvt (the source tokenizer's spellings)".to_string(),
+            _ => format!(
+                "{} on {}",
+                s.weighting,
+                s.adapter.as_deref().unwrap_or(&s.backend)
+            ),
+        };
         println!(
-            "wrote {} ({} rows, {}): {} copied ({} exact, {} canonical), {} special by role, {} computed ({} fallback) with {} on {}",
+            "wrote {} ({} rows, {}): {} copied ({} exact, {} canonical), {} special by role, {} computed ({} fallback: {} fvt, {} mean) with {how}",
             s.out.display(),
             s.target_rows,
             s.dtype,
@@ -108,8 +126,8 @@ pub fn run(args: ApplyArgs, arguments: Vec<String>) -> anyhow::Result<()> {
             s.special_by_role,
             s.computed,
             s.fallback,
-            s.weighting,
-            s.adapter.as_deref().unwrap_or(&s.backend),
+            s.fallback_rows.fvt,
+            s.fallback_rows.mean,
         )
     })
 }

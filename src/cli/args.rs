@@ -2,6 +2,7 @@
 //! documented once.
 
 use crate::backend::Backend;
+use crate::commands::apply::{Fallback, Method};
 use crate::tensor::DType;
 use crate::weights::{TopK, Weighting};
 use std::io::IsTerminal;
@@ -27,8 +28,9 @@ impl From<BackendArg> for Backend {
     }
 }
 
-/// `--weighting` on the command line: clp, softmax, sparsemax or omp (the variants carry no doc
-/// comments so that `--help` keeps listing the plain names; the argument's help explains them).
+/// `--weighting` on the command line: clp, softmax, sparsemax, omp or fvt (the variants carry
+/// no doc comments so that `--help` keeps listing the plain names; the argument's help explains
+/// them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum WeightingArg {
     // cos / Σcos, the original CLP-Transfer.
@@ -39,6 +41,8 @@ pub enum WeightingArg {
     Sparsemax,
     // Orthogonal matching pursuit with K atoms, tokensurgeon.
     Omp,
+    // FVT: the mean of the source rows of the token as the source tokenizer spells it (apply only).
+    Fvt,
 }
 
 impl WeightingArg {
@@ -49,6 +53,7 @@ impl WeightingArg {
             WeightingArg::Softmax => "softmax",
             WeightingArg::Sparsemax => "sparsemax",
             WeightingArg::Omp => "omp",
+            WeightingArg::Fvt => "fvt",
         }
     }
 
@@ -62,11 +67,46 @@ impl WeightingArg {
         }
     }
 
-    /// The weighting with its `--top-k` and `--temperature`, checked.
+    /// The weighting with its `--top-k` and `--temperature`, checked (`fvt` is no weighting:
+    /// see [`WeightingArg::method`]).
     pub fn with(self, top_k: TopK, temperature: f32) -> crate::Result<Weighting> {
+        if self == WeightingArg::Fvt {
+            return Err(crate::Error::Argument(
+                "--weighting fvt is for apply only: it weights no neighbours, so there is nothing to bench; choose clp, softmax, sparsemax or omp".into(),
+            ));
+        }
         Weighting::from_parts(self.name(), top_k, temperature).map_err(crate::Error::Argument)
     }
+
+    /// `apply`'s method: FVT, or the weighting with its `--top-k` and `--temperature`.
+    pub fn method(self, top_k: TopK, temperature: f32) -> crate::Result<Method> {
+        match self {
+            WeightingArg::Fvt => Ok(Method::Fvt),
+            w => w.with(top_k, temperature).map(Method::Weighted),
+        }
+    }
 }
+
+/// `--fallback` on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FallbackArg {
+    /// The token's FVT row (the mean when the source tokenizer cannot spell it).
+    Fvt,
+    /// The mean of the overlapping source rows.
+    Mean,
+}
+
+impl From<FallbackArg> for Fallback {
+    fn from(f: FallbackArg) -> Fallback {
+        match f {
+            FallbackArg::Fvt => Fallback::Fvt,
+            FallbackArg::Mean => Fallback::Mean,
+        }
+    }
+}
+
+/// Why `evaluate` refuses `--weighting fvt` (one line).
+pub const EVALUATE_REFUSES_FVT: &str = "--weighting fvt cannot be evaluated: evaluate hides overlap tokens and predicts their source rows, but the source tokenizer keeps each of them whole, so FVT would just copy the true row; compare FVT on the model `apply --weighting fvt` writes instead";
 
 /// Storage type of generated data (`--dtype`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -21,7 +21,9 @@ pub struct EvaluateArgs {
     /// How tokens are matched (see `apply --help`).
     #[arg(long = "match", value_name = "exact|canonical", default_value_t = crate::defaults::MATCH)]
     pub match_mode: MatchMode,
-    /// Weightings to score, comma separated.
+    /// Weightings to score, comma separated. `fvt` (apply only) cannot be scored: the held-out
+    /// tokens are overlap tokens, which the source tokenizer keeps whole, so FVT would just copy
+    /// their rows.
     #[arg(
         long,
         value_delimiter = ',',
@@ -56,6 +58,10 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
     // Every valid (weighting, k, T) combination; combinations a method does not have are skipped.
     let mut grid = Vec::new();
     let mut skipped = Vec::new();
+    anyhow::ensure!(
+        !args.weighting.iter().any(|w| w == "fvt"),
+        super::args::EVALUATE_REFUSES_FVT
+    );
     for name in &args.weighting {
         for &k in &args.top_k {
             let temps: &[f32] = if name == "softmax" {

@@ -1,6 +1,7 @@
 //! Streaming statistics over a [`RowSet`]: the rows are gathered in chunks (never the whole
 //! set at once) and fed to a closure; the column mean (the fallback row of `apply`, the mean
-//! baseline of `evaluate`) and the column standard deviation are built on it.
+//! baseline of `evaluate`), the column standard deviation and `apply`'s FVT rows are built on
+//! it.
 
 use crate::error::Result;
 use crate::rows::RowSet;
@@ -11,12 +12,20 @@ const CHUNK: usize = 4096;
 
 /// Feeds `set` to `f` in chunks of at most 4,096 rows, in row order.
 pub fn for_each_chunk(set: &RowSet, mut f: impl FnMut(&MatrixRef)) -> Result<()> {
+    try_for_each_chunk(set, |m| {
+        f(m);
+        Ok(())
+    })
+}
+
+/// [`for_each_chunk`] with a fallible `f`: its first error stops the stream and is returned.
+pub fn try_for_each_chunk(set: &RowSet, mut f: impl FnMut(&MatrixRef) -> Result<()>) -> Result<()> {
     let mut bytes = Vec::new();
     for r0 in (0..set.rows()).step_by(CHUNK) {
         let r1 = (r0 + CHUNK).min(set.rows());
         set.gather(r0, r1, &mut bytes)?;
         let m = MatrixRef::new(set.name(), &bytes, set.dtype(), r1 - r0, set.cols())?;
-        f(&m);
+        f(&m)?;
     }
     Ok(())
 }

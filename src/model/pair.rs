@@ -10,6 +10,7 @@ use crate::model::{hub, naming, ModelDir, VocabTensors, Weights};
 use crate::rows::{Storage, Stored};
 use crate::tensor::MatrixRef;
 use crate::vocab::Vocab;
+use serde_json::{Map, Value};
 use std::fs::File;
 use std::path::PathBuf;
 
@@ -35,6 +36,33 @@ pub struct ModelPair {
     pub hlp_t: VocabTensors,
 }
 
+/// The source model and the target tokenizer: what every transfer reads, with or without a
+/// helper model (FVT needs no helper weights).
+pub struct SourceTarget {
+    /// Resolved source directory.
+    pub source_dir: PathBuf,
+    /// Directory the target tokenizer is read from.
+    pub tokenizer_dir: PathBuf,
+    /// The source model (config and mapped weights).
+    pub source: ModelDir,
+    /// The source tokenizer.
+    pub source_vocab: Vocab,
+    /// The target tokenizer.
+    pub target_vocab: Vocab,
+    /// The source's vocabulary tensors.
+    pub src_t: VocabTensors,
+}
+
+/// A helper model: it speaks the target tokenizer.
+pub struct Helper {
+    /// Resolved directory.
+    pub dir: PathBuf,
+    /// The model (config and mapped weights).
+    pub model: ModelDir,
+    /// Its vocabulary tensors.
+    pub t: VocabTensors,
+}
+
 /// Resolves (offline), opens and checks a source/helper pair: configs, tokenizers, weight
 /// headers and the vocabulary-indexed tensors. Source tokens past the embedding's rows (added
 /// tokens, as Gemma 3 ships `<image_soft_token>`) are left out of the source vocabulary. No
@@ -46,10 +74,33 @@ pub fn read_pair(source: &str, helper: &str, helper_tokenizer: Option<&str>) -> 
         Some(s) => hub::resolve_model_dir(s, "--helper-tokenizer")?,
         None => helper_dir.clone(),
     };
+    let helper_model = ModelDir::open(&helper_dir)?;
+    let st = read_source_target(source_dir, tokenizer_dir, Some(&helper_model.config.raw))?;
+    let h = read_helper(helper_dir, helper_model, &st.target_vocab)?;
+    Ok(ModelPair {
+        source_dir: st.source_dir,
+        helper_dir: h.dir,
+        tokenizer_dir: st.tokenizer_dir,
+        source: st.source,
+        helper: h.model,
+        source_vocab: st.source_vocab,
+        target_vocab: st.target_vocab,
+        src_t: st.src_t,
+        hlp_t: h.t,
+    })
+}
+
+/// Opens and checks the source model in `source_dir` and reads the target tokenizer from
+/// `tokenizer_dir` (`target_config`: the config.json whose `*_token_id` keys are the last resort
+/// for the target's special-token roles). No tensor data is read.
+pub fn read_source_target(
+    source_dir: PathBuf,
+    tokenizer_dir: PathBuf,
+    target_config: Option<&Map<String, Value>>,
+) -> Result<SourceTarget> {
     let source = ModelDir::open(&source_dir)?;
-    let helper = ModelDir::open(&helper_dir)?;
     let source_vocab = Vocab::read(&source_dir, Some(&source.config.raw))?;
-    let target_vocab = Vocab::read(&tokenizer_dir, Some(&helper.config.raw))?;
+    let target_vocab = Vocab::read(&tokenizer_dir, target_config)?;
     let src_t =
         rebuilt_vocab_tensors(&source, source_vocab.base_len(), "source", "source model: ")?;
     check_rows(
@@ -60,25 +111,28 @@ pub fn read_pair(source: &str, helper: &str, helper_tokenizer: Option<&str>) -> 
         "use the tokenizer that belongs to this model",
     )?;
     let source_vocab = source_vocab.within_rows(src_t.rows);
-    let hlp_t = vocab_tensors(&helper, target_vocab.base_len(), "helper")?;
-    check_rows(
-        &helper,
-        &hlp_t,
-        &target_vocab,
-        "helper embedding",
-        "pass the tokenizer the helper was trained with (--helper-tokenizer)",
-    )?;
-    Ok(ModelPair {
+    Ok(SourceTarget {
         source_dir,
-        helper_dir,
         tokenizer_dir,
         source,
-        helper,
         source_vocab,
         target_vocab,
         src_t,
-        hlp_t,
     })
+}
+
+/// The helper `model` (opened from `dir`) checked against the target tokenizer: its input
+/// embedding has a row for every token of the target's base vocabulary.
+pub fn read_helper(dir: PathBuf, model: ModelDir, target_vocab: &Vocab) -> Result<Helper> {
+    let t = vocab_tensors(&model, target_vocab.base_len(), "helper")?;
+    check_rows(
+        &model,
+        &t,
+        target_vocab,
+        "helper embedding",
+        "pass the tokenizer the helper was trained with (--helper-tokenizer)",
+    )?;
+    Ok(Helper { dir, model, t })
 }
 
 /// The vocabulary-indexed tensors of `model` (`tokens`: its base vocabulary, for the shape

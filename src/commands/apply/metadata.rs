@@ -4,12 +4,12 @@
 //! writing (safetensors shards, JSON) is [`crate::model::writer`] and [`crate::model::json`].
 
 use super::configs::OutConfigs;
-use super::options::{ApplyOptions, ApplySummary};
+use super::options::{ApplyOptions, ApplySummary, Fallback, Method};
 use super::pad::{self, Pad};
-use super::rows::Computed;
+use super::rows::{Computed, FallbackRow};
 use crate::error::{Error, Result};
 use crate::model::json::write_json;
-use crate::model::pair::ModelPair;
+use crate::model::pair::{Helper, SourceTarget};
 use crate::tensor::MatrixRef;
 use crate::vocab::{Matching, Vocab};
 use serde_json::{json, Value};
@@ -21,12 +21,16 @@ use std::path::{Path, PathBuf};
 pub(super) struct Transfer<'a> {
     /// The options.
     pub opts: &'a ApplyOptions,
-    /// The inputs.
-    pub pair: &'a ModelPair,
-    /// The helper's input embedding.
-    pub helper_m: &'a MatrixRef<'a>,
+    /// The source and the target tokenizer.
+    pub pair: &'a SourceTarget,
+    /// The helper and its input embedding (weighted methods only).
+    pub helper: Option<(&'a Helper, &'a MatrixRef<'a>)>,
+    /// The `--helper` directory, when given.
+    pub helper_dir: Option<&'a Path>,
     /// How the tokens matched.
     pub matching: &'a Matching,
+    /// The method as it ran.
+    pub method: &'a Method,
     /// What the computation left.
     pub computed: &'a Computed,
     /// The target tokenizer, with `--pad-token` applied.
@@ -37,12 +41,13 @@ pub(super) struct Transfer<'a> {
     pub configs: &'a OutConfigs,
 }
 
-/// One missing row that got the fallback.
+/// One row that got a fallback, as the report lists it.
 #[derive(Debug, Clone, serde::Serialize)]
-struct FallbackRow {
+struct FallbackEntry {
     target_id: u32,
     token: Option<String>,
     reason: String,
+    got: Fallback,
 }
 
 /// Writes the configs and the tokenizer files into `out_dir`; writes the provenance to a
@@ -84,7 +89,8 @@ fn write_provenance(t: &Transfer, path: &Path) -> Result<PathBuf> {
     Ok(tmp)
 }
 
-/// One provenance line per by-role and per computed token, keyed by target id (unsorted).
+/// One provenance line per by-role token, per computed token and per token without a helper
+/// row, keyed by target id (unsorted).
 fn provenance_lines(t: &Transfer) -> Vec<(u32, Value)> {
     let (matching, source, target) = (t.matching, &t.pair.source_vocab, t.target_vocab);
     let mut lines: Vec<(u32, Value)> = Vec::new();
@@ -97,30 +103,67 @@ fn provenance_lines(t: &Transfer) -> Vec<(u32, Value)> {
             }),
         ));
     }
-    let fb: BTreeMap<usize, &str> = t
-        .computed
-        .fallback
-        .iter()
-        .map(|(i, r)| (*i, r.as_str()))
+    let mut fb: BTreeMap<u32, &FallbackRow> = (t.computed.fallback.iter())
+        .map(|f| (f.target_id, f))
         .collect();
     for (i, &id) in matching.missing.iter().enumerate() {
-        lines.push((id, computed_line(t, i, id, fb.get(&i).copied())));
+        let line = match fb.remove(&id) {
+            Some(f) => fallback_line(t, f),
+            None => computed_line(t, i, id),
+        };
+        lines.push((id, line));
+    }
+    // Tokens without a helper row, not among the missing rows.
+    for f in fb.values() {
+        lines.push((f.target_id, fallback_line(t, f)));
     }
     lines
 }
 
-/// The provenance of missing row `i` (target id `id`).
-fn computed_line(t: &Transfer, i: usize, id: u32, fallback: Option<&str>) -> Value {
+/// The source tokens an FVT row of target token `id` averages, each weighted 1/n.
+fn fvt_sources(t: &Transfer, id: u32) -> Vec<Value> {
+    let ids = t.computed.spellings.get(&id).map_or(&[][..], Vec::as_slice);
+    let w = 1.0 / ids.len().max(1) as f64;
+    (ids.iter())
+        .map(|&s| json!({"id": s, "token": t.pair.source_vocab.token(s), "weight": w}))
+        .collect()
+}
+
+/// The provenance of a row that got a fallback: which, and why.
+fn fallback_line(t: &Transfer, f: &FallbackRow) -> Value {
+    let (id, token) = (f.target_id, t.target_vocab.token(f.target_id));
+    match f.got {
+        Fallback::Fvt => {
+            json!({"id": id, "token": token, "method": "fallback_fvt", "reason": f.reason,
+            "sources": fvt_sources(t, id),
+            "note": "mean of the source rows of the token as the source tokenizer spells it"})
+        }
+        Fallback::Mean => {
+            let note = if t.opts.fallback == Fallback::Fvt || *t.method == Method::Fvt {
+                "mean of all overlapping source rows (the source tokenizer cannot spell this token)"
+            } else {
+                "mean of all overlapping source rows"
+            };
+            json!({"id": id, "token": token, "method": "fallback_mean", "reason": f.reason, "note": note})
+        }
+    }
+}
+
+/// The provenance of missing row `i` (target id `id`) built by the method.
+fn computed_line(t: &Transfer, i: usize, id: u32) -> Value {
     let (matching, target) = (t.matching, t.target_vocab);
     let token = target.token(id);
-    if let Some(reason) = fallback {
-        json!({"id": id, "token": token, "method": "fallback_mean", "reason": reason,
-               "note": "mean of all overlapping source rows"})
+    if *t.method == Method::Fvt {
+        json!({"id": id, "token": token, "method": "fvt", "sources": fvt_sources(t, id)})
     } else if let Some(sel) = &t.computed.selection {
         let idx = &sel.indices[i * sel.k..(i + 1) * sel.k];
         let scores = &sel.scores[i * sel.k..(i + 1) * sel.k];
         let weights = &sel.weights[i * sel.k..(i + 1) * sel.k];
-        let sum: f64 = if t.opts.weighting.divides_by_weight_sum() {
+        let divides = match t.method {
+            Method::Weighted(w) => w.divides_by_weight_sum(),
+            Method::Fvt => true,
+        };
+        let sum: f64 = if divides {
             weights.iter().map(|&w| w as f64).sum()
         } else {
             1.0 // omp: the coefficients as solved
@@ -134,7 +177,7 @@ fn computed_line(t: &Transfer, i: usize, id: u32, fallback: Option<&str>) -> Val
                 json!({"id": sid, "token": target.token(tid), "similarity": s, "weight": w as f64 / sum})
             })
             .collect();
-        let method = format!("{}_top_k", t.opts.weighting.name());
+        let method = format!("{}_top_k", t.method.name());
         json!({"id": id, "token": token, "method": method, "sources": sources})
     } else {
         json!({"id": id, "token": token, "method": "clp_dense",
@@ -148,6 +191,7 @@ fn weighting_rule(label: &str) -> &'static str {
         "softmax" => "softmax: weight = exp((cos - max cos) / T) over the top-k, normalised to sum 1",
         "sparsemax" => "sparsemax of the cosines over the top-k (weights sum to 1, most are 0)",
         "omp" => "orthogonal matching pursuit: least-squares coefficients of k atoms chosen greedily among the 4k most similar tokens in the helper space, used as solved (not normalised); a row whose L2 norm leaves the range of the overlapping source rows' norms gets the fallback",
+        "fvt" => "FVT: the mean of the source rows of the token as the source tokenizer spells it (its bytes and word start; lone bytes through byte-fallback tokens); no helper weights",
         _ => "CLP: weight = cosine similarity in the helper embedding space / sum of weights",
     }
 }
@@ -183,25 +227,41 @@ fn special_tokens(t: &Transfer) -> Vec<Value> {
         .collect()
 }
 
-/// The rows that got the fallback, with their target ids and tokens.
-fn fallback_rows(t: &Transfer) -> Vec<FallbackRow> {
-    t.computed
-        .fallback
-        .iter()
-        .map(|(i, reason)| {
-            let id = t.matching.missing[*i];
-            FallbackRow {
-                target_id: id,
-                token: t.target_vocab.token(id).map(str::to_owned),
-                reason: reason.clone(),
-            }
+/// The rows that got a fallback, with their target ids and tokens.
+fn fallback_rows(t: &Transfer) -> Vec<FallbackEntry> {
+    (t.computed.fallback.iter())
+        .map(|f| FallbackEntry {
+            target_id: f.target_id,
+            token: t.target_vocab.token(f.target_id).map(str::to_owned),
+            reason: f.reason.clone(),
+            got: f.got,
         })
         .collect()
 }
 
+/// The helper in the report: the model a weighted method read, or what FVT did not read.
+fn helper_json(t: &Transfer) -> Value {
+    match t.helper {
+        Some((h, m)) => json!({
+            "dir": h.dir, "model_type": h.model.config.model_type, "weights": h.model.weights.describe(),
+            "size_bytes": h.model.weights.total_bytes(),
+            "input_embedding": h.t.input, "embedding_rows": m.rows, "dim": m.cols, "dtype": m.dtype.to_string(),
+        }),
+        None => json!({"dir": t.helper_dir, "weights": "not read: fvt needs none"}),
+    }
+}
+
+/// What the fallback rows got, per `--fallback`.
+fn fallback_rule(f: Fallback) -> &'static str {
+    match f {
+        Fallback::Fvt => "fvt: the token's FVT row (the mean of the source rows of its spelling by the source tokenizer); the mean of the overlapping source rows when the source tokenizer cannot spell it",
+        Fallback::Mean => "mean of the overlapping source rows",
+    }
+}
+
 fn report_json(t: &Transfer, summary: &ApplySummary) -> Value {
-    let (pair, matching, helper_m) = (t.pair, t.matching, t.helper_m);
-    let (source, helper, src_t, hlp_t) = (&pair.source, &pair.helper, &pair.src_t, &pair.hlp_t);
+    let (pair, matching) = (t.pair, t.matching);
+    let (source, src_t) = (&pair.source, &pair.src_t);
     let input_info = source.weights.info(&src_t.input);
     json!({
         "tool": "clp-gpu",
@@ -215,6 +275,7 @@ fn report_json(t: &Transfer, summary: &ApplySummary) -> Value {
             "top_k": summary.top_k,
             "weighting": summary.weighting,
             "weighting_rule": weighting_rule(&summary.weighting),
+            "fallback": summary.fallback_method,
             "overlap_rule": matching.mode.rule(),
             "special_tokens": "a missing target special token takes the source row of the same role when there is one",
             "output_dtype": summary.dtype,
@@ -228,23 +289,21 @@ fn report_json(t: &Transfer, summary: &ApplySummary) -> Value {
             "input_embedding": src_t.input, "output_embedding": src_t.output, "output_bias": src_t.output_bias,
             "embedding_rows": input_info.map(|t| t.shape[0]), "tokenizer_tokens": pair.source_vocab.len(),
         },
-        "helper": {
-            "dir": helper.dir, "model_type": helper.config.model_type, "weights": helper.weights.describe(),
-            "size_bytes": helper.weights.total_bytes(),
-            "input_embedding": hlp_t.input, "embedding_rows": helper_m.rows, "dim": helper_m.cols, "dtype": helper_m.dtype.to_string(),
-        },
+        "helper": helper_json(t),
         "target_tokenizer": { "dir": summary.target_tokenizer, "tokens": summary.target_tokens },
         "target_rows": summary.target_rows,
         "padding_rows": { "count": summary.target_rows - summary.target_tokens, "value": "zeros" },
         "counts": {
             "overlap": summary.overlap, "special_by_role": summary.special_by_role,
             "computed": summary.computed, "fallback": summary.fallback,
+            "fallback_fvt": summary.fallback_rows.fvt, "fallback_mean": summary.fallback_rows.mean,
         },
         "matching": matching.report(&pair.source_vocab, t.target_vocab, 10),
         "pad_token": t.pad.map(|p| json!({"token": p.token, "id": p.id, "added": p.is_new()})),
         "special_tokens": special_tokens(t),
         "fallback": {
-            "method": "mean of the overlapping source rows",
+            "method": summary.fallback_method,
+            "rule": fallback_rule(summary.fallback_method),
             "rows": fallback_rows(t),
         },
         "tensors_rebuilt": summary.tensors_rebuilt,

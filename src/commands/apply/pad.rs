@@ -12,7 +12,7 @@
 use super::options::ApplyOptions;
 use crate::error::{Error, Result};
 use crate::model::json::{read_json_object, read_optional_json_object, write_json};
-use crate::model::pair::ModelPair;
+use crate::model::pair::SourceTarget;
 use crate::model::TOKENIZER_FILES;
 use crate::vocab::{Matching, RoleMapping, SpecialRole, Vocab};
 use serde_json::{json, Map, Value};
@@ -39,7 +39,7 @@ impl Pad {
 
 /// Checks `--pad-token` against the target tokenizer, or refuses a family that needs a pad
 /// when the target has none and no `--pad-token` was given.
-pub(super) fn plan(opts: &ApplyOptions, pair: &ModelPair) -> Result<Option<Pad>> {
+pub(super) fn plan(opts: &ApplyOptions, pair: &SourceTarget) -> Result<Option<Pad>> {
     let target = &pair.target_vocab;
     let Some(token) = &opts.pad_token else {
         if target.special.contains_key(&SpecialRole::Pad) {

@@ -6,11 +6,12 @@
 //! (the mean of the overlapping source rows) and writes them into the reserved output rows.
 
 use super::layout::OutPart;
+use super::options::Fallback;
 use super::read::Part;
 use crate::backend::{ClpBackend, TileOut};
 use crate::commands::stream::mean_rows;
 use crate::error::{Error, Result};
-use crate::model::pair::{file_stored, ModelPair};
+use crate::model::pair::{file_stored, Helper, SourceTarget};
 use crate::rows::{RowSet, Stored};
 use crate::tensor::MatrixRef;
 use crate::vocab::Matching;
@@ -20,10 +21,8 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs::File;
 
-/// The row sets of one transfer.
+/// The row sets of one weighted transfer.
 pub(super) struct Gathered<'a> {
-    /// The source vocabulary tensors as stored, one per part (for the bit-exact copies).
-    pub e_stored: Vec<Stored<'a>>,
     /// Source rows of the overlap tokens, all parts side by side.
     pub e_overlap: RowSet<'a>,
     /// Helper rows of the overlap tokens.
@@ -34,44 +33,71 @@ pub(super) struct Gathered<'a> {
     pub fallback_row: Vec<f32>,
 }
 
-/// The weight files of the pair, opened for positioned reads.
-pub(super) struct Files<'a> {
-    /// The pair.
-    pub pair: &'a ModelPair,
-    /// The source's weight files.
-    pub source: &'a [File],
-    /// The helper's weight files.
-    pub helper: &'a [File],
+/// The helper's side of a weighted transfer: its model, input embedding and open files.
+pub(super) struct HelperFiles<'a> {
+    /// The helper.
+    pub helper: &'a Helper,
+    /// Its input embedding.
+    pub m: &'a MatrixRef<'a>,
+    /// Its weight files, opened for positioned reads.
+    pub files: &'a [File],
+}
+
+/// The source vocabulary tensors as stored, one per part, read from `files` (the source's
+/// weight files): for the bit-exact copies and the row sets.
+pub(super) fn source_stored<'a>(
+    pair: &'a SourceTarget,
+    files: &'a [File],
+    parts: &[Part],
+) -> Result<Vec<Stored<'a>>> {
+    parts
+        .iter()
+        .map(|p| file_stored(&pair.source.weights, files, &p.name, &p.m))
+        .collect()
+}
+
+/// The source rows `ids`, all parts side by side.
+pub(super) fn source_rows<'a>(
+    name: &str,
+    stored: &[Stored<'a>],
+    parts: &[Part],
+    ids: Vec<u32>,
+) -> Result<RowSet<'a>> {
+    RowSet::new(name, stored.to_vec())?
+        .tensors(parts.iter().map(|p| p.name.as_str()))
+        .select(ids)
+}
+
+/// The source rows of the overlap tokens, all parts side by side.
+pub(super) fn overlap_rows<'a>(
+    stored: &[Stored<'a>],
+    parts: &[Part],
+    matching: &Matching,
+) -> Result<RowSet<'a>> {
+    let ids = matching.overlap.iter().map(|p| p.1).collect();
+    source_rows("source overlap rows", stored, parts, ids)
 }
 
 /// Describes the row sets and computes the fallback row (the only rows read whole, streamed).
 pub(super) fn gather<'a>(
-    files: &Files<'a>,
+    pair: &SourceTarget,
+    e_stored: &[Stored<'a>],
     parts: &[Part],
-    helper_m: &MatrixRef,
+    h: &HelperFiles<'a>,
     matching: &Matching,
 ) -> Result<Gathered<'a>> {
-    let (source, helper) = (&files.pair.source.weights, &files.pair.helper.weights);
-    let overlap_src: Vec<u32> = matching.overlap.iter().map(|p| p.1).collect();
     let overlap_tgt: Vec<u32> = matching.overlap.iter().map(|p| p.0).collect();
-    let e_stored = parts
-        .iter()
-        .map(|p| file_stored(source, files.source, &p.name, &p.m))
-        .collect::<Result<Vec<_>>>()?;
-    let e_overlap = RowSet::new("source overlap rows", e_stored.clone())?
-        .tensors(parts.iter().map(|p| p.name.as_str()))
-        .select(overlap_src)?;
-    let h_name = &files.pair.hlp_t.input;
-    let h_stored = file_stored(helper, files.helper, h_name, helper_m)?;
+    let e_overlap = overlap_rows(e_stored, parts, matching)?;
+    let h_name = &h.helper.t.input;
+    let h_stored = file_stored(&h.helper.model.weights, h.files, h_name, h.m)?;
     let h_overlap = RowSet::new("helper overlap rows", vec![h_stored])?
         .tensors([h_name])
         .select(overlap_tgt)?;
     let h_missing = RowSet::new("helper missing rows", vec![h_stored])?
         .tensors([h_name])
         .select(matching.missing.clone())?;
-    let fallback_row = mean_rows(&e_overlap).map_err(|e| name_token(e, files.pair))?;
+    let fallback_row = mean_rows(&e_overlap).map_err(|e| name_token(e, pair))?;
     Ok(Gathered {
-        e_stored,
         e_overlap,
         h_overlap,
         h_missing,
@@ -81,7 +107,7 @@ pub(super) fn gather<'a>(
 
 /// A non-finite row named by its token: a row of a source file is a source token, any other
 /// (helper rows) a target token. Other errors pass through.
-pub(super) fn name_token(e: Error, pair: &ModelPair) -> Error {
+pub(super) fn name_token(e: Error, pair: &SourceTarget) -> Error {
     let Error::NonFiniteRow {
         path,
         tensor,
@@ -119,10 +145,25 @@ pub(super) fn name_token(e: Error, pair: &ModelPair) -> Error {
 pub(super) struct Computed {
     /// The neighbours and weights per missing row (kept for `--provenance`, top-k runs only).
     pub selection: Option<Selection>,
-    /// `(index into matching.missing, reason)` of every row that got the fallback.
-    pub fallback: Vec<(usize, String)>,
+    /// Every row that got a fallback (missing rows the method could not build, tokens without
+    /// a helper row), ascending by target id.
+    pub fallback: Vec<FallbackRow>,
+    /// The source ids averaged into each row built by FVT (the method or the fallback), by
+    /// target id.
+    pub spellings: BTreeMap<u32, Vec<u32>>,
     /// Seconds per backend stage.
     pub seconds: BTreeMap<String, f64>,
+}
+
+/// A row the method could not build, and what it got instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct FallbackRow {
+    /// Its target id.
+    pub target_id: u32,
+    /// Why: a [`RejectReason`] name, `no_helper_row` or `not_spellable`.
+    pub reason: String,
+    /// The row it got.
+    pub got: Fallback,
 }
 
 /// Computes the missing rows on `backend` and writes them into `targets`.
@@ -152,7 +193,7 @@ pub(super) struct RowWriter<'a> {
     cols: usize,
     keep_selection: bool,
     selection: Option<Selection>,
-    fallback: Vec<(usize, String)>,
+    fallback: Vec<FallbackRow>,
     encoded: Vec<Vec<u8>>,
     bar: ProgressBar,
 }
@@ -207,15 +248,20 @@ impl<'a> RowWriter<'a> {
         Ok(())
     }
 
-    /// Row `m` of the missing rows: its values, or the fallback when the guards rejected it
-    /// (`code`) or it is not finite in the source dtype (f16 overflow).
+    /// Row `m` of the missing rows: its values, or the mean fallback when the guards rejected
+    /// it (`code`) or it is not finite in the source dtype (f16 overflow); the fallback stage
+    /// may replace that by the row's FVT row.
     fn write_row(&mut self, m: usize, values: &[f32], code: u32) -> Result<()> {
         let mut reason = RejectReason::from_code(code).map(reason_name);
         if reason.is_none() && !encode_parts(self.targets, values, &mut self.encoded) {
             reason = Some("non_finite_result".to_string());
         }
-        if let Some(r) = reason {
-            self.fallback.push((m, r));
+        if let Some(reason) = reason {
+            self.fallback.push(FallbackRow {
+                target_id: self.matching.missing[m],
+                reason,
+                got: Fallback::Mean,
+            });
             encode_parts(self.targets, self.fallback_row, &mut self.encoded);
         }
         for (t, bytes) in self.targets.iter().zip(&self.encoded) {
@@ -248,6 +294,7 @@ impl<'a> RowWriter<'a> {
         Ok(Computed {
             selection: self.selection,
             fallback: self.fallback,
+            spellings: BTreeMap::new(),
             seconds: BTreeMap::new(),
         })
     }
@@ -267,7 +314,7 @@ pub(super) fn write_fixed_rows(targets: &[OutPart], ids: &[u32], row: &[f32]) ->
 
 /// Encodes `values` (all columns) into each part's dtype; false if any value is not finite
 /// there (f16 overflows at 65,504).
-fn encode_parts(parts: &[OutPart], values: &[f32], out: &mut [Vec<u8>]) -> bool {
+pub(super) fn encode_parts(parts: &[OutPart], values: &[f32], out: &mut [Vec<u8>]) -> bool {
     let mut finite = true;
     for (p, o) in parts.iter().zip(out.iter_mut()) {
         *o = p.dtype.encode(&values[p.col..p.col + p.cols]);
