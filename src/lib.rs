@@ -11,6 +11,7 @@
 //! subcommand; [`cli`] is the command line over them. `ARCHITECTURE.md` walks the whole tree.
 
 pub mod backend;
+pub mod cancel;
 pub mod cli;
 pub mod commands;
 pub mod error;

@@ -178,6 +178,7 @@ pub(super) fn copy_matched_rows(
     let mut row = Vec::new();
     for ((t, stored), part) in targets.iter().zip(stored).zip(parts) {
         for &(tid, sid) in &copies {
+            crate::cancel::check()?;
             stored.read_row(sid as usize, &mut row)?;
             stored.check_rows(&part.name, sid as usize, &row)?;
             t.write_row(tid, &row)?;

@@ -182,6 +182,7 @@ impl<'a> RowWriter<'a> {
 
     /// Checks, encodes and writes one tile.
     pub fn receive(&mut self, tile: &TileOut) -> Result<()> {
+        crate::cancel::check()?;
         let (missing, cols) = (self.matching.missing.len(), self.cols);
         if tile.dim != cols || tile.start + tile.status.len() > missing {
             return Err(Error::Shape(format!(

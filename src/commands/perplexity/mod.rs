@@ -105,6 +105,7 @@ pub fn perplexity(opts: &PerplexityOptions) -> Result<PerplexityReport> {
         let mut totals = Totals::default();
         for doc in &docs.docs {
             let logprobs = score_document(&mut lm, doc, context)?;
+            crate::cancel::check()?;
             add_document(&mut totals, doc, &logprobs, lm.bos.is_some(), context);
             bar.inc(1);
         }
@@ -158,6 +159,7 @@ pub fn score_tokens(lm: &mut LanguageModel, tokens: &[u32], context: usize) -> R
     let mut out = Vec::with_capacity(tokens.len());
     for range in windows(tokens.len(), lm.bos.is_some(), context) {
         let mut ids = Vec::with_capacity(context);
+        crate::cancel::check()?;
         ids.extend(lm.bos);
         ids.extend_from_slice(&tokens[range]);
         out.extend(lm.window_log_probs(&ids)?);
