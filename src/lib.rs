@@ -18,6 +18,7 @@ pub mod error;
 pub mod kernels;
 pub mod model;
 pub mod plan;
+pub mod progress;
 pub mod rows;
 pub mod synthetic;
 pub mod tensor;

@@ -2,6 +2,7 @@
 //! documented once.
 
 use crate::backend::Backend;
+use crate::progress::Progress;
 use crate::tensor::DType;
 use crate::weights::{TopK, Weighting};
 use std::io::IsTerminal;
@@ -94,9 +95,9 @@ pub struct OutputArgs {
 }
 
 impl OutputArgs {
-    /// Whether to draw progress bars (on stderr, when it is a terminal).
-    pub fn progress(self) -> bool {
-        !self.quiet && std::io::stderr().is_terminal()
+    /// Where progress shows: bars on stderr when it is a terminal (and not `--quiet`).
+    pub fn progress(self) -> Progress {
+        terminal_progress(!self.quiet)
     }
 
     /// A progress line or notice on stderr (not with `--quiet`).
@@ -125,5 +126,14 @@ impl OutputArgs {
             human(report);
         }
         Ok(())
+    }
+}
+
+/// Bars on stderr when `wanted` and stderr is a terminal, else nowhere.
+pub fn terminal_progress(wanted: bool) -> Progress {
+    if wanted && std::io::stderr().is_terminal() {
+        Progress::Terminal
+    } else {
+        Progress::Hidden
     }
 }

@@ -90,7 +90,7 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
         &parts,
         target_rows,
         configs.positions.as_ref(),
-        opts.progress,
+        &opts.progress,
     )?;
     layout::copy_matched_rows(
         &targets,
@@ -104,7 +104,7 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
     timer.lap("write");
 
     let backend_name = backend.describe();
-    let bar = rows::rows_bar(opts.progress, matching.missing.len() as u64, &backend_name);
+    let bar = rows::rows_bar(&opts.progress, matching.missing.len() as u64, &backend_name);
     let writer = RowWriter::new(
         &targets,
         &matching,
