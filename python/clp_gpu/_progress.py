@@ -103,7 +103,8 @@ class _Bars(_Display):
 
 
 class _Lines(_Display):
-    """Plain lines on sys.stderr: a task's state at most every few seconds, and its end."""
+    """Plain lines on sys.stderr: a task's state every few seconds, and its end (tasks done
+    within those seconds print nothing)."""
 
     EVERY_S = 2.0
 
@@ -119,7 +120,8 @@ class _Lines(_Display):
         if finished:
             seconds = now - self.started.pop(task)
             del self.last[task]
-            self._say(f"{task}: {_amount(done, unit)} in {seconds:.1f} s")
+            if seconds >= self.EVERY_S:
+                self._say(f"{task}: {_amount(done, unit)} in {seconds:.1f} s")
         elif now - self.last[task] >= self.EVERY_S:
             self.last[task] = now
             of = f" of {_amount(total, unit)}" if total is not None else ""

@@ -89,7 +89,40 @@ def test_force_replaces_and_progress_reaches_a_callback(pair, out_parent):
     assert [p for p in seen if p.unit == "bytes"][-1].finished
 
 
-def test_progress_true_without_a_terminal_still_works(pair, out_parent, capsys):
+class FakeBar:
+    """A tqdm-compatible bar that records what it was told."""
+
+    made = []
+
+    def __init__(self, **options):
+        self.options, self.n, self.closed = options, 0, False
+        FakeBar.made.append(self)
+
+    def update(self, n):
+        self.n += n
+
+    def close(self):
+        self.closed = True
+
+
+def test_progress_with_a_tqdm_compatible_class(pair, out_parent):
+    source, helper = pair
+    FakeBar.made = []
+    clp_gpu.apply(source, helper, out_parent / "m", backend="cpu", progress=FakeBar)
+    bars = {b.options["desc"]: b for b in FakeBar.made}
+    assert bars["copying tensors"].options["unit"] == "B" and bars["copying tensors"].closed
+    rows = next(b for d, b in bars.items() if d.startswith("computing rows"))
+    assert rows.options["total"] == rows.n == 40 and rows.closed
+
+
+def test_progress_true_prints_lines_without_tqdm(pair, out_parent, monkeypatch, capsys):
+    from clp_gpu import _progress
+
+    monkeypatch.setattr(_progress, "_tqdm", lambda: None)
+    monkeypatch.setattr(_progress._Lines, "EVERY_S", 0.0)
     source, helper = pair
     clp_gpu.apply(source, helper, out_parent / "m", backend="cpu")
-    assert (out_parent / "m" / "model.safetensors").is_file()
+    lines = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("copying tensors: ") and line.endswith(" s") for line in lines), lines
+    assert any(line.startswith("computing rows on CPU") and "40 rows" in line for line in lines), lines
+    assert capsys.readouterr().out == ""
