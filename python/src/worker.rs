@@ -88,25 +88,29 @@ fn wait(py: Python<'_>, mut rx: Receiver<Outcome>) -> PyResult<Outcome> {
 }
 
 /// Progress that calls `f(task, done, total, unit, finished)` with the GIL held. The first
-/// exception `f` raises is kept in `raised` and stops the run; `f` is not called again.
+/// exception `f` raises is kept in `raised` and stops the run; `f` is not called again. (The
+/// lock is never held while `f` runs: `f` may release the GIL.)
 fn callback(f: Py<PyAny>, raised: Raised) -> Progress {
     Progress::callback(move |u: &Update| {
+        if lock(&raised).is_some() {
+            return;
+        }
         Python::attach(|py| {
-            let mut slot = raised.lock().unwrap_or_else(|p| p.into_inner());
-            if slot.is_some() {
-                return;
-            }
             let args = (u.task, u.done, u.total, u.unit.name(), u.finished);
             if let Err(e) = f.call1(py, args) {
-                *slot = Some(e);
+                lock(&raised).get_or_insert(e);
                 cancel::request();
             }
         })
     })
 }
 
+fn lock(raised: &Raised) -> std::sync::MutexGuard<'_, Option<PyErr>> {
+    raised.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn take(raised: &Raised) -> Option<PyErr> {
-    raised.lock().unwrap_or_else(|p| p.into_inner()).take()
+    lock(raised).take()
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
