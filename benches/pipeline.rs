@@ -156,7 +156,7 @@ fn bench(c: &mut Criterion) {
                 provenance: None,
                 pad_to_multiple: None,
                 pad_token: None,
-                progress: false,
+                progress: clp_gpu::progress::Progress::Hidden,
                 arguments: vec![],
             };
             group.bench_function(format!("{name}/top-k {top_k}"), |b| {

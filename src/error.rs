@@ -129,6 +129,12 @@ pub enum Error {
         /// candle's message.
         msg: String,
     },
+    /// The run was asked to stop ([`crate::cancel`]: Ctrl-C, SIGTERM, or the Python caller);
+    /// its staging directory was removed.
+    #[error(
+        "interrupted: the temporary output was removed; nothing was written at the output path"
+    )]
+    Cancelled,
 }
 
 impl Error {

@@ -8,9 +8,12 @@
 //! Data flows one way: read ([`model`]) → match ([`vocab`]) → plan ([`plan`]) → compute
 //! ([`backend`]: the GPU engine with its [`kernels`] and WGSL in `shaders/`, the CPU path, the
 //! f64 reference) → write ([`model::writer`]). [`commands`] strings these stages together per
-//! subcommand; [`cli`] is the command line over them. `ARCHITECTURE.md` walks the whole tree.
+//! subcommand; [`cli`] is the command line over them. [`cancel`] (the stop flag) and [`progress`]
+//! (where progress shows) are what front ends, the CLI and the Python package, hand the engine.
+//! `ARCHITECTURE.md` walks the whole tree.
 
 pub mod backend;
+pub mod cancel;
 pub mod cli;
 pub mod commands;
 pub mod defaults;
@@ -18,6 +21,7 @@ pub mod error;
 pub mod kernels;
 pub mod model;
 pub mod plan;
+pub mod progress;
 pub mod rows;
 pub mod synthetic;
 pub mod tensor;

@@ -243,8 +243,11 @@ impl<'a> RowSet<'a> {
             .collect()
     }
 
-    /// Gathers logical rows `start..end` into `dst` (resized to exactly their bytes).
+    /// Gathers logical rows `start..end` into `dst` (resized to exactly their bytes). Fails
+    /// with [`crate::Error::Cancelled`] once a stop was requested ([`crate::cancel`]): every
+    /// backend gathers tile by tile, so this is where a run stops between tiles.
     pub fn gather(&self, start: usize, end: usize, dst: &mut Vec<u8>) -> Result<()> {
+        crate::cancel::check()?;
         let rb = self.row_bytes();
         dst.resize((end - start) * rb, 0);
         let mut scratch = Vec::new();

@@ -80,7 +80,7 @@ fn options(models: Vec<PathBuf>, text: PathBuf, context: usize) -> PerplexityOpt
         text,
         context,
         max_bytes: None,
-        progress: false,
+        progress: clp_gpu::progress::Progress::Hidden,
     }
 }
 

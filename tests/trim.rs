@@ -668,7 +668,7 @@ fn wordpiece_keeps_the_greedy_path_of_unknown_words() {
         out: out.clone(),
         force: false,
         verify: true,
-        progress: false,
+        progress: clp_gpu::progress::Progress::Hidden,
     })
     .unwrap();
     assert_eq!(report.kept.unk_path, 1);

@@ -1,8 +1,9 @@
 //! The `apply` subcommand: clap arguments and printing; the work is [`crate::commands::apply`].
 
 use super::args::{BackendArg, FallbackArg, OutputArgs, WeightingArg};
-use crate::commands::apply::{apply, ApplyOptions, Method};
+use crate::commands::apply::{apply, ApplyOptions, ApplySummary, Method};
 use crate::defaults::{self, Preset};
+use crate::progress::Progress;
 use crate::vocab::MatchMode;
 use crate::TopK;
 use std::path::PathBuf;
@@ -77,8 +78,13 @@ pub struct ApplyArgs {
     pub pad_token: Option<String>,
 }
 
-/// Runs `apply` and prints its summary.
-pub fn run(args: ApplyArgs, arguments: Vec<String>) -> anyhow::Result<()> {
+/// Runs `apply` without printing (progress goes to `progress`): the summary `--json` prints.
+/// `arguments` is the command line recorded in clp_transfer.json.
+pub fn summary(
+    args: ApplyArgs,
+    arguments: Vec<String>,
+    progress: Progress,
+) -> anyhow::Result<ApplySummary> {
     let (match_mode, method) = match args.preset {
         Some(p) => (p.match_mode(), Method::Weighted(p.weighting())),
         None => (
@@ -101,12 +107,18 @@ pub fn run(args: ApplyArgs, arguments: Vec<String>) -> anyhow::Result<()> {
         provenance: args.provenance,
         pad_to_multiple: args.pad_to_multiple.map(|n| n as usize),
         pad_token: args.pad_token,
-        progress: args.output.progress(),
+        progress,
         arguments,
     };
-    let s = apply(&opts)?;
-    args.output.notices(&s.notices);
-    args.output.report(&s, |s| {
+    Ok(apply(&opts)?)
+}
+
+/// Runs `apply` and prints its summary.
+pub fn run(args: ApplyArgs, arguments: Vec<String>) -> anyhow::Result<()> {
+    let output = args.output;
+    let s = summary(args, arguments, output.progress())?;
+    output.notices(&s.notices);
+    output.report(&s, |s| {
         let how = match s.weighting.as_str() {
             "fvt" => "fvt (the source tokenizer's spellings)".to_string(),
             _ => format!(

@@ -3,6 +3,7 @@
 
 use crate::backend::Backend;
 use crate::commands::apply::{Fallback, Method};
+use crate::progress::Progress;
 use crate::tensor::DType;
 use crate::weights::{TopK, Weighting};
 use std::io::IsTerminal;
@@ -144,9 +145,9 @@ pub struct OutputArgs {
 }
 
 impl OutputArgs {
-    /// Whether to draw progress bars (on stderr, when it is a terminal).
-    pub fn progress(self) -> bool {
-        !self.quiet && std::io::stderr().is_terminal()
+    /// Where progress shows: bars on stderr when it is a terminal (and not `--quiet`).
+    pub fn progress(self) -> Progress {
+        terminal_progress(!self.quiet)
     }
 
     /// A progress line or notice on stderr (not with `--quiet`).
@@ -175,5 +176,14 @@ impl OutputArgs {
             human(report);
         }
         Ok(())
+    }
+}
+
+/// Bars on stderr when `wanted` and stderr is a terminal, else nowhere.
+pub fn terminal_progress(wanted: bool) -> Progress {
+    if wanted && std::io::stderr().is_terminal() {
+        Progress::Terminal
+    } else {
+        Progress::Hidden
     }
 }

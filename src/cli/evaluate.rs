@@ -53,8 +53,9 @@ pub struct EvaluateArgs {
     pub output: OutputArgs,
 }
 
-/// Runs `evaluate` and prints the table.
-pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
+/// Runs `evaluate` without printing: the report `--json` prints, and the (weighting, k)
+/// combinations skipped because the method does not have them.
+pub fn report(args: EvaluateArgs) -> anyhow::Result<(EvaluateReport, Vec<String>)> {
     // Every valid (weighting, k, T) combination; combinations a method does not have are skipped.
     let mut grid = Vec::new();
     let mut skipped = Vec::new();
@@ -95,9 +96,15 @@ pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
         backend: args.backend.into(),
         memory_bytes: args.gpu_memory,
     };
-    let r = evaluate(&opts)?;
-    args.output.notices(&r.notices);
-    args.output.report(&r, |r| print_table(r, skipped))
+    Ok((evaluate(&opts)?, skipped))
+}
+
+/// Runs `evaluate` and prints the table.
+pub fn run(args: EvaluateArgs) -> anyhow::Result<()> {
+    let output = args.output;
+    let (r, skipped) = report(args)?;
+    output.notices(&r.notices);
+    output.report(&r, |r| print_table(r, skipped))
 }
 
 /// The human report: one row per method, then the combinations that were skipped.

@@ -27,16 +27,22 @@ pub struct InspectArgs {
     pub json: bool,
 }
 
-/// Runs `inspect` and prints its report.
-pub fn run(args: InspectArgs) -> anyhow::Result<()> {
-    let report = inspect(&InspectOptions {
+/// Runs `inspect` without printing: the report `--json` prints.
+pub fn report(args: InspectArgs) -> anyhow::Result<InspectReport> {
+    Ok(inspect(&InspectOptions {
         source: args.source,
         helper: args.helper,
         helper_tokenizer: args.helper_tokenizer,
         match_mode: args.match_mode,
         examples: args.examples,
-    })?;
-    if args.json {
+    })?)
+}
+
+/// Runs `inspect` and prints its report.
+pub fn run(args: InspectArgs) -> anyhow::Result<()> {
+    let json = args.json;
+    let report = report(args)?;
+    if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         if let Some(n) = &report.matching.notice {

@@ -1,6 +1,9 @@
 //! The command line over the library: one file per subcommand holding its clap arguments and its
 //! printing, nothing else. [`run`] is the whole CLI as a function, so the `clp-gpu` binary and
-//! any other front end (a Python entry point, a test) share it.
+//! any other front end (a Python entry point, a test) share it; [`report`] runs a command line
+//! without printing and returns its report, and [`command`] describes every flag, so the
+//! Python module's functions parse their keyword arguments here, with the CLI's defaults and
+//! checks.
 
 pub mod apply;
 pub mod args;
@@ -13,9 +16,14 @@ pub mod perplexity;
 pub mod shrink;
 pub mod trim;
 
-use clap::{Parser, Subcommand};
+use crate::error::Error;
+use crate::progress::Progress;
+use clap::{CommandFactory, Parser, Subcommand};
+use serde_json::{to_value, Value};
 use std::ffi::OsString;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -56,8 +64,19 @@ enum Command {
 
 /// Runs the command line `args` (program name first, as `std::env::args_os()` gives it):
 /// parses, runs the subcommand, prints a failure as one line on stderr. Returns the exit code:
-/// 0 on success, 1 on an error, clap's code (2) for a usage error, 0 for `--help`.
+/// 0 on success, 1 on an error, 130 when interrupted, clap's code (2) for a usage error, 0 for
+/// `--help`.
 pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    ExitCode::from(run_status(args))
+}
+
+/// [`run`] with the exit code as a number (for front ends that exit themselves, such as the
+/// Python module's `clp-gpu` console command).
+pub fn run_status<I, T>(args: I) -> u8
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -67,25 +86,108 @@ where
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+            return e.exit_code().clamp(0, 255) as u8;
         }
     };
-    // Ctrl-C / SIGTERM: remove staging directories and temporary files, never leave OUT half done.
-    let _ = ctrlc::set_handler(|| {
-        eprintln!("interrupted: removing temporary output; nothing was written at the output path");
-        crate::model::writer::remove_temps_and_exit(130);
-    });
-    let words: Vec<String> = args
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    match dispatch(cli, words) {
-        Ok(()) => ExitCode::SUCCESS,
+    let _ = ctrlc::set_handler(on_signal);
+    match dispatch(cli, words(&args)) {
+        Ok(()) => 0,
+        Err(e) if is_cancelled(&e) => {
+            eprintln!("{e}");
+            130
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            1
         }
     }
+}
+
+/// Ctrl-C / SIGTERM. The first asks the run to stop at its next check ([`crate::cancel`]): it
+/// removes its staging directory, returns [`crate::Error::Cancelled`] and the process exits
+/// with code 130. A second signal, or a run still going after [`HARD_STOP_AFTER`], removes the
+/// temporary paths at once and exits (130); OUT is never left half done.
+fn on_signal() {
+    static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+    if SIGNALS.fetch_add(1, Ordering::SeqCst) > 0 {
+        hard_stop();
+    }
+    eprintln!("interrupt: stopping (Ctrl-C again to stop at once)");
+    crate::cancel::request();
+    std::thread::spawn(|| {
+        std::thread::sleep(HARD_STOP_AFTER);
+        hard_stop();
+    });
+}
+
+/// How long a run may take to stop after the first Ctrl-C / SIGTERM.
+const HARD_STOP_AFTER: Duration = Duration::from_secs(10);
+
+fn hard_stop() -> ! {
+    eprintln!("interrupted: removing temporary output; nothing was written at the output path");
+    crate::model::writer::remove_temps_and_exit(130);
+}
+
+/// Whether `e` is a cancelled run.
+pub fn is_cancelled(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<Error>(), Some(Error::Cancelled))
+}
+
+/// The command line as recorded in reports.
+fn words(args: &[OsString]) -> Vec<String> {
+    args.iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The whole command line as a clap [`clap::Command`]: every subcommand and flag with its
+/// help, default and choices. Front ends introspect it (the Python module builds its
+/// functions' signatures and docstrings from it), so flags and defaults live here only.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// Runs the command line `args` (program name first) like [`run`], but prints nothing,
+/// installs no signal handler and never exits: returns the report that `--json` would print
+/// (for `devices`, the adapter list). Progress goes to `progress`. A usage error is an
+/// [`Error::Argument`] holding clap's message on one line; a run stopped through
+/// [`crate::cancel`] fails with [`Error::Cancelled`] ([`is_cancelled`]).
+pub fn report<I, T>(args: I, progress: Progress) -> anyhow::Result<Value>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let cli = Cli::try_parse_from(&args).map_err(usage_error)?;
+    let value = match cli.command {
+        Command::Apply(a) => to_value(apply::summary(a, words(&args), progress)?),
+        Command::Inspect(a) => to_value(inspect::report(a)?),
+        Command::Evaluate(a) => to_value(evaluate::report(a)?.0),
+        Command::Trim(a) => to_value(trim::report(a, progress)?),
+        Command::Shrink(a) => to_value(shrink::report(a)?),
+        #[cfg(feature = "perplexity")]
+        Command::Perplexity(a) => to_value(perplexity::report(a, progress)?),
+        Command::Devices { .. } => to_value(crate::backend::gpu::list_adapters()),
+        Command::Bench(_) => {
+            return Err(Error::Argument(
+                "bench runs on the command line only: clp-gpu bench".into(),
+            )
+            .into())
+        }
+    };
+    Ok(value?)
+}
+
+/// clap's message without its usage lines, on one line.
+fn usage_error(e: clap::Error) -> Error {
+    let text = e.render().to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    Error::Argument(lines.join(" ").trim_start_matches("error: ").to_string())
 }
 
 fn dispatch(cli: Cli, words: Vec<String>) -> anyhow::Result<()> {

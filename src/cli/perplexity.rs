@@ -1,9 +1,10 @@
 //! The `perplexity` subcommand: clap arguments and the table; the work is
 //! [`crate::commands::perplexity`].
 
+use super::args::terminal_progress;
 use crate::commands::perplexity::{perplexity, PerplexityOptions, PerplexityReport};
 use crate::model::hub::resolve_model_dir;
-use std::io::IsTerminal;
+use crate::progress::Progress;
 use std::path::PathBuf;
 
 /// Score models on a text: bits per UTF-8 byte (comparable across tokenizers), perplexity per
@@ -35,8 +36,9 @@ pub struct PerplexityArgs {
     pub quiet: bool,
 }
 
-/// Runs `perplexity` and prints the table (or JSON).
-pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
+/// Runs `perplexity` without printing (progress goes to `progress`): the report `--json`
+/// prints.
+pub fn report(args: PerplexityArgs, progress: Progress) -> anyhow::Result<PerplexityReport> {
     let models = args
         .models
         .iter()
@@ -47,10 +49,17 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
         text: args.text,
         context: args.context,
         max_bytes: args.max_bytes,
-        progress: !args.quiet && !args.json && std::io::stderr().is_terminal(),
+        progress,
     };
-    let report = perplexity(&opts)?;
-    if args.json {
+    Ok(perplexity(&opts)?)
+}
+
+/// Runs `perplexity` and prints the table (or JSON).
+pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
+    let json = args.json;
+    let progress = terminal_progress(!args.quiet && !json);
+    let report = report(args, progress)?;
+    if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_table(&report);

@@ -57,8 +57,8 @@ pub struct ShrinkArgs {
     pub output: OutputArgs,
 }
 
-/// Runs `shrink` and prints its report.
-pub fn run(args: ShrinkArgs) -> anyhow::Result<()> {
+/// Runs `shrink` without printing: the report `--json` prints.
+pub fn report(args: ShrinkArgs) -> anyhow::Result<ShrinkReport> {
     let layers = match (args.keep_every, args.layers) {
         (Some(r), _) => LayerChoice::KeepEvery(r as usize),
         (None, Some(list)) => LayerChoice::List(list),
@@ -72,8 +72,14 @@ pub fn run(args: ShrinkArgs) -> anyhow::Result<()> {
         out: args.out,
         force: args.force,
     };
-    let r = shrink(&opts)?;
-    args.output.report(&r, print_text)
+    Ok(shrink(&opts)?)
+}
+
+/// Runs `shrink` and prints its report.
+pub fn run(args: ShrinkArgs) -> anyhow::Result<()> {
+    let output = args.output;
+    let r = report(args)?;
+    output.report(&r, print_text)
 }
 
 fn print_text(r: &ShrinkReport) {

@@ -2,6 +2,7 @@
 
 use super::args::OutputArgs;
 use crate::commands::trim::{trim, TrimOptions, TrimReport};
+use crate::progress::Progress;
 use std::path::PathBuf;
 
 /// `--help` text of the subcommand.
@@ -48,8 +49,8 @@ pub struct TrimArgs {
     pub output: OutputArgs,
 }
 
-/// Runs `trim` and prints its report.
-pub fn run(args: TrimArgs) -> anyhow::Result<()> {
+/// Runs `trim` without printing (progress goes to `progress`): the report `--json` prints.
+pub fn report(args: TrimArgs, progress: Progress) -> anyhow::Result<TrimReport> {
     let opts = TrimOptions {
         model: args.model,
         corpora: args.corpus,
@@ -58,10 +59,16 @@ pub fn run(args: TrimArgs) -> anyhow::Result<()> {
         out: args.out,
         force: args.force,
         verify: !args.no_verify,
-        progress: args.output.progress(),
+        progress,
     };
-    let r = trim(&opts)?;
-    args.output.report(&r, print_text)
+    Ok(trim(&opts)?)
+}
+
+/// Runs `trim` and prints its report.
+pub fn run(args: TrimArgs) -> anyhow::Result<()> {
+    let output = args.output;
+    let r = report(args, output.progress())?;
+    output.report(&r, print_text)
 }
 
 fn print_text(r: &TrimReport) {

@@ -18,11 +18,13 @@ pub fn for_each_chunk(set: &RowSet, mut f: impl FnMut(&MatrixRef)) -> Result<()>
     })
 }
 
-/// [`for_each_chunk`] with a fallible `f`: its first error stops the stream and is returned.
+/// [`for_each_chunk`] with a fallible `f`: its first error stops the stream and is returned, and
+/// so does a requested stop ([`crate::cancel`]), checked before every chunk.
 pub fn try_for_each_chunk(set: &RowSet, mut f: impl FnMut(&MatrixRef) -> Result<()>) -> Result<()> {
     let mut bytes = Vec::new();
     for r0 in (0..set.rows()).step_by(CHUNK) {
         let r1 = (r0 + CHUNK).min(set.rows());
+        crate::cancel::check()?;
         set.gather(r0, r1, &mut bytes)?;
         let m = MatrixRef::new(set.name(), &bytes, set.dtype(), r1 - r0, set.cols())?;
         f(&m)?;

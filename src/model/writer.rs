@@ -2,7 +2,8 @@
 //!
 //! Everything is written into a staging directory beside OUT (`.NAME.tmp-PID`) that is renamed
 //! to OUT at the very end, so a failed or interrupted run never leaves a partial model at OUT
-//! (a failure removes the staging directory, and so does Ctrl-C or SIGTERM through
+//! (a failure removes the staging directory, and so does a cancelled run: Ctrl-C or SIGTERM in
+//! the CLI, `KeyboardInterrupt` in Python, see [`crate::cancel`]; a second Ctrl-C goes through
 //! [`remove_temps_and_exit`]; only SIGKILL can leave it behind, never OUT).
 //!
 //! Safetensors files are streamed: the header is serialised, then each tensor is either copied
@@ -71,7 +72,8 @@ pub struct OutShard<'a> {
     pub tensors: Vec<OutTensor<'a>>,
 }
 
-/// Writes `shard` into `dir`, calling `progress` with the bytes written after each tensor.
+/// Writes `shard` into `dir`, calling `progress` with the bytes written after each tensor
+/// (and stopping before the next one once [`crate::cancel`] was requested).
 /// Returns the absolute file offset of every tensor's data (where [`TensorData::Reserved`]
 /// regions are to be filled).
 pub fn write_shard(
@@ -109,6 +111,7 @@ pub fn write_shard(
     let mut positions = BTreeMap::new();
     let mut at = 8 + header_bytes.len() as u64;
     for t in &shard.tensors {
+        crate::cancel::check()?;
         positions.insert(t.name.clone(), at);
         at += t.data.len_bytes();
         match t.data {
@@ -197,8 +200,9 @@ pub fn untrack_temp(path: &Path) {
         .retain(|p| p != path);
 }
 
-/// Removes every registered temporary path. The binary calls this from its Ctrl-C / SIGTERM
-/// handler, so an interrupted run leaves neither OUT nor its staging directory behind. The
+/// Removes every registered temporary path and exits. The CLI calls this on a second Ctrl-C /
+/// SIGTERM (or when a run has not stopped in time after the first), so an interrupted run
+/// leaves neither OUT nor its staging directory behind. The
 /// lock stays held until the process exits, so no new path is registered meanwhile.
 pub fn remove_temps_and_exit(code: i32) -> ! {
     let temps = TEMPS.lock().unwrap_or_else(|p| p.into_inner());
@@ -368,9 +372,12 @@ impl Staging {
         &self.tmp
     }
 
-    /// Moves the staging directory to OUT (replacing an existing OUT when forced). The lock
-    /// file is unlinked first, its lock held until the rename is done.
+    /// Moves the staging directory to OUT (replacing an existing OUT when forced), unless a
+    /// stop was requested ([`crate::cancel`]: then the directory is removed and this fails with
+    /// [`Error::Cancelled`]). The lock file is unlinked first, its lock held until the rename
+    /// is done.
     pub fn commit(mut self) -> Result<()> {
+        crate::cancel::check()?;
         let io = |p: &Path, e| Error::io(p, e);
         let lock = self.tmp.join(LOCK_FILE);
         std::fs::remove_file(&lock).map_err(|e| io(&lock, e))?;

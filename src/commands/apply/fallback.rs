@@ -11,10 +11,10 @@ use super::rows::{self, name_token, Computed, FallbackRow};
 use crate::commands::stream::mean_rows;
 use crate::error::Result;
 use crate::model::pair::SourceTarget;
+use crate::progress::{Bar, Progress, Unit};
 use crate::rows::Stored;
 use crate::vocab::fvt::Speller;
 use crate::vocab::Matching;
-use indicatif::ProgressBar;
 use std::collections::BTreeMap;
 
 /// The source rows and the output tensors of a run.
@@ -31,7 +31,7 @@ pub(super) struct Sources<'a> {
 
 impl Sources<'_> {
     /// Writes the FVT rows of `ids`; returns the spelling of each (`None`: no FVT row).
-    fn write_fvt(&self, ids: &[u32], bar: &ProgressBar) -> Result<Vec<Option<Vec<u32>>>> {
+    fn write_fvt(&self, ids: &[u32], bar: &Bar) -> Result<Vec<Option<Vec<u32>>>> {
         let speller = Speller::new(&self.pair.source_vocab)?;
         let rows = FvtRows {
             pair: self.pair,
@@ -51,11 +51,15 @@ impl Sources<'_> {
 
 /// `--weighting fvt`: every missing row is its FVT row; the rows without one get the mean of
 /// the overlapping source rows (read only then), with the reason `not_spellable`.
-pub(super) fn fvt_rows(src: &Sources, matching: &Matching, progress: bool) -> Result<Computed> {
+pub(super) fn fvt_rows(
+    src: &Sources,
+    matching: &Matching,
+    progress: &Progress,
+) -> Result<Computed> {
     let missing = &matching.missing;
     let bar = rows::rows_bar(progress, missing.len() as u64, "the CPU (fvt)");
     let spellings = src.write_fvt(missing, &bar)?;
-    bar.finish_and_clear();
+    bar.finish();
     let mut computed = Computed {
         selection: None,
         fallback: Vec::new(),
@@ -95,7 +99,10 @@ pub(super) fn fvt_fallback(src: &Sources, computed: &mut Computed) -> Result<()>
         return Ok(());
     }
     let ids: Vec<u32> = computed.fallback.iter().map(|f| f.target_id).collect();
-    let spellings = src.write_fvt(&ids, &ProgressBar::hidden())?;
+    let spellings = src.write_fvt(
+        &ids,
+        &Progress::Hidden.bar("fvt fallback rows", ids.len() as u64, Unit::Rows),
+    )?;
     for (f, spelling) in computed.fallback.iter_mut().zip(spellings) {
         if let Some(s) = spelling {
             f.got = Fallback::Fvt;

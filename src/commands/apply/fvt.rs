@@ -17,9 +17,9 @@ use super::rows::{encode_parts, name_token, source_rows};
 use crate::commands::stream::try_for_each_chunk;
 use crate::error::Result;
 use crate::model::pair::SourceTarget;
+use crate::progress::Bar;
 use crate::rows::Stored;
 use crate::vocab::fvt::Speller;
-use indicatif::ProgressBar;
 
 /// Where FVT rows are read from and written to.
 pub(super) struct FvtRows<'a> {
@@ -47,7 +47,7 @@ impl FvtRows<'_> {
 
     /// Writes the FVT row of each target token of `ids` that has one; returns, per token, the
     /// source ids its row averages (`None`: no FVT row was written, see the module docs).
-    pub fn write(&self, ids: &[u32], bar: &ProgressBar) -> Result<Vec<Option<Vec<u32>>>> {
+    pub fn write(&self, ids: &[u32], bar: &Bar) -> Result<Vec<Option<Vec<u32>>>> {
         let mut spellings: Vec<Option<Vec<u32>>> = ids.iter().map(|&id| self.spell(id)).collect();
         // Each spelled token in order: (index into `ids`, rows of its spelling).
         let queue: Vec<(usize, usize)> = (spellings.iter().enumerate())

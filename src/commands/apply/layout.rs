@@ -8,10 +8,10 @@ use super::read::Part;
 use crate::error::{Error, Result};
 use crate::model::writer::{self, OutShard, OutTensor, TensorData};
 use crate::model::Weights;
+use crate::progress::{Progress, Unit};
 use crate::rows::Stored;
 use crate::tensor::DType;
 use crate::vocab::Matching;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -56,7 +56,7 @@ pub(super) fn write_tensors(
     parts: &[Part],
     target_rows: usize,
     positions: Option<&ShiftedPositions>,
-    progress: bool,
+    progress: &Progress,
 ) -> Result<Vec<OutPart>> {
     let shards = plan_shards(source, parts, target_rows, positions);
     let total_bytes: u64 = shards
@@ -64,7 +64,7 @@ pub(super) fn write_tensors(
         .flat_map(|s| &s.tensors)
         .map(|t| t.data.len_bytes())
         .sum();
-    let bar = bytes_bar(progress, total_bytes, "copying tensors");
+    let bar = progress.bar("copying tensors", total_bytes, Unit::Bytes);
     let mut placed: Vec<Option<OutPart>> = parts.iter().map(|_| None).collect();
     for shard in &shards {
         let positions = writer::write_shard(out_dir, shard, &mut |n| bar.inc(n))?;
@@ -74,7 +74,7 @@ pub(super) fn write_tensors(
             }
         }
     }
-    bar.finish_and_clear();
+    bar.finish();
     let targets: Vec<OutPart> = placed.into_iter().flatten().collect();
     if targets.len() != parts.len() {
         return Err(Error::Model(
@@ -178,23 +178,11 @@ pub(super) fn copy_matched_rows(
     let mut row = Vec::new();
     for ((t, stored), part) in targets.iter().zip(stored).zip(parts) {
         for &(tid, sid) in &copies {
+            crate::cancel::check()?;
             stored.read_row(sid as usize, &mut row)?;
             stored.check_rows(&part.name, sid as usize, &row)?;
             t.write_row(tid, &row)?;
         }
     }
     Ok(())
-}
-
-fn bytes_bar(enabled: bool, total: u64, msg: &'static str) -> ProgressBar {
-    if !enabled {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new(total).with_message(msg);
-    if let Ok(style) =
-        ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec}")
-    {
-        pb.set_style(style);
-    }
-    pb
 }

@@ -207,7 +207,7 @@ fn write_stage(
         parts,
         plan.target_rows,
         plan.configs.positions.as_ref(),
-        opts.progress,
+        &opts.progress,
     )?;
     layout::copy_matched_rows(
         &targets,
@@ -233,7 +233,7 @@ fn compute_stage(
 ) -> Result<Computed> {
     let matching = &plan.matching;
     let (backend, gathered, weighting) = match (&plan.backend, gathered, plan.method) {
-        (_, _, Method::Fvt) => return fallback::fvt_rows(sources, matching, opts.progress),
+        (_, _, Method::Fvt) => return fallback::fvt_rows(sources, matching, &opts.progress),
         (Some(b), Some(g), Method::Weighted(w)) => (b, g, w),
         _ => {
             return Err(Error::Model(
@@ -242,7 +242,7 @@ fn compute_stage(
         }
     };
     let backend_name = backend.describe();
-    let bar = rows::rows_bar(opts.progress, matching.missing.len() as u64, &backend_name);
+    let bar = rows::rows_bar(&opts.progress, matching.missing.len() as u64, &backend_name);
     let writer = RowWriter::new(
         sources.targets,
         matching,

@@ -3,6 +3,7 @@
 
 use crate::backend::Backend;
 use crate::defaults::Preset;
+use crate::progress::Progress;
 use crate::vocab::{MatchCounts, MatchMode};
 use crate::weights::{TopK, Weighting};
 use std::collections::BTreeMap;
@@ -43,8 +44,8 @@ pub struct ApplyOptions {
     /// The target's pad token (`--pad-token`): a token of the target tokenizer, or a new one
     /// added to it (and given one more embedding row).
     pub pad_token: Option<String>,
-    /// Draw progress bars on stderr.
-    pub progress: bool,
+    /// Where progress shows (copying tensors, computing rows).
+    pub progress: Progress,
     /// The command line, recorded in clp_transfer.json.
     pub arguments: Vec<String>,
 }

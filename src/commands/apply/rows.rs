@@ -12,11 +12,11 @@ use crate::backend::{ClpBackend, TileOut};
 use crate::commands::stream::mean_rows;
 use crate::error::{Error, Result};
 use crate::model::pair::{file_stored, Helper, SourceTarget};
+use crate::progress::{Bar, Progress, Unit};
 use crate::rows::{RowSet, Stored};
 use crate::tensor::MatrixRef;
 use crate::vocab::Matching;
 use crate::weights::{RejectReason, Selection, Weighting};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -195,7 +195,7 @@ pub(super) struct RowWriter<'a> {
     selection: Option<Selection>,
     fallback: Vec<FallbackRow>,
     encoded: Vec<Vec<u8>>,
-    bar: ProgressBar,
+    bar: Bar,
 }
 
 impl<'a> RowWriter<'a> {
@@ -206,7 +206,7 @@ impl<'a> RowWriter<'a> {
         matching: &'a Matching,
         fallback_row: &'a [f32],
         keep_selection: bool,
-        bar: ProgressBar,
+        bar: Bar,
     ) -> RowWriter<'a> {
         RowWriter {
             targets,
@@ -223,6 +223,7 @@ impl<'a> RowWriter<'a> {
 
     /// Checks, encodes and writes one tile.
     pub fn receive(&mut self, tile: &TileOut) -> Result<()> {
+        crate::cancel::check()?;
         let (missing, cols) = (self.matching.missing.len(), self.cols);
         if tile.dim != cols || tile.start + tile.status.len() > missing {
             return Err(Error::Shape(format!(
@@ -272,7 +273,7 @@ impl<'a> RowWriter<'a> {
 
     /// Checks the selection against the rows and flushes the output rows to disk.
     fn finish(self) -> Result<Computed> {
-        self.bar.finish_and_clear();
+        self.bar.finish();
         let missing = self.matching.missing.len();
         if let Some(sel) = &self.selection {
             if sel.indices.len() != missing * sel.k
@@ -331,14 +332,6 @@ fn reason_name(r: RejectReason) -> String {
 }
 
 /// The progress bar of the computed rows.
-pub(super) fn rows_bar(enabled: bool, total: u64, backend: &str) -> ProgressBar {
-    if !enabled {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new(total).with_message(format!("computing rows on {backend}"));
-    if let Ok(style) = ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} rows, eta {eta}")
-    {
-        pb.set_style(style);
-    }
-    pb
+pub(super) fn rows_bar(progress: &Progress, total: u64, backend: &str) -> Bar {
+    progress.bar(format!("computing rows on {backend}"), total, Unit::Rows)
 }

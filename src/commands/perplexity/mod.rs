@@ -12,7 +12,7 @@ pub mod text;
 pub mod window;
 
 use crate::error::{Error, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use crate::progress::{Progress, Unit};
 pub use model::{LanguageModel, SUPPORTED_MODEL_TYPES};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -30,8 +30,8 @@ pub struct PerplexityOptions {
     pub context: usize,
     /// Stop before the document that would take the total past this many bytes.
     pub max_bytes: Option<u64>,
-    /// Draw a progress bar on stderr.
-    pub progress: bool,
+    /// Where progress shows (documents scored, per model).
+    pub progress: Progress,
 }
 
 /// The figures of one model.
@@ -101,14 +101,17 @@ pub fn perplexity(opts: &PerplexityOptions) -> Result<PerplexityReport> {
         let start = Instant::now();
         let mut lm = LanguageModel::load(dir)?;
         let context = opts.context.min(lm.max_positions).max(2);
-        let bar = docs_bar(opts.progress, docs.docs.len() as u64, dir);
+        let task = format!("scoring {}", dir.display());
+        let bar = (opts.progress).bar(task, docs.docs.len() as u64, Unit::Documents);
         let mut totals = Totals::default();
         for doc in &docs.docs {
+            crate::cancel::check()?;
             let logprobs = score_document(&mut lm, doc, context)?;
+            crate::cancel::check()?;
             add_document(&mut totals, doc, &logprobs, lm.bos.is_some(), context);
             bar.inc(1);
         }
-        bar.finish_and_clear();
+        bar.finish();
         models.push(ModelScore {
             model: dir.display().to_string(),
             model_type: lm.model_type.clone(),
@@ -157,7 +160,9 @@ pub fn score_document(lm: &mut LanguageModel, doc: &str, context: usize) -> Resu
 pub fn score_tokens(lm: &mut LanguageModel, tokens: &[u32], context: usize) -> Result<Vec<f64>> {
     let mut out = Vec::with_capacity(tokens.len());
     for range in windows(tokens.len(), lm.bos.is_some(), context) {
+        crate::cancel::check()?;
         let mut ids = Vec::with_capacity(context);
+        crate::cancel::check()?;
         ids.extend(lm.bos);
         ids.extend_from_slice(&tokens[range]);
         out.extend(lm.window_log_probs(&ids)?);
@@ -173,17 +178,4 @@ fn add_document(totals: &mut Totals, doc: &str, score: &DocumentScore, bos: bool
     totals.scored_tokens += scored_tokens(n, bos, context) as u64;
     totals.windows += windows(n, bos, context).len() as u64;
     totals.nats -= score.log_probs.iter().sum::<f64>();
-}
-
-fn docs_bar(enabled: bool, total: u64, dir: &std::path::Path) -> ProgressBar {
-    if !enabled {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new(total).with_message(format!("scoring {}", dir.display()));
-    if let Ok(style) =
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} documents ({eta} left)")
-    {
-        pb.set_style(style.progress_chars("=> "));
-    }
-    pb
 }

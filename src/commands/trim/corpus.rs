@@ -64,6 +64,7 @@ pub fn for_each_batch(
     std::thread::scope(|scope| {
         scope.spawn(move || read_batches(BufReader::with_capacity(1 << 20, file), path, &tx));
         for batch in rx {
+            crate::cancel::check()?;
             let batch = batch?;
             total += batch.lines.len() as u64;
             f(&batch.numbers, &batch.lines)?;

@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::model::pair::{self, rebuilt_vocab_tensors};
 use crate::model::writer;
 use crate::model::{hub, ModelDir};
+use crate::progress::Progress;
 use crate::vocab::Vocab;
 use std::path::{Path, PathBuf};
 
@@ -27,8 +28,8 @@ pub struct TrimOptions {
     pub force: bool,
     /// Tokenize every corpus again with the trimmed tokenizer and compare.
     pub verify: bool,
-    /// Draw a spinner on stderr.
-    pub progress: bool,
+    /// Where progress shows (corpus lines counted and checked).
+    pub progress: Progress,
 }
 
 /// What the read stage found.

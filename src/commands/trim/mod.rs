@@ -31,8 +31,8 @@ use crate::error::{Error, Result};
 use crate::model::json::{read_optional_json_object, write_json};
 use crate::model::rewrite;
 use crate::model::writer::Staging;
+use crate::progress::Unit;
 use corpus::{CorpusCounts, Verification};
-use indicatif::ProgressBar;
 pub use input::TrimOptions;
 pub use select::{CorpusSummary, KeptCounts};
 
@@ -41,7 +41,6 @@ use select::Selection;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 use tokenizer_json::{EditCounts, ModelKind, TokenizerJson};
 use write::{TrimmedTokenizer, WriteOutcome};
 
@@ -98,15 +97,6 @@ pub struct TrimReport {
     pub timings_s: BTreeMap<String, f64>,
 }
 
-fn spinner(enabled: bool) -> ProgressBar {
-    if !enabled {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new_spinner();
-    pb.enable_steady_tick(Duration::from_millis(120));
-    pb
-}
-
 /// Runs the whole trim; see the module docs. Nothing exists at `opts.out` unless this returns `Ok`.
 pub fn trim(opts: &TrimOptions) -> Result<TrimReport> {
     let mut timer = Timer::start();
@@ -139,23 +129,23 @@ pub fn trim(opts: &TrimOptions) -> Result<TrimReport> {
 
 /// Stage 2, **count**: every corpus through the model's own tokenizer.
 fn count(opts: &TrimOptions, input: &Read) -> Result<Vec<CorpusCounts>> {
-    let pb = spinner(opts.progress);
     let unk_id = match input.tj.kind {
         ModelKind::WordPiece => tj_model_unk(&input.tj).and_then(|t| input.vocab.id(&t)),
         _ => None,
     };
     let mut counts: Vec<CorpusCounts> = Vec::new();
     for c in &opts.corpora {
-        let name = c.display().to_string();
+        let bar =
+            (opts.progress).counter(format!("counting tokens of {}", c.display()), Unit::Lines);
         counts.push(corpus::count(
             &input.counting,
             c,
             input.vocab.len(),
             unk_id,
-            &|n| pb.set_message(format!("counting tokens of {name}: {n} lines")),
+            &|n| bar.set_position(n),
         )?);
+        bar.finish();
     }
-    pb.finish_and_clear();
     Ok(counts)
 }
 
@@ -204,23 +194,19 @@ fn verify(
 ) -> Result<Vec<Verification>> {
     let trimmed_tj = TokenizerJson::from_root(written_path, root.clone())?;
     let trimmed = trimmed_tj.load_for_counting()?;
-    let pb = spinner(opts.progress);
     let mut verification = Vec::new();
     for c in &opts.corpora {
-        let name = c.display().to_string();
+        let task = format!("checking the trimmed tokenizer on {}", c.display());
+        let bar = (opts.progress).counter(task, Unit::Lines);
         verification.push(corpus::verify(
             &input.counting,
             &trimmed,
             c,
             &sel.new_id,
-            &|n| {
-                pb.set_message(format!(
-                    "checking the trimmed tokenizer on {name}: {n} lines"
-                ))
-            },
+            &|n| bar.set_position(n),
         )?);
+        bar.finish();
     }
-    pb.finish_and_clear();
     Ok(verification)
 }
 
