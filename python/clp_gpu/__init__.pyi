@@ -27,14 +27,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def apply(
     source: StrPath,
-    helper: StrPath,
+    helper: StrPath | None,
     out: StrPath,
     *,
     helper_tokenizer: StrPath | None = None,
-    top_k: int | Literal["all"] = "all",
-    match: Literal["exact", "canonical"] = "exact",
-    weighting: Literal["clp", "softmax", "sparsemax", "omp"] = "clp",
+    top_k: int | Literal["all"] = 10,
+    match: Literal["exact", "canonical"] = "canonical",
+    weighting: Literal["clp", "softmax", "sparsemax", "omp", "fvt"] = "softmax",
+    fallback: Literal["fvt", "mean"] = "fvt",
     temperature: float = 0.1,
+    preset: Literal["original"] | None = None,
     backend: Literal["gpu", "cpu", "cpu-reference"] = "gpu",
     gpu_memory: int | str = "1GiB",
     force: bool = False,
@@ -55,25 +57,36 @@ def apply(
         cache.
     helper : str or os.PathLike
         Helper model (speaks the target tokenizer): a directory or an `org/name` id in the
-        local HF cache.
+        local HF cache. Optional with --weighting fvt when --helper-tokenizer is given.
     out : str or os.PathLike
         Output model directory (must not exist unless --force).
     helper_tokenizer : str or os.PathLike
         Take the target tokenizer from here instead of the helper directory.
-    top_k : int or 'all', default 'all'
-        Neighbours per missing token: a number, or `all` for the original dense CLP.
-    match : {'exact', 'canonical'}, default 'exact'
-        How target tokens find source tokens: `exact` (same string, as the original
-        CLP-Transfer) or `canonical` (also the same bytes and word start across spellings:
-        GPT-2 `Ġhello` = Llama `▁hello` = BERT `hello`, `<0x0A>` = `Ċ`). Preview with
-        `clp-gpu inspect`.
-    weighting : {'clp', 'softmax', 'sparsemax', 'omp'}, default 'clp'
+    top_k : int or 'all', default 10
+        Neighbours per missing token: a number, or `all` (clp only: the original dense CLP).
+    match : {'exact', 'canonical'}, default 'canonical'
+        How target tokens find source tokens: `canonical` (the same bytes and word start
+        whatever the spelling: GPT-2 `Ġhello` = Llama `▁hello` = BERT `hello`, `Ċ` =
+        `<0x0A>` = "\\n") or `exact` (the same string, as the original CLP-Transfer). Preview
+        with `clp-gpu inspect`.
+    weighting : {'clp', 'softmax', 'sparsemax', 'omp', 'fvt'}, default 'softmax'
         How the selected neighbours are weighted: clp (cos / Σcos, the original), softmax
         (exp(cos/T), WECHSEL), sparsemax (FOCUS), omp (orthogonal matching pursuit with K
         atoms, tokensurgeon). All but clp need --top-k K. `clp-gpu evaluate` compares them
-        on your pair.
+        on your pair. fvt (FVT) needs no helper weights: each missing token's row is the
+        mean of the source rows of its text as the source tokenizer spells it (--top-k and
+        --temperature unused).
+    fallback : {'fvt', 'mean'}, default 'fvt'
+        What rows the weighting cannot build get (a zero or non-finite helper row,
+        cancelling weights, a non-finite result; target tokens without a helper row): fvt,
+        the token's FVT row (the mean where the source tokenizer cannot spell it), or mean,
+        the mean of the overlapping source rows. The report and --provenance say which row
+        got which.
     temperature : float, default 0.1
         Softmax temperature.
+    preset : {'original'}
+        A named method instead of --match/--weighting/--top-k/--temperature: `original` is
+        the paper's CLP-Transfer exactly (exact match, clp over every overlapping token).
     backend : {'gpu', 'cpu', 'cpu-reference'}, default 'gpu'
         Which implementation computes the missing rows.
     gpu_memory : int or str (bytes, e.g. '512MiB'), default '1GiB'
@@ -119,7 +132,7 @@ def inspect(
     helper: StrPath,
     *,
     helper_tokenizer: StrPath | None = None,
-    match: Literal["exact", "canonical"] = "exact",
+    match: Literal["exact", "canonical"] = "canonical",
     examples: int = 5,
 ) -> dict[str, Any]:
     """Show how the helper's tokenizer overlaps the source's (tokenizer files only: no weights, no
@@ -142,9 +155,9 @@ def inspect(
         local HF cache.
     helper_tokenizer : str or os.PathLike
         Take the target tokenizer from here instead of the helper directory.
-    match : {'exact', 'canonical'}, default 'exact'
-        How target tokens find source tokens, as in `apply`: `exact` (same string) or
-        `canonical` (same bytes and word start across spellings: `Ġhello` = `▁hello`).
+    match : {'exact', 'canonical'}, default 'canonical'
+        How target tokens find source tokens, as in `apply`: `canonical` (same bytes and
+        word start across spellings: `Ġhello` = `▁hello`) or `exact` (same string).
     examples : int, default 5
         Examples of each kind to list (the first by target id).
 
@@ -169,7 +182,7 @@ def evaluate(
     helper: StrPath,
     *,
     helper_tokenizer: StrPath | None = None,
-    match: Literal["exact", "canonical"] = "exact",
+    match: Literal["exact", "canonical"] = "canonical",
     weighting: str | Sequence[str] = ...,
     top_k: int | Literal["all"] | Sequence[int | Literal["all"]] = ...,
     temperature: float | Sequence[float] = ...,
@@ -193,10 +206,12 @@ def evaluate(
         Helper model: a directory, or an `org/name` id in the local HF cache.
     helper_tokenizer : str or os.PathLike
         Take the target tokenizer from here instead of the helper directory.
-    match : {'exact', 'canonical'}, default 'exact'
+    match : {'exact', 'canonical'}, default 'canonical'
         How tokens are matched (see `apply --help`).
     weighting : str, or a list of them, default ('clp', 'softmax', 'sparsemax', 'omp')
-        Weightings to score, comma separated.
+        Weightings to score, comma separated. `fvt` (apply only) cannot be scored: the
+        held-out tokens are overlap tokens, which the source tokenizer keeps whole, so FVT
+        would just copy their rows.
     top_k : int or 'all', or a list of them, default ('all', 10, 64)
         k values, comma separated (`all` only applies to clp; omp uses k ≤ 64 as its atoms).
     temperature : float, or a list of them, default (0.05, 0.1, 0.2)

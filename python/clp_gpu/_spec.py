@@ -80,6 +80,17 @@ PROGRESS_DOC = (
 )
 
 
+#: Optional flags that are positional all the same, in the CLI's order with the required ones:
+#: `apply(source, helper, out)` reads as the CLI's main form; `helper` may be None (with
+#: `weighting="fvt"` and `helper_tokenizer`, which need no helper model).
+OPTIONAL_POSITIONAL = {("apply", "helper")}
+
+
+def positional(cmd: Dict[str, Any], arg: Dict[str, Any]) -> bool:
+    """Whether `arg` is a positional-or-keyword parameter (given every time, maybe as None)."""
+    return arg["required"] or (cmd["name"], arg["long"]) in OPTIONAL_POSITIONAL
+
+
 def param_name(arg: Dict[str, Any]) -> str:
     """The keyword argument of a flag: `--top-k` is `top_k`."""
     name = arg["long"].replace("-", "_")
@@ -111,12 +122,12 @@ def signature(cmd: Dict[str, Any]) -> inspect.Signature:
     """Required flags first (positional or keyword), then the rest, keyword only."""
     kinds = inspect.Parameter
     params = [
-        kinds(param_name(a), kinds.POSITIONAL_OR_KEYWORD) for a in cmd["args"] if a["required"]
+        kinds(param_name(a), kinds.POSITIONAL_OR_KEYWORD) for a in cmd["args"] if positional(cmd, a)
     ]
     params += [
         kinds(param_name(a), kinds.KEYWORD_ONLY, default=default(a))
         for a in cmd["args"]
-        if not a["required"]
+        if not positional(cmd, a)
     ]
     if cmd["progress"]:
         params.append(kinds("progress", kinds.KEYWORD_ONLY, default=True))
@@ -177,7 +188,7 @@ def docstring(cmd: Dict[str, Any]) -> str:
     lines += [""] + _block(f"The same as ``clp-gpu {name}``: each keyword argument is the flag "
                            "of the same name (``top_k`` is ``--top-k``), with the same default "
                            "and checks.")
-    params = sorted(cmd["args"], key=lambda a: not a["required"])  # as in the signature
+    params = sorted(cmd["args"], key=lambda a: not positional(cmd, a))  # as in the signature
     if params or cmd["progress"]:
         lines += ["", "Parameters", "----------"]
     for a in params:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
-from ._spec import COMMANDS, RESULTS, default, docstring, param_name
+from ._spec import COMMANDS, RESULTS, default, docstring, param_name, positional
 
 HEADER = '''\
 # The type stub of clp_gpu, generated from the CLI's flags by
@@ -78,8 +78,8 @@ def _default_text(arg: Dict[str, Any]) -> str:
 def function(name: str) -> str:
     """The stub of one function, with its docstring."""
     cmd = COMMANDS[name]
-    required = [a for a in cmd["args"] if a["required"]]
-    optional = [a for a in cmd["args"] if not a["required"]]
+    required = [a for a in cmd["args"] if positional(cmd, a)]
+    optional = [a for a in cmd["args"] if not positional(cmd, a)]
     params: List[str] = [f"{param_name(a)}: {annotation(a)}" for a in required]
     keywords = [f"{param_name(a)}: {annotation(a)} = {_default_text(a)}" for a in optional]
     if cmd["progress"]:
