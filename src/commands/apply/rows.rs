@@ -17,7 +17,6 @@ use crate::rows::{RowSet, Stored};
 use crate::tensor::MatrixRef;
 use crate::vocab::Matching;
 use crate::weights::{RejectReason, Selection, Weighting};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs::File;
 
@@ -253,9 +252,9 @@ impl<'a> RowWriter<'a> {
     /// it (`code`) or it is not finite in the source dtype (f16 overflow); the fallback stage
     /// may replace that by the row's FVT row.
     fn write_row(&mut self, m: usize, values: &[f32], code: u32) -> Result<()> {
-        let mut reason = RejectReason::from_code(code).map(reason_name);
+        let mut reason = RejectReason::from_code(code).map(|r| r.name().to_string());
         if reason.is_none() && !encode_parts(self.targets, values, &mut self.encoded) {
-            reason = Some("non_finite_result".to_string());
+            reason = Some(RejectReason::NonFiniteResult.name().to_string());
         }
         if let Some(reason) = reason {
             self.fallback.push(FallbackRow {
@@ -322,13 +321,6 @@ pub(super) fn encode_parts(parts: &[OutPart], values: &[f32], out: &mut [Vec<u8>
         finite &= (0..p.cols).all(|c| p.dtype.decode(o, c).is_finite());
     }
     finite
-}
-
-fn reason_name(r: RejectReason) -> String {
-    match serde_json::to_value(r) {
-        Ok(Value::String(s)) => s,
-        _ => format!("{r:?}"),
-    }
 }
 
 /// The progress bar of the computed rows.
