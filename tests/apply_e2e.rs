@@ -1,5 +1,5 @@
 //! End-to-end tests of `clp-gpu apply`: tiny models built in a temp dir, the real binary run
-//! with the GPU backend (lavapipe in CI), every output file checked against the source, the
+//! with the GPU backend asked for by name (lavapipe in CI; `auto` would take the CPU path there), every output file checked against the source, the
 //! helper and the CPU reference (see `check_output`).
 
 mod fixtures;
@@ -61,9 +61,25 @@ fn gpt2_f32_tied_padded_single_file_is_deterministic() {
             "--json",
         ],
     ));
-    // No flags: the default method (canonical matching, softmax over the 10 nearest).
+    // No flags: the default method (canonical matching, softmax over the 10 nearest) on the
+    // backend `auto` picks: the CPU path where the only adapters are software renderers
+    // (lavapipe in CI), else the GPU; the first notice says which and why.
     let summary: Value = serde_json::from_str(&stdout).expect("--json prints JSON");
-    assert_eq!(summary["backend"], "gpu");
+    let adapters = clp_gpu::backend::gpu::list_adapters();
+    assert!(
+        !adapters.is_empty(),
+        "no GPU adapter: install mesa-vulkan-drivers (lavapipe)"
+    );
+    let software_only = adapters.iter().all(clp_gpu::backend::is_software);
+    let first_notice = summary["notices"][0].as_str().unwrap_or_default();
+    assert!(first_notice.starts_with("backend auto"), "{summary}");
+    if software_only {
+        assert_eq!(summary["backend"], "cpu", "{summary}");
+        assert!(summary["adapter"].is_null(), "{summary}");
+        assert!(first_notice.contains(&adapters[0].name), "{first_notice}");
+    } else {
+        assert_eq!(summary["backend"], "gpu", "{summary}");
+    }
     assert_eq!(summary["top_k"], "10");
     assert_eq!(summary["weighting"], "softmax k=10 T=0.1");
     assert_eq!(summary["match_mode"], "canonical");
@@ -71,20 +87,28 @@ fn gpt2_f32_tied_padded_single_file_is_deterministic() {
     check_output(&src, &hlp, &out, clp_gpu::defaults::WEIGHTING, None);
     assert!(!out.join("model.safetensors.index.json").exists());
 
-    // Same inputs, same bytes (clp_transfer.json holds timings and paths, so it may differ).
-    let out2 = tmp.path().join("out2");
-    ok(run(
-        "apply",
-        &[
-            "--source",
-            s(&src.dir),
-            "--helper",
-            s(&hlp.dir),
-            "--out",
-            s(&out2),
-            "--quiet",
-        ],
-    ));
+    // Same inputs, same bytes (clp_transfer.json holds timings and paths, so it may differ),
+    // on the GPU (lavapipe in CI) asked for by name.
+    let gpu_run = |out: &Path| {
+        ok(run(
+            "apply",
+            &[
+                "--source",
+                s(&src.dir),
+                "--helper",
+                s(&hlp.dir),
+                "--out",
+                s(out),
+                "--backend",
+                "gpu",
+                "--quiet",
+            ],
+        ))
+    };
+    let (out, out2) = (tmp.path().join("gpu1"), tmp.path().join("gpu2"));
+    gpu_run(&out);
+    gpu_run(&out2);
+    check_output(&src, &hlp, &out, clp_gpu::defaults::WEIGHTING, None);
     let (mut a, mut b) = (dir_bytes(&out), dir_bytes(&out2));
     a.remove("clp_transfer.json");
     b.remove("clp_transfer.json");
@@ -139,6 +163,8 @@ fn bloom_bf16_tied_padded_sharded() {
             s(&hlp.dir),
             "--out",
             s(&out),
+            "--backend",
+            "gpu",
             "--pad-to-multiple",
             "64",
             "--preset",

@@ -37,7 +37,7 @@ def apply(
     fallback: Literal["fvt", "mean"] = "fvt",
     temperature: float = 0.1,
     preset: Literal["original"] | None = None,
-    backend: Literal["gpu", "cpu", "cpu-reference"] = "gpu",
+    backend: Literal["auto", "gpu", "cpu", "cpu-reference"] = "auto",
     gpu_memory: int | str = "1GiB",
     force: bool = False,
     provenance: StrPath | None = None,
@@ -87,7 +87,7 @@ def apply(
     preset : {'original'}
         A named method instead of --match/--weighting/--top-k/--temperature: `original` is
         the paper's CLP-Transfer exactly (exact match, clp over every overlapping token).
-    backend : {'gpu', 'cpu', 'cpu-reference'}, default 'gpu'
+    backend : {'auto', 'gpu', 'cpu', 'cpu-reference'}, default 'auto'
         Which implementation computes the missing rows.
     gpu_memory : int or str (bytes, e.g. '512MiB'), default '1GiB'
         Memory budget of the tile buffers, e.g. 512MiB or 2GiB (GPU memory on the GPU, the
@@ -188,7 +188,7 @@ def evaluate(
     temperature: float | Sequence[float] = ...,
     holdout: float = 0.1,
     seed: int = 0,
-    backend: Literal["gpu", "cpu", "cpu-reference"] = "gpu",
+    backend: Literal["auto", "gpu", "cpu", "cpu-reference"] = "auto",
     gpu_memory: int | str = "1GiB",
     progress: ProgressArg = True,
 ) -> list[dict[str, Any]]:
@@ -220,7 +220,7 @@ def evaluate(
         Share of the overlapping tokens hidden and scored.
     seed : int, default 0
         Seed of the hidden sample and of the random baseline.
-    backend : {'gpu', 'cpu', 'cpu-reference'}, default 'gpu'
+    backend : {'auto', 'gpu', 'cpu', 'cpu-reference'}, default 'auto'
         Which implementation computes the rows.
     gpu_memory : int or str (bytes, e.g. '512MiB'), default '1GiB'
         Memory budget of the tile buffers, e.g. 512MiB.

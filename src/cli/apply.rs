@@ -53,7 +53,7 @@ pub struct ApplyArgs {
     #[arg(long, value_enum, conflicts_with_all = ["match_mode", "weighting", "top_k", "temperature"])]
     pub preset: Option<Preset>,
     /// Which implementation computes the missing rows.
-    #[arg(long, value_enum, default_value_t = BackendArg::Gpu)]
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     pub backend: BackendArg,
     /// Memory budget of the tile buffers, e.g. 512MiB or 2GiB (GPU memory on the GPU, the
     /// working set on the CPU). Host memory stays near this plus a few MiB whatever the model size.

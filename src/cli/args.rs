@@ -11,7 +11,11 @@ use std::io::IsTerminal;
 /// Compute backend on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendArg {
-    /// The WGSL engine on a GPU (honours WGPU_BACKEND / WGPU_ADAPTER_NAME).
+    /// A hardware GPU when there is one (or the adapter WGPU_ADAPTER_NAME names), else the CPU
+    /// path; software renderers (llvmpipe/lavapipe, WARP, SwiftShader) only by name.
+    Auto,
+    /// The WGSL engine on a GPU, software adapters included (honours WGPU_BACKEND /
+    /// WGPU_ADAPTER_NAME).
     Gpu,
     /// The multi-threaded CPU path (no GPU needed).
     Cpu,
@@ -22,6 +26,7 @@ pub enum BackendArg {
 impl From<BackendArg> for Backend {
     fn from(b: BackendArg) -> Backend {
         match b {
+            BackendArg::Auto => Backend::Auto,
             BackendArg::Gpu => Backend::Gpu,
             BackendArg::Cpu => Backend::Cpu,
             BackendArg::CpuReference => Backend::CpuReference,

@@ -2,7 +2,7 @@
 
 use super::args::{DTypeArg, OutputArgs, WeightingArg};
 use crate::backend::gpu::{Engine, EngineOptions, Gpu};
-use crate::backend::{cpu::CpuBackend, ClpBackend};
+use crate::backend::{cpu::CpuBackend, Backend, ClpBackend};
 use crate::commands::bench::{BenchOptions, BenchReport, BenchShape};
 use crate::TopK;
 use anyhow::Result;
@@ -19,7 +19,11 @@ pub enum Scenario {
 /// Where `bench` computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BenchBackend {
-    /// The WGSL engine on a GPU (honours WGPU_BACKEND / WGPU_ADAPTER_NAME).
+    /// A hardware GPU when there is one (or the adapter WGPU_ADAPTER_NAME names), else the CPU
+    /// path; software renderers (llvmpipe/lavapipe, WARP, SwiftShader) only by name.
+    Auto,
+    /// The WGSL engine on a GPU, software adapters included (honours WGPU_BACKEND /
+    /// WGPU_ADAPTER_NAME).
     Gpu,
     /// The multi-threaded CPU path.
     Cpu,
@@ -50,8 +54,9 @@ pub struct BenchArgs {
     /// Storage type of the synthetic inputs.
     #[arg(long, value_enum, default_value_t = DTypeArg::F16)]
     dtype: DTypeArg,
-    /// Compute on the GPU (WGSL kernels via wgpu) or the multi-threaded CPU path.
-    #[arg(long, value_enum, default_value_t = BenchBackend::Gpu)]
+    /// Compute on the GPU (WGSL kernels via wgpu) or the multi-threaded CPU path; `auto` takes
+    /// a hardware GPU when there is one, else the CPU path.
+    #[arg(long, value_enum, default_value_t = BenchBackend::Auto)]
     backend: BenchBackend,
     /// Memory budget for the tile buffers, e.g. 512MiB or 2GiB: device memory on the GPU, the
     /// working set on the CPU.
@@ -142,8 +147,20 @@ pub fn run(args: BenchArgs) -> Result<()> {
             None => "in memory".into(),
         }
     ));
-    let report = match args.backend {
-        BenchBackend::Cpu => {
+    let (backend, why) = match args.backend {
+        BenchBackend::Auto => {
+            let chosen = Backend::Auto.resolve();
+            args.output
+                .notices(&chosen.why.iter().cloned().collect::<Vec<_>>());
+            match chosen.backend {
+                Backend::Gpu => (BenchBackend::Gpu, chosen.why),
+                _ => (BenchBackend::Cpu, chosen.why),
+            }
+        }
+        asked => (asked, None),
+    };
+    let mut report = match backend {
+        BenchBackend::Auto | BenchBackend::Cpu => {
             let cpu = CpuBackend::new(args.gpu_memory);
             args.say(format!("backend: {}", ClpBackend::describe(&cpu)));
             crate::commands::bench::run(&cpu, None, &opts)?
@@ -160,6 +177,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             crate::commands::bench::run(&engine, adapter, &opts)?
         }
     };
+    report.backend_choice = why;
     args.output.report(&report, print_report)
 }
 

@@ -43,7 +43,7 @@ pub struct EvaluateArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Which implementation computes the rows.
-    #[arg(long, value_enum, default_value_t = BackendArg::Gpu)]
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     pub backend: BackendArg,
     /// Memory budget of the tile buffers, e.g. 512MiB.
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = crate::plan::parse_bytes)]

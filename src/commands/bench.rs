@@ -209,6 +209,9 @@ pub struct BenchReport {
     pub backend: String,
     /// The adapter (GPU backend).
     pub adapter: Option<crate::backend::gpu::AdapterSummary>,
+    /// Why `--backend auto` picked the backend (absent when one was asked for by name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend_choice: Option<String>,
     /// The shape.
     pub shape: BenchShape,
     /// "memory" or the directory of the on-disk inputs.
@@ -445,6 +448,7 @@ pub fn run(
     Ok(BenchReport {
         backend: backend.describe(),
         adapter,
+        backend_choice: None,
         shape,
         inputs: inputs.describe(),
         generate_seconds,

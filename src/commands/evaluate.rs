@@ -289,7 +289,11 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateReport> {
     }
     let pair = read_pair(&opts.source, &opts.helper, opts.helper_tokenizer.as_deref())?;
     let matching = match_tokens(&pair.source_vocab, &pair.target_vocab, opts.match_mode)?;
-    let notices: Vec<String> = matching.notice.iter().cloned().collect();
+    let chosen = opts.backend.resolve();
+    let notices: Vec<String> = (chosen.why.iter())
+        .chain(&matching.notice)
+        .cloned()
+        .collect();
     let split = Split::new(matching.overlap, opts.holdout, opts.seed)?;
     // Each weighting as it runs over the anchors: a k at or above their count means all.
     let weightings = (opts.weightings.iter())
@@ -301,7 +305,7 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateReport> {
     ];
     let rows = Rows::read(&pair, &files, &split)?;
     let mut scores = baselines(&rows, opts.seed)?;
-    let backend = opts.backend.create(opts.memory_bytes)?;
+    let backend = chosen.backend.create(opts.memory_bytes)?;
     for (w, asked) in weightings.iter().zip(&opts.weightings) {
         let mut score = score_weighting(backend.as_ref(), &rows, w)?;
         score.default = *asked == crate::defaults::WEIGHTING;

@@ -45,9 +45,18 @@
 //!   a word start; any other token is a word start (WordPiece cannot tell a word after a space
 //!   from one after punctuation, and the first is far more common).
 //!
-//! Tokens of an unknown family, special-role tokens and every entry of `added_tokens` have no
-//! canonical form: they match only by exact string (or, for special tokens, by role). Unicode
-//! normalisation (NFC/NFKC, lower-casing) is not undone: `Ü` and `ü` stay different.
+//! * **Added tokens that are text** (non-special `added_tokens` entries without `lstrip` /
+//!   `rstrip`: Gemma's `"\n"`, `"\t"`, `"\n\n"`, `"▁▁"`, HTML tags) stand for their content,
+//!   spelled as the decoder reads it: a SentencePiece replacement character is a space
+//!   (`"▁▁"` = `ĠĠ` = (` `, word start)) whether or not the entry is `normalized`; in a
+//!   byte-level tokenizer the content goes through the byte table when every character is in
+//!   it and is raw UTF-8 otherwise (a literal `"\n"` or run of spaces), as the `ByteLevel`
+//!   decoder does ([`TokenFamily::canonical_added`]).
+//!
+//! Tokens of an unknown family, special-role tokens, special added tokens and added tokens that
+//! strip the whitespace around them (their text is ambiguous) have no canonical form: they
+//! match only by exact string (or, for special tokens, by role). Unicode normalisation
+//! (NFC/NFKC, lower-casing) is not undone: `Ü` and `ü` stay different.
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -362,6 +371,19 @@ impl TokenFamily {
         }
     }
 
+    /// The canonical form of a non-special added token whose content is `content` (text the
+    /// tokenizer matches before its model runs): the content as the decoder spells it out. Only
+    /// byte-level BPE differs from [`TokenFamily::canonical`]: content with a character outside
+    /// the byte table (a literal newline or space) is its raw UTF-8.
+    pub fn canonical_added(&self, content: &str) -> Option<CanonicalToken> {
+        match self {
+            TokenFamily::ByteLevel => self
+                .canonical(content)
+                .or_else(|| CanonicalToken::from_text(content.as_bytes().to_vec())),
+            _ => self.canonical(content),
+        }
+    }
+
     /// Whether tokens of this family have canonical forms at all.
     pub fn is_known(&self) -> bool {
         !matches!(self, TokenFamily::Unknown { .. })
@@ -580,6 +602,24 @@ mod tests {
                 "{bl} vs {spm}"
             );
         }
+    }
+
+    #[test]
+    fn added_text_forms() {
+        // Byte-level: raw text (a literal newline, spaces) is raw UTF-8; table spellings decode.
+        let bl = TokenFamily::ByteLevel;
+        assert_eq!(bl.canonical_added("\n"), ct("\n", false));
+        assert_eq!(bl.canonical_added("   "), ct("  ", true));
+        assert_eq!(bl.canonical_added("<think>"), ct("<think>", false));
+        assert_eq!(bl.canonical_added("ĠĠ"), ct(" ", true));
+        assert_eq!(bl.canonical_added(""), None);
+        // SentencePiece (Gemma): "▁▁" is two spaces, "\n" and "\t" themselves.
+        let f = sp();
+        assert_eq!(f.canonical_added("▁▁"), ct(" ", true));
+        assert_eq!(f.canonical_added("\n\n"), ct("\n\n", false));
+        assert_eq!(f.canonical_added("\t"), ct("\t", false));
+        assert_eq!(f.canonical_added("▁▁"), bl.canonical("ĠĠ"));
+        assert_eq!(f.canonical_added("\n"), bl.canonical("Ċ"));
     }
 
     #[test]

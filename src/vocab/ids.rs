@@ -7,8 +7,12 @@
 //! target's EOS and that of T5 (the source's pad) the target's pad, and a `pad_token_id` that
 //! is the source's EOS too becomes the target's EOS when the target has no pad. The first role
 //! the target tokenizer has wins. An id without such a role (an mBART language code as
-//! `forced_bos_token_id`) names the target token of the same spelling. Otherwise the target has
-//! no counterpart and the caller drops the id, saying why ([`IdMiss`]).
+//! `forced_bos_token_id`) names the target token of the same spelling, provided it is of the
+//! same kind: a role id, or the id of a special or added source token, only ever names a special
+//! or added target token, never ordinary text that happens to be spelled the same (Qwen's
+//! vocabulary has an ordinary token `<unk>`; byte-level BPE has no unknown token, so Gemma's
+//! `unk_token_id` becomes null there). Otherwise the target has no counterpart and the caller
+//! drops the id, saying why ([`IdMiss`]).
 
 use super::{SpecialRole, Vocab};
 
@@ -41,20 +45,32 @@ pub fn target_id_by_role(
         return Ok(t);
     }
     let token = sid.and_then(|s| source.token(s));
-    if let Some(t) = token.and_then(|tok| target.id(tok)) {
+    // A role id, or an id of a special or added source token, names a token of the same kind:
+    // never ordinary text that happens to be spelled `<unk>`.
+    let needs_special = !roles.is_empty() || sid.is_some_and(|s| source.is_special_or_added(s));
+    let same = token.and_then(|tok| target.id(tok));
+    if let Some(t) = same.filter(|&t| !needs_special || target.is_special_or_added(t)) {
         return Ok(t);
     }
     let names: Vec<&str> = roles.iter().map(|r| r.name()).collect();
+    let no_same = match same {
+        Some(_) => "its `{tok}` is ordinary text, not a special token",
+        None => "no `{tok}`",
+    };
     let why = match (token, names.is_empty()) {
         (None, _) => format!(
             "no token of the source tokenizer {} has this id",
             source.path.display()
         ),
+        (Some(tok), true) if same.is_some() => format!(
+            "`{tok}` is a special token of the source but ordinary text in the target tokenizer"
+        ),
         (Some(tok), true) => format!("`{tok}` is not in the target tokenizer"),
         (Some(tok), false) => format!(
-            "`{tok}`, the source's {}: the target tokenizer has no {} token and no `{tok}`",
+            "`{tok}`, the source's {}: the target tokenizer has no {} token and {}",
             names.join("/"),
-            names.join("/")
+            names.join("/"),
+            no_same.replace("{tok}", tok)
         ),
     };
     Err(IdMiss {
@@ -90,7 +106,8 @@ mod tests {
         let t = vocab(
             &["<eos>", "<bos>", "<p>", "en_XX"],
             &[(Eos, 0), (Bos, 1), (Pad, 2)],
-        );
+        )
+        .with_text_added([3]);
         let map = |key: &str, id: u64| target_id_by_role(&s, &t, key, id);
         assert_eq!(map("decoder_start_token_id", 2), Ok(0));
         assert_eq!(map("decoder_start_token_id", 3), Ok(2));
@@ -108,5 +125,32 @@ mod tests {
         assert!(!miss.pad && miss.why.contains("`a`"), "{miss:?}");
         let miss = target_id_by_role(&s, &t2, "foo_token_id", 99).unwrap_err();
         assert!(miss.why.contains("no token of the source"), "{miss:?}");
+    }
+
+    #[test]
+    fn role_ids_never_name_ordinary_text() {
+        use SpecialRole::*;
+        // Gemma-like source with `<unk>` as its unk; a Qwen-like target whose vocabulary has an
+        // ordinary token spelled `<unk>` (id 1) and no unk role.
+        let s = vocab(
+            &["<pad>", "<eos>", "<bos>", "<unk>", "a"],
+            &[(Pad, 0), (Eos, 1), (Bos, 2), (Unk, 3)],
+        );
+        let t = vocab(
+            &["<|endoftext|>", "<unk>", "a", "<|im_end|>"],
+            &[(Pad, 0), (Eos, 3)],
+        )
+        .with_family(crate::vocab::canonical::TokenFamily::ByteLevel, [0, 3]);
+        let miss = target_id_by_role(&s, &t, "unk_token_id", 3).unwrap_err();
+        assert!(miss.why.contains("ordinary text"), "{miss:?}");
+        // Without a role in the key, the source's role still rules it out.
+        assert!(target_id_by_role(&s, &t, "forced_bos_token_id", 3).is_err());
+        // Roles the target has are found; an ordinary source token keeps its spelling.
+        assert_eq!(target_id_by_role(&s, &t, "eos_token_id", 1), Ok(3));
+        assert_eq!(target_id_by_role(&s, &t, "pad_token_id", 0), Ok(0));
+        assert_eq!(target_id_by_role(&s, &t, "some_token_id", 4), Ok(2));
+        // When the target's `<unk>` is special (an added token), the spelling may name it.
+        let t_added = vocab(&["<|endoftext|>", "<unk>"], &[(Pad, 0)]).with_text_added([1]);
+        assert_eq!(target_id_by_role(&s, &t_added, "unk_token_id", 3), Ok(1));
     }
 }

@@ -10,14 +10,17 @@
 //! [`MatchMode::Canonical`] tokens match by meaning: a target token overlaps when its canonical
 //! form (the bytes it stands for and whether it starts a word, see [`canonical`]) is the form
 //! of a source token, whatever either spelling, so GPT-2's `Ġhello` and Llama's `▁hello` are one
-//! token while GPT-2's `Ċ` (a newline) and a SentencePiece letter `Ċ` (U+010A) are not. Tokens
-//! without a form (added and special tokens) match by exact string. A tokenizer family that
-//! canonical matching does not know falls back to exact matching, with a notice. When several
-//! source tokens share a form, the same spelling wins, then an ordinary token wins over
-//! a SentencePiece `<0xHH>` byte token (which is only used when nothing else spells the byte),
-//! then the lowest id; the others are counted as collisions. A missing target special token
-//! takes the source's token of the same role when the source has one; every other missing token
-//! is computed from the overlap. Every list is ordered by target id, so the result is
+//! token while GPT-2's `Ċ` (a newline) and a SentencePiece letter `Ċ` (U+010A) are not. Added
+//! tokens that stand for ordinary text (non-special, no whitespace stripping: Gemma's `"\n"`,
+//! `"\t"` and `"▁▁"`) have a form like vocabulary tokens; special tokens and special-role tokens
+//! have none and match by exact string (then by role). A tokenizer family that canonical
+//! matching does not know falls back to exact matching, with a notice. When several source
+//! tokens share a form, the same spelling wins, then the token the source tokenizer itself
+//! produces when it encodes that text, then an ordinary token over a SentencePiece `<0xHH>`
+//! byte token (which is only used when nothing else spells the byte), then the lowest id; the
+//! others are counted as collisions. A missing target special token takes the source's token
+//! of the same role when the source has one; every other missing token is computed from the
+//! overlap. Every list is ordered by target id, so the result is
 //! deterministic.
 
 pub mod canonical;
@@ -30,6 +33,7 @@ use canonical::{CanonicalToken, TokenFamily, TokenizerHeader};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The role of a special token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -94,7 +98,7 @@ impl SpecialRole {
 }
 
 /// A tokenizer's vocabulary and special-token roles.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Vocab {
     /// The tokenizer.json it was read from.
     pub path: PathBuf,
@@ -107,6 +111,25 @@ pub struct Vocab {
     pub family: TokenFamily,
     /// Ids of `added_tokens` entries (raw text outside the model's spelling).
     added: HashSet<u32>,
+    /// The added tokens among `added` that stand for ordinary text (non-special, no
+    /// `lstrip`/`rstrip`): they have a canonical form, as vocabulary tokens do.
+    added_text: HashSet<u32>,
+    /// The tokenizer itself (when read from a file), to ask which of several tokens spelling
+    /// the same text it produces.
+    encoder: Option<Arc<tokenizers::Tokenizer>>,
+}
+
+impl std::fmt::Debug for Vocab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vocab")
+            .field("path", &self.path)
+            .field("tokens", &self.tokens.len())
+            .field("special", &self.special)
+            .field("family", &self.family)
+            .field("added", &self.added.len())
+            .field("added_text", &self.added_text.len())
+            .finish()
+    }
 }
 
 impl Vocab {
@@ -142,7 +165,14 @@ impl Vocab {
         let ids = tokenizer.get_vocab(true);
         let mut vocab = Vocab::from_ids(path, ids)?;
         vocab.family = family;
-        vocab.added = tokenizer.get_added_tokens_decoder().into_keys().collect();
+        let added = tokenizer.get_added_tokens_decoder();
+        vocab.added = added.keys().copied().collect();
+        vocab.added_text = added
+            .iter()
+            .filter(|(_, a)| !a.special && !a.lstrip && !a.rstrip)
+            .map(|(&id, _)| id)
+            .collect();
+        vocab.encoder = Some(Arc::new(tokenizer));
         let tokenizer_config = read_optional_json_object(&dir.join("tokenizer_config.json"))?;
         let special_map = read_optional_json_object(&dir.join("special_tokens_map.json"))?;
         for role in SpecialRole::ALL {
@@ -199,10 +229,13 @@ impl Vocab {
                 reason: "read without a tokenizer.json".into(),
             },
             added: HashSet::new(),
+            added_text: HashSet::new(),
+            encoder: None,
         })
     }
 
     /// This vocabulary with `family` and `added` token ids (for vocabularies built in code).
+    /// The added tokens are special ones (no canonical form); see [`Vocab::with_text_added`].
     pub fn with_family(
         mut self,
         family: TokenFamily,
@@ -210,6 +243,16 @@ impl Vocab {
     ) -> Vocab {
         self.family = family;
         self.added = added.into_iter().collect();
+        self
+    }
+
+    /// This vocabulary with `ids` as non-special added tokens that stand for ordinary text (as
+    /// Gemma's `"\n"` and `"▁▁"`): added tokens with a canonical form.
+    pub fn with_text_added(mut self, ids: impl IntoIterator<Item = u32>) -> Vocab {
+        for id in ids {
+            self.added.insert(id);
+            self.added_text.insert(id);
+        }
         self
     }
 
@@ -255,6 +298,7 @@ impl Vocab {
         self.ids.retain(|_, &mut i| (i as usize) < rows);
         self.special.retain(|_, &mut i| (i as usize) < rows);
         self.added.retain(|&i| (i as usize) < rows);
+        self.added_text.retain(|&i| (i as usize) < rows);
         self
     }
 
@@ -280,13 +324,47 @@ impl Vocab {
             .filter(move |r| self.special.get(r) == Some(&id))
     }
 
-    /// The canonical form of `id`: none for special-role tokens, added tokens and tokenizers
-    /// of an unknown family (see [`canonical`]).
+    /// Whether `id` is a special-role or `added_tokens` entry (not ordinary model text).
+    pub fn is_special_or_added(&self, id: u32) -> bool {
+        self.added.contains(&id) || self.roles_of(id).next().is_some()
+    }
+
+    /// The canonical form of `id`: none for special-role tokens, special (or whitespace-
+    /// stripping) added tokens and tokenizers of an unknown family; an added token that stands
+    /// for ordinary text has the form of its content (see [`canonical`]).
     pub fn canonical(&self, id: u32) -> Option<CanonicalToken> {
-        if self.added.contains(&id) || self.roles_of(id).next().is_some() {
+        if self.roles_of(id).next().is_some() {
+            return None;
+        }
+        if self.added_text.contains(&id) {
+            return self.family.canonical_added(self.token(id)?);
+        }
+        if self.added.contains(&id) {
             return None;
         }
         self.family.canonical(self.token(id)?)
+    }
+
+    /// Of `candidates` (ids of one canonical form), the one this tokenizer produces when it
+    /// encodes the form's text alone (for a word start: the text after a space, then the text
+    /// itself, for tokenizers that prepend the space); `None` when it produces none of them in
+    /// one token, the text is not UTF-8, or the vocabulary was not read from a tokenizer.
+    fn produced(&self, form: &CanonicalToken, candidates: &[u32]) -> Option<u32> {
+        let encoder = self.encoder.as_ref()?;
+        let text = std::str::from_utf8(&form.bytes).ok()?;
+        let spaced = format!(" {text}");
+        let tries: &[&str] = if form.word_start {
+            &[&spaced, text]
+        } else {
+            &[text]
+        };
+        tries.iter().filter(|t| !t.is_empty()).find_map(|t| {
+            let encoding = encoder.encode(*t, false).ok()?;
+            match encoding.get_ids() {
+                [id] if candidates.contains(id) => Some(*id),
+                _ => None,
+            }
+        })
     }
 }
 
@@ -318,10 +396,11 @@ pub struct RoleMapping {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MatchMode {
-    /// Same token string (CLP-Transfer's rule).
-    #[default]
+    /// Same token string (CLP-Transfer's rule; `--preset original`).
     Exact,
-    /// Same canonical form (bytes + word start; see [`canonical`]), whatever the spelling.
+    /// Same canonical form (bytes + word start; see [`canonical`]), whatever the spelling: the
+    /// product default.
+    #[default]
     Canonical,
 }
 
@@ -414,41 +493,48 @@ pub fn match_tokens(source: &Vocab, target: &Vocab, mode: MatchMode) -> Result<M
 }
 
 /// Canonical form → the preferred source id of that form, and the number of source tokens
-/// that lost to another of the same form.
+/// that lost to another of the same form. Of several source tokens with one form, the one the
+/// source tokenizer produces for that text wins (Gemma's added `"\n"` over its byte piece
+/// `<0x0A>`); failing that, an ordinary token beats a byte-fallback token (which is only used
+/// when nothing else spells the byte), then the lower id wins.
 fn canonical_index(source: &Vocab) -> (HashMap<CanonicalToken, u32>, usize) {
-    // An ordinary token beats a byte-fallback token, then the lower id wins.
     let rank = |id: u32| {
         let byte_token = source
             .token(id)
             .is_some_and(|t| t.len() == 6 && t.starts_with("<0x") && t.ends_with('>'));
         (byte_token, id)
     };
-    let mut index: HashMap<CanonicalToken, u32> = HashMap::new();
-    let mut collisions = 0;
+    let mut groups: HashMap<CanonicalToken, Vec<u32>> = HashMap::new();
     for s in 0..source.len() as u32 {
-        let Some(form) = source.canonical(s) else {
-            continue;
-        };
-        match index.entry(form) {
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(s);
-            }
-            std::collections::hash_map::Entry::Occupied(mut e) => {
-                collisions += 1;
-                if rank(s) < rank(*e.get()) {
-                    e.insert(s);
-                }
-            }
+        if let Some(form) = source.canonical(s) {
+            groups.entry(form).or_default().push(s);
         }
     }
+    let collisions = groups.values().map(|ids| ids.len() - 1).sum();
+    let index = groups
+        .into_iter()
+        .map(|(form, ids)| {
+            let winner = match ids.as_slice() {
+                [only] => *only,
+                _ => source.produced(&form, &ids).unwrap_or_else(|| {
+                    ids.iter()
+                        .copied()
+                        .min_by_key(|&id| rank(id))
+                        .unwrap_or(ids[0])
+                }),
+            };
+            (form, winner)
+        })
+        .collect();
     (index, collisions)
 }
 
 /// Canonical mode: the source token that stands for what target token `t` stands for. A token
 /// with a canonical form matches by that form, whatever the spelling (the byte-level `Ċ` is a
 /// newline, the SentencePiece letter `Ċ` is U+010A: they do not match); the source token of the
-/// same spelling wins when it has the same form. A token without a form (added and special
-/// tokens) matches by exact string, and only a source token without a form.
+/// same spelling wins when it has the same form. A token without a form (special tokens)
+/// matches by exact string a source token that has no form either: ordinary text spelled
+/// `<unk>` and a special `<unk>` are different tokens, whichever side each is on.
 fn by_meaning(
     source: &Vocab,
     target: &Vocab,
@@ -457,13 +543,11 @@ fn by_meaning(
 ) -> Option<u32> {
     let same_spelling = target.token(t).and_then(|tok| source.id(tok));
     let Some(form) = target.canonical(t) else {
-        return same_spelling;
+        return same_spelling.filter(|&s| source.canonical(s).is_none());
     };
     if let Some(s) = same_spelling {
-        match source.canonical(s) {
-            Some(f) if f == form => return Some(s),
-            None => return Some(s),
-            Some(_) => {}
+        if source.canonical(s).as_ref() == Some(&form) {
+            return Some(s);
         }
     }
     index.get(&form).copied()
@@ -738,10 +822,10 @@ mod tests {
         assert!(exact.canonical.is_empty());
 
         let m = match_tokens(&s, &t, MatchMode::Canonical).unwrap();
+        // The target's special `<unk>` is not the source's ordinary text `<unk>`: by role only.
         assert_eq!(
             m.overlap,
             vec![
-                (0, 8),
                 (3, 4),
                 (4, 6),
                 (5, 2),
@@ -761,8 +845,8 @@ mod tests {
                 role: SpecialRole::Eos
             }]
         );
-        // `<s>` has a role the source lacks; `▁world` is not in the source.
-        assert_eq!(m.missing, vec![1, 10]);
+        // `<unk>` and `<s>` have roles the source lacks; `▁world` is not in the source.
+        assert_eq!(m.missing, vec![0, 1, 10]);
         assert_eq!(m.source_collisions, 0);
         let c = m.counts();
         assert_eq!(
@@ -773,7 +857,7 @@ mod tests {
                 c.missing,
                 c.target_tokens
             ),
-            (3, 6, 1, 2, 12)
+            (2, 6, 1, 3, 12)
         );
 
         let r = m.report(&s, &t, 2);
@@ -786,10 +870,8 @@ mod tests {
         assert_eq!(r.examples.canonical[0].canonical.as_deref(), Some("\n"));
         assert_eq!(r.examples.canonical[1].canonical.as_deref(), Some("\\xC3"));
         assert_eq!(r.examples.special_by_role[0].role, Some(SpecialRole::Eos));
-        assert_eq!(
-            r.examples.missing[1].target_token.as_deref(),
-            Some("▁world")
-        );
+        assert_eq!(r.examples.missing[0].target_token.as_deref(), Some("<unk>"));
+        assert_eq!(r.examples.missing[1].target_token.as_deref(), Some("<s>"));
     }
 
     #[test]

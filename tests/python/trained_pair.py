@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 CONCEPTS = 1200
@@ -205,8 +205,9 @@ def corpus(lang, which, nbytes, seed):
 
 # ---------------------------------------------------------------- tokenizers
 
-def sentencepiece_bpe(texts, vocab_size):
-    """A Llama-2-style tokenizer.json: BPE with byte fallback, bytes as ordinary entries."""
+def sentencepiece_bpe(texts, vocab_size, added_text=()):
+    """A Llama-2-style tokenizer.json: BPE with byte fallback, bytes as ordinary entries; each of
+    `added_text` becomes a non-special, unnormalized added token (as Gemma ships "\n")."""
     trial = Tokenizer(models.BPE())
     trial.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     specials = ["<unk>", "<s>", "</s>"]
@@ -227,6 +228,7 @@ def sentencepiece_bpe(texts, vocab_size):
     tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
                                      decoders.Strip(" ", 1, 0)])
     tok.add_special_tokens(specials)
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in added_text])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
     fast.add_bos_token = False
     return fast, vocab["<s>"], vocab["</s>"]
@@ -333,6 +335,9 @@ def main():
     ap.add_argument("outdir")
     ap.add_argument("--minutes", type=float, default=4.0, help="training time per model (default 4)")
     ap.add_argument("--steps", type=int, default=0, help="train exactly this many steps instead")
+    ap.add_argument("--gemma-newlines", action="store_true",
+                    help='give the source tokenizer "\\n" and "\\n\\n" as non-special added tokens, as Gemma '
+                         "ships them (its <0x0A> byte piece then goes unused in training)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: on a shared 2-core machine 2 threads ran 8x slower)")
     a = ap.parse_args()
@@ -358,8 +363,10 @@ def main():
           f"{time.time() - t0:.0f}s", flush=True)
     print("  S:", s_held[0][:160].replace("\n", "\\n"))
     print("  T:", t_held[0][:160].replace("\n", "\\n"))
-    # Like Llama 2, no newline piece: "\n" is spelled <0x0A> by byte fallback.
-    stok, sbos, seos = sentencepiece_bpe([d.replace("\n", " ") for d in s_train[:3000]], 4000)
+    # Like Llama 2, no newline piece: "\n" is spelled <0x0A> by byte fallback; with
+    # --gemma-newlines, like Gemma: "\n" and "\n\n" are added tokens.
+    added = ["\n\n", "\n"] if a.gemma_newlines else []
+    stok, sbos, seos = sentencepiece_bpe([d.replace("\n", " ") for d in s_train[:3000]], 4000, added)
     htok, hbos, heos = bytelevel_bpe(t_train[:3000], 3000)
     print(f"tokenizers: source {len(stok)} (SentencePiece-style BPE, byte fallback), "
           f"helper {len(htok)} (byte-level BPE); {time.time() - t0:.0f}s", flush=True)

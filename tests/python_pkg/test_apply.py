@@ -54,10 +54,11 @@ def test_apply_on_the_gpu_matches_the_cli(pair, out_parent):
     if not clp_gpu.devices():
         pytest.fail("no GPU adapter: install mesa-vulkan-drivers (the lavapipe software driver)")
     source, helper = pair
-    report = clp_gpu.apply(source, helper, out_parent / "py", top_k=10, progress=False)
+    report = clp_gpu.apply(source, helper, out_parent / "py", top_k=10, backend="gpu",
+                           progress=False)
     assert report["backend"] == "gpu" and report["adapter"]
     run_cli("apply", "--source", str(source), "--helper", str(helper), "--out",
-            str(out_parent / "cli"), "--top-k", "10", "--quiet")
+            str(out_parent / "cli"), "--top-k", "10", "--backend", "gpu", "--quiet")
     assert model_files(out_parent / "py") == model_files(out_parent / "cli")
 
 

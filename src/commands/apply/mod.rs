@@ -37,7 +37,7 @@ mod rows;
 
 pub use options::{ApplyOptions, ApplySummary, Fallback, FallbackCounts, Method};
 
-use crate::backend::{Backend, ClpBackend};
+use crate::backend::{Backend, Chosen, ClpBackend};
 use crate::commands::timer::Timer;
 use crate::error::{Error, Result};
 use crate::model::pair::{open_files, SourceTarget};
@@ -56,6 +56,18 @@ use rows::{Computed, Gathered, HelperFiles, RowWriter};
 /// returns `Ok`.
 pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
     let mut timer = Timer::start();
+    // Settle `--backend auto` first: the report's first notice says what runs and why.
+    let chosen = match opts.method {
+        Method::Weighted(_) => opts.backend.resolve(),
+        Method::Fvt => Chosen {
+            backend: opts.backend,
+            why: None,
+        },
+    };
+    let opts = &ApplyOptions {
+        backend: chosen.backend,
+        ..opts.clone()
+    };
     let inputs = read::read_inputs(opts)?;
     let pair = &inputs.st;
     let pad = pad::plan(opts, pair)?;
@@ -118,7 +130,8 @@ pub fn apply(opts: &ApplyOptions) -> Result<ApplySummary> {
     timer.lap("write");
     let adapter = plan.backend.as_ref().map(|b| b.describe());
     let adapter = adapter.filter(|_| opts.backend == Backend::Gpu);
-    let summary = summarise(&transfer, &parts, (plan.target_rows, adapter), &timer);
+    let mut summary = summarise(&transfer, &parts, (plan.target_rows, adapter), &timer);
+    summary.notices.splice(0..0, chosen.why);
     metadata::write_report(&transfer, &summary, &out_dir)?;
     plan.staging.commit()?;
     if let (Some(tmp), Some(p)) = (provenance_tmp, &opts.provenance) {
