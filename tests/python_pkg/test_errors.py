@@ -60,7 +60,7 @@ def test_python_argument_errors_are_type_errors(pair, out_parent):
     assert list(out_parent.iterdir()) == []
 
 
-def test_gpu_without_a_vulkan_loader_names_the_package_and_cpu_still_works(pair, tmp_path):
+def test_gpu_without_a_vulkan_loader_names_the_package_and_cpu_and_auto_still_work(pair, tmp_path):
     """A process whose libvulkan.so.1 cannot be loaded (a broken one first on LD_LIBRARY_PATH)."""
     source, helper = pair
     fake = tmp_path / "lib"
@@ -70,12 +70,16 @@ def test_gpu_without_a_vulkan_loader_names_the_package_and_cpu_still_works(pair,
         import clp_gpu
         assert clp_gpu.devices() == [], clp_gpu.devices()
         try:
-            clp_gpu.apply({str(source)!r}, {str(helper)!r}, {str(tmp_path / "gpu")!r}, progress=False)
+            clp_gpu.apply({str(source)!r}, {str(helper)!r}, {str(tmp_path / "gpu")!r},
+                          backend="gpu", progress=False)
         except clp_gpu.ClpError as e:
             print("ClpError:", e)
         report = clp_gpu.apply({str(source)!r}, {str(helper)!r}, {str(tmp_path / "cpu")!r},
                                backend="cpu", progress=False)
         print("cpu:", report["counts"]["computed"])
+        report = clp_gpu.apply({str(source)!r}, {str(helper)!r}, {str(tmp_path / "auto")!r},
+                               progress=False)
+        print("auto:", report["backend"], report["notices"][0])
     """)
     env = {**os.environ, "LD_LIBRARY_PATH": str(fake)}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
@@ -83,4 +87,6 @@ def test_gpu_without_a_vulkan_loader_names_the_package_and_cpu_still_works(pair,
     lines = done.stdout.splitlines()
     assert lines[0].startswith("ClpError: no GPU adapter found") and "mesa-vulkan-drivers" in lines[0]
     assert lines[1] == "cpu: 40"
+    # The default, `auto`, takes the CPU path and says why.
+    assert lines[2].startswith("auto: cpu backend auto: the CPU path") and "no GPU adapter" in lines[2]
     assert not (tmp_path / "gpu").exists()
