@@ -72,12 +72,12 @@ fn sliding(model_type: &str, cfg: Cfg, i: usize) -> bool {
         return t.get(i).and_then(|v| v.as_str()) == Some("sliding_attention");
     }
     match model_type {
-        "gemma2" => i % 2 == 0,
+        "gemma2" => i.is_multiple_of(2),
         "gemma3_text" => {
             let pattern = cfg
                 .opt_usize(&["sliding_window_pattern", "_sliding_window_pattern"])
                 .unwrap_or(6);
-            (i + 1) % pattern != 0
+            !(i + 1).is_multiple_of(pattern)
         }
         _ => false,
     }
