@@ -317,3 +317,43 @@ pub fn alibi_slopes(heads: usize) -> Vec<f32> {
     }
     slopes.into_iter().map(|s| s as f32).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against transformers' `build_alibi_tensor` (bloom), whose slopes for 6 and 12 heads are
+    /// copied here: the non-power-of-two branch the 2-head fixture does not reach.
+    #[test]
+    fn perplexity_alibi_slopes_match_bloom() {
+        let want6 = [0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125];
+        let want12 = [
+            0.5,
+            0.25,
+            0.125,
+            0.0625,
+            0.03125,
+            0.015625,
+            0.0078125,
+            0.00390625,
+            0.70710677,
+            0.35355338,
+            0.17677668,
+            0.088388339,
+        ];
+        for (heads, want) in [(6, &want6[..]), (12, &want12[..])] {
+            let got = alibi_slopes(heads);
+            assert_eq!(got.len(), heads);
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() < 1e-6, "{heads} heads: {got:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn perplexity_masks_allow_what_transformers_allows() {
+        assert!(Mask::Sliding(3).allows(5, 3) && !Mask::Sliding(3).allows(5, 2));
+        assert!(!Mask::Causal.allows(2, 3) && Mask::Bidirectional.allows(2, 3));
+        assert!(Mask::Local(2).allows(2, 4) && !Mask::Local(2).allows(1, 4));
+    }
+}
