@@ -8,7 +8,10 @@ Run by hand (torch and transformers from PyPI; CPU is enough):
 It writes tests/fixtures/perplexity/tiny-archs.json, which tests/perplexity.rs compares with
 clp-gpu's own forward passes (within 1e-4). The models are tests/fixtures/tiny-archs/NAME
 (config.json, model.safetensors, the shared 700-token tokenizer.json), loaded in float32 with
-eager attention.
+eager attention, and with every parameter of two or more dimensions multiplied by SCALE (8,
+exact in every float format): the fixtures' weights (std 0.02) make attention nearly uniform, so
+rotary layout, masks or ALiBi would hardly move the log-probabilities; scaled, they do. The Rust
+test applies the same scaling to the checkpoint before loading it.
 
 Decoders: ids are the tokenizer's without special tokens, prefixed with bos_token_id (top level,
 else text_config) when config.json has one; log_probs[i] = ln p(ids[i + 1] | ids[..=i]) from one
@@ -39,6 +42,7 @@ DECODERS = [
 MULTIMODAL = {"gemma3", "llava"}
 ENCODERS = ["bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta-v2", "modernbert"]
 MASK_ID = 0
+SCALE = 8.0
 TEXTS = [
     "The quick brown fox jumps over the lazy dog. Zwölf Boxkämpfer jagen Viktor.",
     "a",
@@ -56,10 +60,18 @@ def bos_of(path):
     return bos
 
 
+def sharpen(model):
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.mul_(SCALE)
+    return model
+
+
 def decoder_rows(name, tok):
     path = ARCHS / name
     auto = AutoModelForImageTextToText if name in MULTIMODAL else AutoModelForCausalLM
-    model = auto.from_pretrained(path, dtype=torch.float32, attn_implementation="eager").eval()
+    model = sharpen(auto.from_pretrained(path, dtype=torch.float32, attn_implementation="eager").eval())
     bos = bos_of(path)
     rows = []
     for text in TEXTS:
@@ -74,9 +86,9 @@ def decoder_rows(name, tok):
 
 
 def encoder_rows(name, tok):
-    model = AutoModelForMaskedLM.from_pretrained(
+    model = sharpen(AutoModelForMaskedLM.from_pretrained(
         ARCHS / name, dtype=torch.float32, attn_implementation="eager"
-    ).eval()
+    ).eval())
     rows = []
     for text in TEXTS:
         ids = tok.encode(text, add_special_tokens=False).ids
@@ -97,6 +109,7 @@ def main():
         "generator": f"tests/python/perplexity_tiny_archs_reference.py (transformers {transformers.__version__}, torch {torch.__version__})",
         "texts": TEXTS,
         "mask_token_id": MASK_ID,
+        "scale": SCALE,
         "decoders": {},
         "encoders": {},
     }
