@@ -119,6 +119,14 @@ pub enum Error {
         /// The families that do run.
         supported: String,
     },
+    /// An encoder-decoder model (T5, BART, Whisper, ...), which `perplexity` does not score.
+    #[error("{path}: model_type {model_type:?} is an encoder-decoder; perplexity scores decoder-only models (causal) and masked-LM encoders (pseudo-log-likelihood) only")]
+    EncoderDecoderModel {
+        /// The model's config.json.
+        path: PathBuf,
+        /// Its `model_type`.
+        model_type: String,
+    },
     /// candle could not build or run a model (a config key it needs, a tensor missing, ...).
     #[error("{path}: {model_type} model: {msg}; check config.json and the safetensors against the transformers checkpoint of this family")]
     Candle {

@@ -1,12 +1,14 @@
 //! `perplexity`: the arithmetic against values computed another way (uniform logits give
 //! ln V nats per token; identical weights give identical figures; windows at context ± 1 add up
 //! to the single-window scores), the forward pass of every supported family against
-//! transformers (tests/fixtures/perplexity/reference.json, written by
-//! tests/python/perplexity_reference.py), and the CLI end to end.
+//! transformers (tests/fixtures/perplexity/reference.json and tiny-archs.json, written by
+//! tests/python/perplexity_reference.py and perplexity_tiny_archs_reference.py), one pass per
+//! window against the token-by-token path, and the CLI end to end.
 #![cfg(feature = "perplexity")]
 
 use clp_gpu::commands::perplexity::{
-    perplexity, score_tokens, LanguageModel, PerplexityOptions, SUPPORTED_MODEL_TYPES,
+    perplexity, score_tokens, score_tokens_with, stepwise, LanguageModel, PerplexityOptions,
+    Scoring, DECODER_TYPES, ENCODER_TYPES,
 };
 use std::path::{Path, PathBuf};
 
@@ -118,7 +120,7 @@ fn perplexity_uniform_logits_give_log2_vocab_bits_per_token() {
         let m = &r.models[0];
         assert_eq!(m.scored_tokens, m.tokens, "BOS: every token scored");
         assert!((m.nats_per_token - V.ln()).abs() < 1e-6, "{m:?}");
-        let bits_per_token = m.bits_per_byte * m.bytes as f64 / m.tokens as f64;
+        let bits_per_token = m.bits_per_byte.unwrap() * m.bytes as f64 / m.tokens as f64;
         assert!((bits_per_token - V.log2()).abs() < 1e-6, "{m:?}");
         assert!((m.perplexity - V).abs() < 1e-3);
         let want_bytes = "The quick brown fox jumps over the lazy dog.".len()
@@ -143,13 +145,11 @@ fn perplexity_identical_weights_give_identical_figures() {
             (x.tokens, x.scored_tokens, x.windows),
             (y.tokens, y.scored_tokens, y.windows)
         );
-        assert_eq!(
-            x.bits_per_byte.to_bits(),
-            y.bits_per_byte.to_bits(),
-            "{family}"
-        );
+        let (bx, by) = (x.bits_per_byte.unwrap(), y.bits_per_byte.unwrap());
+        assert_eq!(bx.to_bits(), by.to_bits(), "{family}");
         assert_eq!(x.nats_per_token.to_bits(), y.nats_per_token.to_bits());
-        assert!(x.bits_per_byte.is_finite() && x.bits_per_byte > 0.0);
+        assert!(bx.is_finite() && bx > 0.0);
+        assert!(x.pseudo_bits_per_byte.is_none());
     }
 }
 
@@ -223,7 +223,7 @@ fn perplexity_matches_transformers_reference() {
     let texts = reference["texts"].as_array().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let models = reference["models"].as_object().unwrap();
-    assert_eq!(models.len(), SUPPORTED_MODEL_TYPES.len());
+    assert_eq!(models.len(), 9);
     for (family, rows) in models {
         let mut lm = LanguageModel::load(&model_dir(tmp.path(), family, family)).unwrap();
         assert_eq!(lm.model_type, *family);
@@ -311,8 +311,8 @@ fn perplexity_cli_table_json_max_bytes_and_plain_text() {
 #[test]
 fn perplexity_cli_unsupported_family_names_model_type() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = model_dir(tmp.path(), "llama", "gpt2ish");
-    set_config(&dir, "model_type", "gpt2".into());
+    let dir = model_dir(tmp.path(), "llama", "xlnetish");
+    set_config(&dir, "model_type", "xlnet".into());
     let text = write_text(tmp.path(), "docs.txt", "hello\n");
     let out = std::process::Command::new(bin())
         .args(["perplexity", "--text"])
@@ -324,7 +324,7 @@ fn perplexity_cli_unsupported_family_names_model_type() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("model_type \"gpt2\""), "{stderr}");
+    assert!(stderr.contains("model_type \"xlnet\""), "{stderr}");
 }
 
 /// --context is clamped to max_position_embeddings (64 in the fixtures).
@@ -335,5 +335,220 @@ fn perplexity_context_is_clamped_to_positions() {
     let text = write_text(tmp.path(), "docs.jsonl", DOCS);
     let r = perplexity(&options(vec![dir], text, 1024)).unwrap();
     assert_eq!(r.models[0].context, 64);
-    assert!(r.models[0].bits_per_byte.is_finite());
+    assert!(r.models[0].bits_per_byte.unwrap().is_finite());
+}
+
+fn tiny_archs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-archs")
+}
+
+/// A copy of `tests/fixtures/tiny-archs/NAME` (config, weights, tokenizer); encoders also get a
+/// tokenizer_config.json naming `<unk>` as the mask token (the shared tokenizer has none), as
+/// tests/python/perplexity_tiny_archs_reference.py assumes.
+fn tiny_arch_dir(root: &Path, name: &str) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(tiny_archs().join(name).join(f), dir.join(f)).unwrap();
+    }
+    if ENCODER_TYPES.contains(&name) {
+        std::fs::write(
+            dir.join("tokenizer_config.json"),
+            r#"{"mask_token": "<unk>"}"#,
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// Rewrites `dir/model.safetensors` in f32 with every tensor of two or more dimensions multiplied
+/// by `factor`, as tests/python/perplexity_tiny_archs_reference.py does to the loaded model (a
+/// power of two, so exact in every format).
+fn scale_matrices(dir: &Path, factor: f32) {
+    use safetensors::{tensor::TensorView, Dtype};
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let owned: Vec<(String, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, t)| {
+            let vals: Vec<f32> = match t.dtype() {
+                Dtype::F32 => t
+                    .data()
+                    .chunks(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect(),
+                Dtype::F16 => t
+                    .data()
+                    .chunks(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                Dtype::BF16 => t
+                    .data()
+                    .chunks(2)
+                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                other => panic!("{name}: {other:?}"),
+            };
+            let k = if t.shape().len() >= 2 { factor } else { 1.0 };
+            let data = vals.iter().flat_map(|v| (v * k).to_le_bytes()).collect();
+            (name, t.shape().to_vec(), data)
+        })
+        .collect();
+    let views: Vec<(String, TensorView)> = owned
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &path).unwrap();
+}
+
+fn tiny_archs_reference() -> serde_json::Value {
+    let text = std::fs::read_to_string(fixtures().join("tiny-archs.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Every decoder and masked-LM encoder of tests/fixtures/tiny-archs against transformers:
+/// per-token log-probabilities (decoders) and pseudo-log-likelihoods (encoders) within 1e-4,
+/// with the matrices scaled so that attention is far from uniform.
+#[test]
+fn perplexity_every_tiny_arch_family_matches_transformers() {
+    let reference = tiny_archs_reference();
+    let texts = reference["texts"].as_array().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut seen = Vec::new();
+    for (group, scoring) in [
+        ("decoders", Scoring::Causal),
+        ("encoders", Scoring::PseudoLogLikelihood),
+    ] {
+        for (name, rows) in reference[group].as_object().unwrap() {
+            let dir = tiny_arch_dir(tmp.path(), name);
+            scale_matrices(&dir, reference["scale"].as_f64().unwrap() as f32);
+            let mut lm = LanguageModel::load(&dir).unwrap();
+            assert_eq!(lm.scoring, scoring, "{name}");
+            if scoring == Scoring::PseudoLogLikelihood {
+                assert_eq!(
+                    lm.mask,
+                    reference["mask_token_id"].as_u64().map(|m| m as u32)
+                );
+            }
+            for (text, row) in texts.iter().zip(rows.as_array().unwrap()) {
+                let want_ids: Vec<u32> = serde_json::from_value(row["ids"].clone()).unwrap();
+                let want: Vec<f64> = serde_json::from_value(row["log_probs"].clone()).unwrap();
+                let tokens = lm.tokenize(text.as_str().unwrap()).unwrap();
+                let mut ids: Vec<u32> = lm.bos.into_iter().collect();
+                ids.extend(&tokens);
+                assert_eq!(ids, want_ids, "{name}: token ids");
+                let context = lm.max_positions.min(1024);
+                let got = score_tokens(&mut lm, &tokens, context).unwrap();
+                assert_close(name, &got, &want, 1e-4);
+            }
+            seen.push(name.clone());
+        }
+    }
+    let mut all: Vec<&str> = DECODER_TYPES.iter().chain(ENCODER_TYPES).copied().collect();
+    all.sort();
+    seen.sort();
+    assert_eq!(seen, all, "every supported family has reference values");
+}
+
+/// One forward pass per window gives what the token-by-token path gives: against
+/// candle-transformers' KV-cache stepping (the families it has), and, for every decoder, against
+/// running each prefix of the window on its own and keeping its last position.
+#[test]
+fn perplexity_one_pass_equals_token_by_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = "The quick brown fox jumps over the lazy dog. Zwölf Boxkämpfer jagen Viktor.";
+    for family in stepwise::TYPES {
+        let dir = model_dir(tmp.path(), family, family);
+        let mut lm = LanguageModel::load(&dir).unwrap();
+        let mut step = stepwise::Stepwise::load(&dir).unwrap();
+        let tokens = lm.tokenize(text).unwrap();
+        for context in [7, 64] {
+            let one = score_tokens(&mut lm, &tokens, context).unwrap();
+            let stepped =
+                score_tokens_with(lm.bos, &tokens, context, |ids| step.window_log_probs(ids))
+                    .unwrap();
+            assert_close(family, &one, &stepped, 1e-4);
+            let (a, b): (f64, f64) = (one.iter().sum(), stepped.iter().sum());
+            assert!(
+                (a - b).abs() < 1e-4 * one.len() as f64,
+                "{family}: {a} vs {b}"
+            );
+        }
+    }
+    for name in DECODER_TYPES {
+        let mut lm = LanguageModel::load(&tiny_arch_dir(tmp.path(), name)).unwrap();
+        let mut ids: Vec<u32> = lm.bos.into_iter().collect();
+        ids.extend(lm.tokenize("Zwölf Boxkämpfer jagen Viktor quer.").unwrap());
+        let one = lm.window_log_probs(&ids).unwrap();
+        let by_prefix: Vec<f64> = (2..=ids.len())
+            .map(|end| *lm.window_log_probs(&ids[..end]).unwrap().last().unwrap())
+            .collect();
+        assert_close(name, &one, &by_prefix, 1e-5);
+    }
+}
+
+#[test]
+fn perplexity_cli_scores_an_encoder_as_pseudo_bits_per_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bert = tiny_arch_dir(tmp.path(), "bert");
+    let gpt2 = tiny_arch_dir(tmp.path(), "gpt2");
+    let text = write_text(tmp.path(), "docs.jsonl", DOCS);
+    let out = std::process::Command::new(bin())
+        .args(["perplexity", "--json", "--context", "16", "--text"])
+        .arg(&text)
+        .args(["--model"])
+        .arg(&bert)
+        .args(["--model"])
+        .arg(&gpt2)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (enc, dec) = (&j["models"][0], &j["models"][1]);
+    assert_eq!(enc["scoring"], "pseudo-log-likelihood");
+    assert!(enc["bits_per_byte"].is_null(), "{enc}");
+    assert!(enc["pseudo_bits_per_byte"].as_f64().unwrap() > 0.0);
+    assert_eq!(enc["scored_tokens"], enc["tokens"]);
+    assert_eq!(dec["scoring"], "causal");
+    assert!(dec["pseudo_bits_per_byte"].is_null());
+    assert!(dec["bits_per_byte"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn perplexity_refuses_encoder_decoders_and_encoders_without_a_mask_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t5 = tmp.path().join("t5");
+    std::fs::create_dir_all(&t5).unwrap();
+    std::fs::copy(tiny_archs().join("t5/config.json"), t5.join("config.json")).unwrap();
+    let text = write_text(tmp.path(), "docs.txt", "hello\n");
+    let out = std::process::Command::new(bin())
+        .args(["perplexity", "--text"])
+        .arg(&text)
+        .arg("--model")
+        .arg(&t5)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("\"t5\" is an encoder-decoder"), "{stderr}");
+
+    let bert = tiny_arch_dir(tmp.path(), "bert");
+    std::fs::remove_file(bert.join("tokenizer_config.json")).unwrap();
+    let e = LanguageModel::load(&bert).err().unwrap().to_string();
+    assert!(
+        e.contains("tokenizer_config.json") && e.contains("mask_token"),
+        "{e}"
+    );
 }

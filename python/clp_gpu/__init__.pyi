@@ -406,8 +406,9 @@ def perplexity(
 
     Each document is tokenized with the model's own tokenizer.json (no special tokens), prefixed
     with the config's bos_token_id when it has one, and scored in consecutive windows of
-    --context tokens on the CPU (candle, f32). Several --model give one table over exactly the
-    same documents.
+    --context tokens on the CPU (candle, f32), one forward pass per window. Masked-LM encoders
+    (BERT, RoBERTa, ModernBERT, ...) are scored by pseudo-log-likelihood and reported as pseudo
+    bits per byte. Several --model give one table over exactly the same documents.
 
     The same as ``clp-gpu perplexity``: each keyword argument is the flag of the same name
     (``top_k`` is ``--top-k``), with the same default and checks.

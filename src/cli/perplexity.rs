@@ -12,8 +12,9 @@ use std::path::PathBuf;
 ///
 /// Each document is tokenized with the model's own tokenizer.json (no special tokens), prefixed
 /// with the config's bos_token_id when it has one, and scored in consecutive windows of
-/// --context tokens on the CPU (candle, f32). Several --model give one table over exactly the
-/// same documents.
+/// --context tokens on the CPU (candle, f32), one forward pass per window. Masked-LM encoders
+/// (BERT, RoBERTa, ModernBERT, ...) are scored by pseudo-log-likelihood and reported as pseudo
+/// bits per byte. Several --model give one table over exactly the same documents.
 #[derive(Debug, clap::Args)]
 pub struct PerplexityArgs {
     /// A model to score: a directory, or an `org/name` id in the local HF cache. Repeat for a table.
@@ -78,12 +79,21 @@ fn print_table(r: &PerplexityReport) {
         r.text, r.documents, r.bytes
     );
     println!(
-        "{:<40} {:>12} {:>8} {:>10} {:>8} {:>10} {:>10} {:>9}",
-        "model", "type", "context", "tokens", "tok/byte", "nats/tok", "ppl/tok", "bits/byte"
+        "{:<40} {:>12} {:>8} {:>10} {:>8} {:>10} {:>10} {:>9} {:>11}",
+        "model",
+        "type",
+        "context",
+        "tokens",
+        "tok/byte",
+        "nats/tok",
+        "ppl/tok",
+        "bits/byte",
+        "pseudo-b/B"
     );
+    let figure = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
     for m in &r.models {
         println!(
-            "{:<40} {:>12} {:>8} {:>10} {:>8.4} {:>10.4} {:>10.3} {:>9.4}",
+            "{:<40} {:>12} {:>8} {:>10} {:>8.4} {:>10.4} {:>10.3} {:>9} {:>11}",
             m.model,
             m.model_type,
             m.context,
@@ -91,7 +101,13 @@ fn print_table(r: &PerplexityReport) {
             m.tokens_per_byte,
             m.nats_per_token,
             m.perplexity,
-            m.bits_per_byte
+            figure(m.bits_per_byte),
+            figure(m.pseudo_bits_per_byte)
+        );
+    }
+    if r.models.iter().any(|m| m.pseudo_bits_per_byte.is_some()) {
+        println!(
+            "pseudo-b/B: masked-LM encoders, pseudo-log-likelihood (each token masked once, the rest of its window visible); their nats/tok and ppl/tok are pseudo too; not comparable with bits/byte"
         );
     }
     for m in r.models.iter().filter(|m| m.scored_tokens < m.tokens) {

@@ -3,17 +3,25 @@
 //! transferred model on the same documents.
 //!
 //! Stages: [`text`] reads the documents and applies `--max-bytes`; [`model`] loads each model
-//! directory into a candle-transformers network; [`window`] cuts each tokenized document into
-//! windows and turns log-probabilities into the reported figures. Every model scores exactly the
-//! same documents.
+//! directory onto one of our forward passes ([`net`], candle tensors on the CPU); [`window`] cuts
+//! each tokenized document into windows and turns log-probabilities into the reported figures.
+//! Every model scores exactly the same documents. Decoders score a window in one forward pass;
+//! masked-LM encoders by pseudo-log-likelihood, reported as pseudo bits per byte. [`stepwise`]
+//! is the older token-by-token path through candle-transformers' KV cache, kept to check and time
+//! the one-pass path.
 
 pub mod model;
+pub mod net;
+pub mod stepwise;
 pub mod text;
 pub mod window;
 
 use crate::error::{Error, Result};
 use crate::progress::{Progress, Unit};
-pub use model::{LanguageModel, SUPPORTED_MODEL_TYPES};
+pub use model::{
+    supported_model_types, LanguageModel, Scoring, DECODER_TYPES, ENCODER_DECODER_TYPES,
+    ENCODER_TYPES,
+};
 use std::path::PathBuf;
 use std::time::Instant;
 pub use text::{read_documents, Documents, TextFormat};
@@ -41,9 +49,12 @@ pub struct ModelScore {
     pub model: String,
     /// Its `model_type`.
     pub model_type: String,
+    /// `causal` (bits per byte) or `pseudo-log-likelihood` (masked-LM encoders: pseudo bits per
+    /// byte; nats per token and perplexity are then pseudo figures too).
+    pub scoring: Scoring,
     /// The window length used (after clamping), BOS included.
     pub context: usize,
-    /// Whether windows start with the config's BOS.
+    /// Whether windows start with the config's BOS (decoders).
     pub bos: Option<u32>,
     /// Documents scored.
     pub documents: u64,
@@ -61,8 +72,12 @@ pub struct ModelScore {
     pub nats_per_token: f64,
     /// exp(nats per token).
     pub perplexity: f64,
-    /// Negative log-likelihood of the text in bits per UTF-8 byte.
-    pub bits_per_byte: f64,
+    /// Negative log-likelihood of the text in bits per UTF-8 byte (decoders; null for encoders).
+    pub bits_per_byte: Option<f64>,
+    /// Negative pseudo-log-likelihood in bits per UTF-8 byte (encoders; null for decoders): each
+    /// token predicted with every other token of its window visible, so never comparable with
+    /// `bits_per_byte`.
+    pub pseudo_bits_per_byte: Option<f64>,
     /// Wall time of loading and scoring, in seconds.
     pub seconds: f64,
 }
@@ -101,6 +116,7 @@ pub fn perplexity(opts: &PerplexityOptions) -> Result<PerplexityReport> {
         let start = Instant::now();
         let mut lm = LanguageModel::load(dir)?;
         let context = opts.context.min(lm.max_positions).max(2);
+        let causal = lm.scoring == Scoring::Causal;
         let task = format!("scoring {}", dir.display());
         let bar = (opts.progress).bar(task, docs.docs.len() as u64, Unit::Documents);
         let mut totals = Totals::default();
@@ -108,13 +124,14 @@ pub fn perplexity(opts: &PerplexityOptions) -> Result<PerplexityReport> {
             crate::cancel::check()?;
             let logprobs = score_document(&mut lm, doc, context)?;
             crate::cancel::check()?;
-            add_document(&mut totals, doc, &logprobs, lm.bos.is_some(), context);
+            add_document(&mut totals, doc, &logprobs, &lm, context)?;
             bar.inc(1);
         }
         bar.finish();
         models.push(ModelScore {
             model: dir.display().to_string(),
             model_type: lm.model_type.clone(),
+            scoring: lm.scoring,
             context,
             bos: lm.bos,
             documents: totals.documents,
@@ -125,7 +142,8 @@ pub fn perplexity(opts: &PerplexityOptions) -> Result<PerplexityReport> {
             tokens_per_byte: totals.tokens_per_byte(),
             nats_per_token: totals.nats_per_token(),
             perplexity: totals.perplexity(),
-            bits_per_byte: totals.bits_per_byte(),
+            bits_per_byte: causal.then(|| totals.bits_per_byte()),
+            pseudo_bits_per_byte: (!causal).then(|| totals.bits_per_byte()),
             seconds: start.elapsed().as_secs_f64(),
         });
     }
@@ -155,27 +173,80 @@ pub fn score_document(lm: &mut LanguageModel, doc: &str, context: usize) -> Resu
     Ok(DocumentScore { tokens, log_probs })
 }
 
-/// Scores `tokens` in windows of `context` positions, each starting with the model's BOS when
-/// it has one.
+/// Scores `tokens` in windows of `context` positions. Decoders: each window starts with the
+/// model's BOS when it has one and runs in one forward pass. Encoders: each window is wrapped in
+/// the tokenizer's special tokens and every text token is scored by pseudo-log-likelihood.
 pub fn score_tokens(lm: &mut LanguageModel, tokens: &[u32], context: usize) -> Result<Vec<f64>> {
+    if lm.scoring == Scoring::Causal {
+        let bos = lm.bos;
+        return score_tokens_with(bos, tokens, context, |ids| lm.window_log_probs(ids));
+    }
+    let (before, after) = lm.wrap.clone();
     let mut out = Vec::with_capacity(tokens.len());
-    for range in windows(tokens.len(), lm.bos.is_some(), context) {
+    for range in encoder_windows(lm, tokens.len(), context)? {
         crate::cancel::check()?;
-        let mut ids = Vec::with_capacity(context);
-        crate::cancel::check()?;
-        ids.extend(lm.bos);
-        ids.extend_from_slice(&tokens[range]);
-        out.extend(lm.window_log_probs(&ids)?);
+        let n = range.len();
+        let ids = [&before[..], &tokens[range], &after[..]].concat();
+        out.extend(lm.pseudo_log_probs(&ids, before.len()..before.len() + n)?);
     }
     Ok(out)
 }
 
-fn add_document(totals: &mut Totals, doc: &str, score: &DocumentScore, bos: bool, context: usize) {
+/// The causal windowing with any scorer of a window (`ids` → `ln p(ids[i + 1] | ids[..=i])`):
+/// the one-pass forward ([`LanguageModel::window_log_probs`]) or the token-by-token path
+/// ([`stepwise::Stepwise::window_log_probs`]).
+pub fn score_tokens_with(
+    bos: Option<u32>,
+    tokens: &[u32],
+    context: usize,
+    mut window: impl FnMut(&[u32]) -> Result<Vec<f64>>,
+) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(tokens.len());
+    for range in windows(tokens.len(), bos.is_some(), context) {
+        crate::cancel::check()?;
+        let mut ids = Vec::with_capacity(context);
+        ids.extend(bos);
+        ids.extend_from_slice(&tokens[range]);
+        out.extend(window(&ids)?);
+    }
+    Ok(out)
+}
+
+/// An encoder's chunks of text tokens: `context` less the special tokens around each window.
+fn encoder_windows(
+    lm: &LanguageModel,
+    n: usize,
+    context: usize,
+) -> Result<Vec<std::ops::Range<usize>>> {
+    let specials = lm.wrap.0.len() + lm.wrap.1.len();
+    if context <= specials {
+        return Err(Error::Argument(format!(
+            "--context {context}: {} wraps every window in {specials} special tokens; give a longer context",
+            lm.model_type
+        )));
+    }
+    Ok(windows(n, false, context - specials))
+}
+
+fn add_document(
+    totals: &mut Totals,
+    doc: &str,
+    score: &DocumentScore,
+    lm: &LanguageModel,
+    context: usize,
+) -> Result<()> {
     let n = score.tokens.len();
     totals.documents += 1;
     totals.bytes += doc.len() as u64;
     totals.tokens += n as u64;
-    totals.scored_tokens += scored_tokens(n, bos, context) as u64;
-    totals.windows += windows(n, bos, context).len() as u64;
+    if lm.scoring == Scoring::Causal {
+        let bos = lm.bos.is_some();
+        totals.scored_tokens += scored_tokens(n, bos, context) as u64;
+        totals.windows += windows(n, bos, context).len() as u64;
+    } else {
+        totals.scored_tokens += n as u64;
+        totals.windows += encoder_windows(lm, n, context)?.len() as u64;
+    }
     totals.nats -= score.log_probs.iter().sum::<f64>();
+    Ok(())
 }
