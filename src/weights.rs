@@ -299,7 +299,7 @@ pub fn affine_fit(target: &[f64], rows: &[&[f64]]) -> Vec<f64> {
         .map(|di| diff.iter().map(|dj| dot(di, dj)).collect())
         .collect();
     let trace: f64 = (0..k).map(|i| c[i][i]).sum();
-    if !(trace > 0.0) || !trace.is_finite() {
+    if trace.is_nan() || trace <= 0.0 || trace.is_infinite() {
         return vec![1.0 / k as f64; k]; // the target is every atom: any affine weights fit
     }
     let lambda = OMP_RIDGE * trace;
