@@ -40,9 +40,8 @@ impl std::fmt::Display for TopK {
 
 /// How selected neighbours are weighted. The closed-form weightings (clp, softmax, sparsemax)
 /// are divided by their sum, so a new row has the scale of the source rows, and are guarded
-/// against weights that cancel. OMP's least-squares coefficients are used as solved (dividing
-/// them by a sum that may cancel is ill-posed); its rows are bounded instead by the norms of the
-/// source rows (see [`FinishRule`]).
+/// against weights that cancel. OMP's coefficients are affine (they sum to 1 as solved) and are
+/// used as solved; its rows are bounded by the norms of the source rows (see [`FinishRule`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Weighting {
     /// CLP-Transfer: w = cos, normalised by Σ cos (negative cosines kept).
@@ -63,12 +62,12 @@ pub enum Weighting {
         /// Neighbours per missing row (must be a number).
         top_k: TopK,
     },
-    /// Orthogonal matching pursuit in the helper space (tokensurgeon-style): `atoms` overlap
-    /// tokens are chosen greedily from the [`omp_candidates`] most similar ones, and their
-    /// least-squares coefficients x for the missing token's normalised helper row weight the
-    /// source rows: the row is Σ_j x_j e_j, not divided by Σ_j x_j. A row whose coefficients
-    /// are all zero, or whose L2 norm exceeds that of every overlap source row, is
-    /// rejected ([`FinishRule::AsSolved`]).
+    /// Orthogonal matching pursuit in the helper space (tokensurgeon-style atom choice):
+    /// `atoms` overlap tokens are chosen greedily from the [`omp_candidates`] most similar
+    /// ones, and the affine least-squares coefficients x (Σx = 1, see [`affine_fit`]) of the
+    /// missing token's raw helper row on theirs weight the source rows: the row is Σ_j x_j e_j.
+    /// A row with no atoms (its helper row is orthogonal to every candidate), or whose L2 norm
+    /// exceeds that of every overlap source row, is rejected ([`FinishRule::AsSolved`]).
     Omp {
         /// Atoms per missing row.
         atoms: usize,
@@ -239,11 +238,105 @@ pub fn closed_form_weights(w: &Weighting, scores: &[f64]) -> Vec<f64> {
     }
 }
 
-/// Orthogonal matching pursuit: greedily picks up to `atoms` of the `candidates` (unit rows,
-/// `n × dim`) to approximate `target` (a unit row), refitting least squares after every pick
-/// (incremental Cholesky). Returns one coefficient per candidate (zero where not picked). Ties
-/// go to the smaller candidate index; nearly dependent atoms are skipped.
+/// Orthogonal matching pursuit of one missing row: `target` is its raw helper row and
+/// `candidates` the raw helper rows (`n × dim`) of the overlap tokens to choose from. Up to
+/// `atoms` candidates are chosen greedily by |cosine| with the residual, on unit rows (the
+/// choice does not depend on row norms), refitting least squares after every pick (incremental
+/// Cholesky); ties go to the smaller index and nearly dependent atoms are skipped. The returned
+/// coefficients (one per candidate, zero where not chosen) are then refitted on the *raw* rows
+/// as an affine combination ([`affine_fit`]): they sum to 1. Zero or non-finite rows count as
+/// zero rows (never chosen; a zero target chooses nothing and gets no coefficients).
 pub fn omp(target: &[f64], candidates: &[f64], dim: usize, atoms: usize) -> Vec<f64> {
+    let n = candidates.len() / dim.max(1);
+    let unit = |v: &[f64]| -> Vec<f64> {
+        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm.is_finite() && norm > 0.0 {
+            v.iter().map(|x| x / norm).collect()
+        } else {
+            vec![0.0; v.len()]
+        }
+    };
+    let t = unit(target);
+    let a: Vec<f64> = candidates.chunks(dim.max(1)).flat_map(unit).collect();
+    let chosen = omp_choose(&t, &a, dim, atoms);
+    let mut out = vec![0.0; n];
+    let rows: Vec<&[f64]> = (chosen.iter())
+        .map(|&j| &candidates[j * dim..(j + 1) * dim])
+        .collect();
+    for (&j, x) in chosen.iter().zip(affine_fit(target, &rows)) {
+        out[j] = x;
+    }
+    out
+}
+
+/// The ridge of OMP's affine refit, relative to tr(C) = Σ_j ‖t − h_j‖² (the regulariser of
+/// locally linear embedding, at its customary 1e-3). It grows with the atoms, as the need for it
+/// does: more atoms fit more of what only the helper space holds, and their coefficients carry
+/// more of what only the source rows hold (measured on the trained pair: at k = 64 a ridge of
+/// 1e-3 × the *mean* squared distance left 15% of the rows longer than every source row). On a
+/// pair whose source rows are an exact linear image of the helper rows it costs ~1% relative
+/// error.
+pub const OMP_RIDGE: f64 = 1e-3;
+
+/// The affine least-squares coefficients of `target` on `rows` (the chosen atoms, raw):
+/// `min ‖Σ_j x_j h_j − t‖² + λ ‖x‖²` subject to `Σ_j x_j = 1`, λ = [`OMP_RIDGE`] × tr(C),
+/// solved as `C x ∝ 1` with C the Gram matrix of the differences t − h_j (+ λ I), by Cholesky
+/// in f64. Why affine and not plain least squares, measured (README, "OMP"): trained
+/// embeddings share a large common component, the source's differing from the helper's, so
+/// the plain coefficients' sum decides the row's length; an affine combination carries every
+/// component the atoms share (the common one included) over as it is, and is exact whenever
+/// the source rows are an affine image of the helper rows. Empty for no rows.
+pub fn affine_fit(target: &[f64], rows: &[&[f64]]) -> Vec<f64> {
+    let k = rows.len();
+    if k == 0 {
+        return Vec::new();
+    }
+    let diff: Vec<Vec<f64>> = (rows.iter())
+        .map(|r| target.iter().zip(*r).map(|(t, h)| t - h).collect())
+        .collect();
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let mut c: Vec<Vec<f64>> = (diff.iter())
+        .map(|di| diff.iter().map(|dj| dot(di, dj)).collect())
+        .collect();
+    let trace: f64 = (0..k).map(|i| c[i][i]).sum();
+    if trace.is_nan() || trace <= 0.0 || trace.is_infinite() {
+        return vec![1.0 / k as f64; k]; // the target is every atom: any affine weights fit
+    }
+    let lambda = OMP_RIDGE * trace;
+    for (i, ci) in c.iter_mut().enumerate() {
+        ci[i] += lambda;
+    }
+    let x = cholesky_solve(c, &vec![1.0; k]);
+    let sum: f64 = x.iter().sum();
+    x.iter().map(|v| v / sum).collect()
+}
+
+/// `G x = b` for a symmetric positive definite G, by Cholesky (G overwritten by L).
+fn cholesky_solve(mut g: Vec<Vec<f64>>, b: &[f64]) -> Vec<f64> {
+    let t = b.len();
+    for c in 0..t {
+        let d = g[c][c] - (0..c).map(|k| g[c][k] * g[c][k]).sum::<f64>();
+        g[c][c] = d.max(f64::MIN_POSITIVE).sqrt();
+        for r in c + 1..t {
+            let acc: f64 = (0..c).map(|k| g[r][k] * g[c][k]).sum();
+            g[r][c] = (g[r][c] - acc) / g[c][c];
+        }
+    }
+    let mut y = vec![0.0; t];
+    for r in 0..t {
+        let acc: f64 = (0..r).map(|c| g[r][c] * y[c]).sum();
+        y[r] = (b[r] - acc) / g[r][r];
+    }
+    let mut x = vec![0.0; t];
+    for r in (0..t).rev() {
+        let acc: f64 = (r + 1..t).map(|c| g[c][r] * x[c]).sum();
+        x[r] = (y[r] - acc) / g[r][r];
+    }
+    x
+}
+
+/// Greedy OMP on unit rows: the chosen candidate indices, in the order chosen.
+fn omp_choose(target: &[f64], candidates: &[f64], dim: usize, atoms: usize) -> Vec<usize> {
     let n = candidates.len() / dim.max(1);
     let atom = |j: usize| &candidates[j * dim..(j + 1) * dim];
     let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
@@ -303,11 +396,7 @@ pub fn omp(target: &[f64], candidates: &[f64], dim: usize, atoms: usize) -> Vec<
             x[r] = (y[r] - acc) / l[r][r];
         }
     }
-    let mut out = vec![0.0; n];
-    for (&j, &xj) in chosen.iter().zip(&x) {
-        out[j] = xj;
-    }
-    out
+    chosen
 }
 
 /// A row whose weights would be meaningless: |Σw| ≤ this × Σ|w| (top-k) or × ‖Σ_j ĥ_j‖ (dense)
@@ -320,11 +409,13 @@ pub const NORM_RANGE_SLACK: f64 = 1e-4;
 
 /// The L2 norms an OMP row may have: from zero up to the largest norm of the overlap source rows
 /// over all their columns, widened by [`NORM_RANGE_SLACK`] and rounded outwards to f32, so that
-/// every backend compares with the same two numbers. Only the top is a bound: the explosion of
-/// cancelling coefficients makes rows *longer* than any source row, while a row shorter than
-/// every source row is an ordinary average (softmax and sparsemax rows, which score best, are
-/// short too). Measured on a trained pair (`tests/python/trained_pair.py`), a lower bound at the
-/// smallest source norm sent 1,050 of 1,707 OMP rows to the fallback and cost 0.3 bits per byte.
+/// every backend compares with the same two numbers. Only the top is a bound: coefficients that
+/// extrapolate far beyond their atoms make rows *longer* than any source row, while a row
+/// shorter than every source row is an ordinary average (softmax and sparsemax rows, which score
+/// best, are short too). Measured on a trained pair (`tests/python/trained_pair.py`), a lower
+/// bound at the smallest source norm sent 1,050 of 1,707 OMP rows to the fallback and cost 0.3
+/// bits per byte. With affine coefficients the bound is a guard that rarely fires (README,
+/// "OMP").
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct NormRange {
     /// Smallest accepted norm.
@@ -441,13 +532,13 @@ pub enum RejectReason {
     /// Its helper embedding holds NaN or Inf.
     NonFiniteHelperRow,
     /// Its weights nearly cancel (see [`WEIGHT_SUM_TOLERANCE`]); for OMP, whose rows are not
-    /// divided by the sum: its coefficients are all zero (the helper row is orthogonal to every
-    /// candidate, the limit |Σx| = Σ|x| = 0 of the same condition).
+    /// divided by the sum: it has no atoms, so every coefficient is zero (the helper row is
+    /// orthogonal to every candidate, the limit |Σx| = Σ|x| = 0 of the same condition).
     WeightSumNearZero,
     /// The combination would hold NaN or Inf (a non-finite source row was selected).
     NonFiniteResult,
-    /// OMP only: the row's L2 norm exceeds that of every overlap source row
-    /// (its coefficients nearly cancel between nearly parallel atoms; see [`NormRange`]).
+    /// OMP only: the row's L2 norm exceeds that of every overlap source row (its affine
+    /// coefficients extrapolate far beyond their atoms; see [`NormRange`]).
     NormOutOfRange,
 }
 
@@ -522,8 +613,8 @@ pub struct ClpOutput {
 }
 
 /// OMP weights of missing rows `m0..m1` given their selected candidates (`indices`, `n` per
-/// row, into the overlap rows): the host step of [`Weighting::Omp`] for every backend. Candidate
-/// and target rows are normalised in f64 as in the reference; rows run in parallel.
+/// row, into the overlap rows): the host step of [`Weighting::Omp`] for every backend, on the
+/// raw helper rows in f64 as in the reference ([`omp`]); rows run in parallel.
 pub fn omp_tile_weights(
     h_missing: &RowSet,
     h_overlap: &RowSet,
@@ -535,13 +626,13 @@ pub fn omp_tile_weights(
 ) -> crate::Result<Vec<f32>> {
     use rayon::prelude::*;
     let dh = h_overlap.cols();
-    let unit = |set: &RowSet, bytes: &[u8], rows: usize| -> crate::Result<Vec<f64>> {
+    let raw = |set: &RowSet, bytes: &[u8], rows: usize| -> crate::Result<Vec<f64>> {
         let m = MatrixRef::new(set.name(), bytes, set.dtype(), rows, dh)?;
-        Ok(normalize_rows(&m).0)
+        Ok((0..rows).flat_map(|r| m.row_f64(r)).collect())
     };
     let mut bytes = Vec::new();
     h_missing.gather(m0, m1, &mut bytes)?;
-    let targets = unit(h_missing, &bytes, m1 - m0)?;
+    let targets = raw(h_missing, &bytes, m1 - m0)?;
     // Every distinct candidate once, gathered in index order (runs read together).
     let mut ids: Vec<u32> = indices.to_vec();
     ids.sort_unstable();
@@ -552,7 +643,7 @@ pub fn omp_tile_weights(
         h_overlap.gather(id as usize, id as usize + 1, &mut row)?;
         cand.extend_from_slice(&row);
     }
-    let cand = unit(h_overlap, &cand, ids.len())?;
+    let cand = raw(h_overlap, &cand, ids.len())?;
     let pos = |id: u32| ids.binary_search(&id).unwrap_or(0);
     let out: Vec<Vec<f32>> = (0..m1 - m0)
         .into_par_iter()

@@ -12,7 +12,7 @@ use clp_gpu::backend::{collect, collect_sets};
 use clp_gpu::kernels::MatmulParams;
 use clp_gpu::rows::{RowSet, Storage, Stored};
 use clp_gpu::synthetic::{gaussian, sample_ids, write_embedding_file, Rng};
-use clp_gpu::weights::RowStatus;
+use clp_gpu::weights::{RowStatus, OMP_RIDGE};
 use clp_gpu::{DType, Error, MatrixRef, RejectReason, TopK, Weighting};
 use common::*;
 use std::fs::File;
@@ -574,24 +574,45 @@ fn outputs_are_bit_identical_across_tilings_and_budgets() {
 
 // ---- OMP: coefficients as solved, bounded by the source norms ----
 
-/// `v / ‖v‖` in f64.
-fn unit64(v: &[f32]) -> Vec<f64> {
-    let n = v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
-    v.iter().map(|&x| x as f64 / n).collect()
+/// `v` in f64.
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
 }
 
-/// The least-squares coefficients of `t` on `atoms` (normal equations, Gauss–Jordan in f64):
-/// independent of the crate's incremental-Cholesky OMP.
-fn least_squares(atoms: &[Vec<f64>], t: &[f64]) -> Vec<f64> {
+/// The affine coefficients of `t` on `atoms`: minimise ‖Σ x_j a_j − t‖² + λ‖x‖² subject to
+/// Σ x_j = 1, λ = `ridge` × Σ_j ‖t − a_j‖², by Lagrange multipliers on the bordered normal
+/// equations [AᵀA + λI, 1; 1ᵀ, 0] [x; μ] = [Aᵀt; 1] (Gauss–Jordan with pivoting in f64):
+/// independent of the crate's Cholesky on the differences. With `affine` false: plain least
+/// squares (no constraint, no ridge), the coefficients OMP used before.
+fn affine_least_squares(atoms: &[Vec<f64>], t: &[f64], ridge: f64) -> Vec<f64> {
+    solve_normal(atoms, t, ridge, true)
+}
+
+/// See [`affine_least_squares`].
+fn solve_normal(atoms: &[Vec<f64>], t: &[f64], ridge: f64, affine: bool) -> Vec<f64> {
     let n = atoms.len();
     let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let dist2 = |a: &[f64]| a.iter().zip(t).map(|(x, y)| (x - y) * (x - y)).sum::<f64>();
+    let lambda = ridge * atoms.iter().map(|a| dist2(a)).sum::<f64>();
     let mut g: Vec<Vec<f64>> = (0..n)
         .map(|i| {
             let mut row: Vec<f64> = (0..n).map(|j| dot(&atoms[i], &atoms[j])).collect();
+            if affine {
+                row[i] += lambda;
+                row.push(1.0);
+            }
             row.push(dot(&atoms[i], t));
             row
         })
         .collect();
+    let n = if affine {
+        let mut last = vec![1.0; n];
+        last.extend([0.0, 1.0]);
+        g.push(last);
+        n + 1
+    } else {
+        n
+    };
     for c in 0..n {
         let p = (c..n)
             .max_by(|&a, &b| g[a][c].abs().total_cmp(&g[b][c].abs()))
@@ -607,7 +628,8 @@ fn least_squares(atoms: &[Vec<f64>], t: &[f64]) -> Vec<f64> {
             }
         }
     }
-    (0..n).map(|i| g[i][n] / g[i][i]).collect()
+    let m = if affine { n - 1 } else { n };
+    (0..m).map(|i| g[i][n] / g[i][i]).collect()
 }
 
 /// ‖v‖ in f64.
@@ -660,8 +682,9 @@ fn check_omp_run(label: &str, got: &clp_gpu::ClpOutput, expect: &[OmpExpect], ma
     assert_eq!(got_rejected, want_rejected, "{label}: rejected rows");
 }
 
-/// The expectation of every missing row from its known atoms: the least-squares coefficients,
-/// the row Σ_j x_j e_j and its norm against the range of the source norms.
+/// The expectation of every missing row from its known atoms: the affine least-squares
+/// coefficients on the raw helper rows, the row Σ_j x_j e_j and its norm against the range of
+/// the source norms.
 fn omp_expectations(
     hm: &[f32],
     ho: &[f32],
@@ -682,12 +705,12 @@ fn omp_expectations(
             if ids.is_empty() {
                 return OmpExpect::Rejected(RejectReason::WeightSumNearZero);
             }
-            let t = unit64(&hm[r * dh..(r + 1) * dh]);
+            let t = f64s(&hm[r * dh..(r + 1) * dh]);
             let a: Vec<Vec<f64>> = ids
                 .iter()
-                .map(|&j| unit64(&ho[j as usize * dh..(j as usize + 1) * dh]))
+                .map(|&j| f64s(&ho[j as usize * dh..(j as usize + 1) * dh]))
                 .collect();
-            let x = least_squares(&a, &t);
+            let x = affine_least_squares(&a, &t, OMP_RIDGE);
             let row: Vec<f64> = (0..ds)
                 .map(|c| {
                     ids.iter()
@@ -731,16 +754,20 @@ fn omp_rows_are_not_divided_and_stay_within_the_source_norms() {
         [0.0, 3.0, 0.0, 0.0, 0.0],
     ]
     .concat();
-    // Missing helper rows and the atoms OMP (2 atoms) must pick for each.
+    // Missing helper rows and the atoms OMP (2 atoms) must pick for each. Coefficients are
+    // affine (Σx = 1), so each row is a point on the line through two atoms' source rows.
     let hm: Vec<f32> = [
-        [0.0, -eps, 0.0, 0.0, 0.0, 0.0], // a − b: x ≈ (+100, −100), Σx ≈ −0.005
-        [0.01, -0.99 * eps, 0.0, 0.0, 0.0, 0.0], // a − 0.99 b: x ≈ (71, −70), Σx ≈ 0.7
-        [0.0, 0.0, 0.6, 0.8, 0.0, 0.0],  // 0.6 c + 0.8 d: Σx = 1.4, norm 1.5
-        [0.0, 0.0, 0.8, -0.6, 0.0, 0.0], // 0.8 c − 0.6 d: Σx = 0.2, norm 1.5
-        [0.0, 0.0, 0.0, 0.0, 1.0, 0.0],  // orthogonal to every atom: x = 0
+        // a − b, between nearly parallel atoms: plain least squares on unit rows gave
+        // x = (+100, −100) here (a row of norm 158, the explosion OMP had); affine, the ridge
+        // keeps it between a and b.
+        [0.0, -eps, 0.0, 0.0, 0.0, 0.0],
+        [0.0, 0.0, 11.0, -10.0, 0.0, 0.0], // c + 10 (c − d): x ≈ (11, −10), norm ≈ 22
+        [0.0, 0.0, 0.6, 0.8, 0.0, 0.0],    // x ≈ (0.4, 0.6): norm ≈ 1.1
+        [0.0, 0.0, 0.8, -0.6, 0.0, 0.0],   // x ≈ (1.2, −0.2): norm ≈ 1.8
+        [0.0, 0.0, 0.0, 0.0, 1.0, 0.0],    // orthogonal to every atom: x = 0
     ]
     .concat();
-    let atoms: [&[u32]; 5] = [&[0, 1], &[0, 1], &[2, 3], &[2, 3], &[]];
+    let atoms: [&[u32]; 5] = [&[0, 1], &[2, 3], &[2, 3], &[2, 3], &[]];
     let (m, o) = (5, 6);
     let w = Weighting::Omp { atoms: 2 };
     for (hd, sd) in DTYPE_PAIRS {
@@ -760,7 +787,7 @@ fn omp_rows_are_not_divided_and_stay_within_the_source_norms() {
                 OmpExpect::Rejected(_) => "zero",
             })
             .collect();
-        assert_eq!(kinds, ["norm", "norm", "kept", "kept", "zero"], "{hd}/{sd}");
+        assert_eq!(kinds, ["kept", "norm", "kept", "kept", "zero"], "{hd}/{sd}");
         let label = format!("{hd}/{sd}");
         check_omp_run(
             &format!("reference {label}"),
@@ -848,4 +875,204 @@ fn omp_rows_within_the_source_norms_are_kept() {
         check("reference", &reference::ReferenceBackend);
         for_each_backend(Tiling::caps(7, 50), check);
     }
+}
+
+/// How [`latent_pair`] spreads its rows: scales of the helper's common offset and of its noise,
+/// and of the source's common offset, of its latent part and of its noise.
+struct Spread {
+    h_offset: f32,
+    h_noise: f32,
+    e_offset: f32,
+    e_latent: f32,
+    e_noise: f32,
+}
+
+/// Helper rows c₀ + z P (+ noise) and source rows c₁ + z Q (+ noise) over shared latents
+/// z ∈ R^5: without noise the source is a linear image of the helper rows (the map that sends
+/// c₀ to c₁ and P to Q), with noise only roughly one. The missing rows' latents are shrunk by
+/// 0.7, so their true source rows lie inside the overlap's norms. Returns (hm, ho, eo, true
+/// source rows of the missing tokens), f32.
+#[allow(clippy::type_complexity)]
+fn latent_pair(
+    seed: u64,
+    (m, o, dh, ds): (usize, usize, usize, usize),
+    s: Spread,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    const R: usize = 5;
+    let mut rng = Rng::new(seed);
+    let scaled = |v: Vec<f32>, f: f32| -> Vec<f32> { v.into_iter().map(|x| x * f).collect() };
+    let c0 = scaled(gaussian(&mut rng, 1, dh), s.h_offset);
+    let p = gaussian(&mut rng, R, dh);
+    let c1 = scaled(gaussian(&mut rng, 1, ds), s.e_offset);
+    let q = scaled(gaussian(&mut rng, R, ds), s.e_latent);
+    let mut z = gaussian(&mut rng, m + o, R);
+    z[..m * R].iter_mut().for_each(|x| *x *= 0.7);
+    let map = |c: &[f32], w: &[f32], d: usize| -> Vec<f32> {
+        (z.chunks(R))
+            .flat_map(|zr| {
+                (0..d).map(move |col| {
+                    let dot: f64 = (0..R).map(|i| zr[i] as f64 * w[i * d + col] as f64).sum();
+                    (c[col] as f64 + dot) as f32
+                })
+            })
+            .collect()
+    };
+    let mut h = map(&c0, &p, dh);
+    let hn = gaussian(&mut rng, m + o, dh);
+    h.iter_mut().zip(&hn).for_each(|(x, n)| *x += s.h_noise * n);
+    let mut e = map(&c1, &q, ds);
+    let truth = e[..m * ds].to_vec();
+    let en = gaussian(&mut rng, m + o, ds);
+    e.iter_mut().zip(&en).for_each(|(x, n)| *x += s.e_noise * n);
+    let (hm, ho) = h.split_at(m * dh);
+    (hm.to_vec(), ho.to_vec(), e[m * ds..].to_vec(), truth)
+}
+
+/// ‖p − t‖ / ‖t‖ of every row, and the rows the former OMP would have built from the same atoms
+/// (plain least squares of the unit target on unit atoms, applied to the raw source rows).
+fn omp_errors(
+    got: &clp_gpu::ClpOutput,
+    (hm, ho, eo, truth): (&[f32], &[f32], &[f32], &[f32]),
+    (dh, ds): (usize, usize),
+) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let sel = got.selection.as_ref().unwrap();
+    let unit = |v: &[f32]| {
+        let n = norm64(&f64s(v));
+        v.iter().map(|&x| x as f64 / n).collect::<Vec<f64>>()
+    };
+    let mut errors = Vec::new();
+    let mut former = Vec::new();
+    for r in 0..truth.len() / ds {
+        let t = f64s(&truth[r * ds..(r + 1) * ds]);
+        let row = f64s(&got.rows[r * ds..(r + 1) * ds]);
+        let diff: Vec<f64> = row.iter().zip(&t).map(|(a, b)| a - b).collect();
+        errors.push(norm64(&diff) / norm64(&t));
+        let ids: Vec<usize> = (r * sel.k..(r + 1) * sel.k)
+            .filter(|&i| sel.weights[i] != 0.0)
+            .map(|i| sel.indices[i] as usize)
+            .collect();
+        let atoms: Vec<Vec<f64>> = ids
+            .iter()
+            .map(|&j| unit(&ho[j * dh..(j + 1) * dh]))
+            .collect();
+        let x = solve_normal(&atoms, &unit(&hm[r * dh..(r + 1) * dh]), 0.0, false);
+        former.push(
+            (0..ds)
+                .map(|c| {
+                    ids.iter()
+                        .zip(&x)
+                        .map(|(&j, x)| x * eo[j * ds + c] as f64)
+                        .sum()
+                })
+                .collect(),
+        );
+    }
+    (errors, former)
+}
+
+#[test]
+fn omp_is_nearly_exact_when_the_source_is_a_linear_image_of_the_helper() {
+    let (m, o, dh, ds) = (40, 200, 12, 10);
+    let linear = Spread {
+        h_offset: 1.0,
+        h_noise: 0.0,
+        e_offset: 1.0,
+        e_latent: 1.0,
+        e_noise: 0.0,
+    };
+    let (hm, ho, eo, truth) = latent_pair(4200, (m, o, dh, ds), linear);
+    let mats = (
+        MatrixRef::from_f32(&hm, m, dh).unwrap(),
+        MatrixRef::from_f32(&ho, o, dh).unwrap(),
+        MatrixRef::from_f32(&eo, o, ds).unwrap(),
+    );
+    let max_norm = (0..o)
+        .map(|j| norm64(&mats.2.row_f64(j)))
+        .fold(0.0, f64::max);
+    assert!(
+        (0..m).all(|r| norm64(&f64s(&truth[r * ds..(r + 1) * ds])) < max_norm),
+        "fixture: every true row lies within the source norms"
+    );
+    let w = Weighting::Omp { atoms: 8 };
+    let check = |name: &str, backend: &dyn clp_gpu::backend::ClpBackend| {
+        let got = collect(backend, &mats.0, &mats.1, &mats.2, &w).unwrap();
+        check_weighting_run(name, &mats.0, &mats.1, &mats.2, &w, &got);
+        assert!(
+            got.rejected.is_empty(),
+            "{name}: fell back: {:?}",
+            got.rejected
+        );
+        let (errors, former) = omp_errors(&got, (&hm, &ho, &eo, &truth), (dh, ds));
+        // Nearly exact: what is left is the ridge (and f32 rounding).
+        let worst = errors.iter().copied().fold(0.0, f64::max);
+        let mean = errors.iter().sum::<f64>() / m as f64;
+        eprintln!("{name}: relative error mean {mean:.4}, worst {worst:.4}");
+        assert!(
+            mean < 0.02 && worst < 0.05,
+            "{name}: relative error mean {mean}, up to {worst}"
+        );
+        // The former coefficients, on the same atoms, were far off and often too long.
+        let former_err: Vec<f64> = (former.iter().enumerate())
+            .map(|(r, p)| {
+                let t = f64s(&truth[r * ds..(r + 1) * ds]);
+                let d: Vec<f64> = p.iter().zip(&t).map(|(a, b)| a - b).collect();
+                norm64(&d) / norm64(&t)
+            })
+            .collect();
+        let former_mean = former_err.iter().sum::<f64>() / m as f64;
+        eprintln!("{name}: the former OMP's mean relative error {former_mean:.4}");
+        assert!(
+            former_mean > 0.1,
+            "{name}: the former OMP was off by {former_mean} only"
+        );
+    };
+    check("reference", &reference::ReferenceBackend);
+    for_each_backend(Tiling::caps(16, 64), check);
+}
+
+#[test]
+fn omp_rarely_falls_back_when_the_spaces_are_only_roughly_related() {
+    // As on the trained pair (README, "OMP"): the source rows share a large common offset
+    // (their norms are concentrated), the helper's do not, and both carry noise the other
+    // space does not explain. Plain least-squares coefficients of a unit target then sum to
+    // ~1.5, so the former OMP's rows were ~1.5 × the offset: longer than every source row.
+    let (m, o, dh, ds) = (100, 240, 24, 10);
+    let rough = Spread {
+        h_offset: 0.0,
+        h_noise: 1.0,
+        e_offset: 3.0,
+        e_latent: 0.3,
+        e_noise: 0.3,
+    };
+    let (hm, ho, eo, truth) = latent_pair(4300, (m, o, dh, ds), rough);
+    let mats = (
+        MatrixRef::from_f32(&hm, m, dh).unwrap(),
+        MatrixRef::from_f32(&ho, o, dh).unwrap(),
+        MatrixRef::from_f32(&eo, o, ds).unwrap(),
+    );
+    let max_norm = (0..o)
+        .map(|j| norm64(&mats.2.row_f64(j)))
+        .fold(0.0, f64::max);
+    let w = Weighting::Omp { atoms: 10 };
+    let check = |name: &str, backend: &dyn clp_gpu::backend::ClpBackend| {
+        let got = collect(backend, &mats.0, &mats.1, &mats.2, &w).unwrap();
+        check_weighting_run(name, &mats.0, &mats.1, &mats.2, &w, &got);
+        assert!(
+            got.rejected.len() * 100 <= 3 * m,
+            "{name}: {} of {m} rows fell back",
+            got.rejected.len()
+        );
+        let (_, former) = omp_errors(&got, (&hm, &ho, &eo, &truth), (dh, ds));
+        let former_long = former.iter().filter(|p| norm64(p) > max_norm).count();
+        eprintln!(
+            "{name}: {} of {m} rows fell back; the former OMP: {former_long}",
+            got.rejected.len()
+        );
+        assert!(
+            former_long * 4 >= m,
+            "{name}: the former OMP would have rejected {former_long} of {m} only"
+        );
+    };
+    check("reference", &reference::ReferenceBackend);
+    for_each_backend(Tiling::caps(16, 64), check);
 }

@@ -167,13 +167,13 @@ pub fn clp(
     };
     for r in 0..m {
         let row_sims = &sims[r * o..(r + 1) * o];
-        let target = &hm[r * dh..(r + 1) * dh];
+        let target = h_missing.row_f64(r);
         let mut omp_weights = |best: &[(u32, f64)], atoms: usize| -> Result<Vec<f64>> {
             let cand: Vec<f64> = best
                 .iter()
-                .flat_map(|&(j, _)| ho[j as usize * dh..(j as usize + 1) * dh].to_vec())
+                .flat_map(|&(j, _)| h_overlap.row_f64(j as usize))
                 .collect();
-            Ok(omp(target, &cand, dh, atoms))
+            Ok(omp(&target, &cand, dh, atoms))
         };
         let chosen = neighbours(weighting, k, row_sims, &mut omp_weights)
             .expect("in-memory candidates cannot fail");
@@ -303,15 +303,16 @@ pub fn clp_rows(
     let rule = FinishRule::for_run(weighting, e_overlap)?;
     let mut bytes = Vec::new();
     let mut chosen: Vec<Vec<(u32, f64)>> = Vec::with_capacity(rows.len());
-    for (row, target) in sims.iter().zip(&targets) {
+    for (row, &r) in sims.iter().zip(rows) {
         let mut omp_weights = |best: &[(u32, f64)], atoms: usize| -> Result<Vec<f64>> {
+            let target = h_missing.row_f64(r)?;
             let mut cand = Vec::with_capacity(best.len() * dh);
             for &(j, _) in best {
                 h_overlap.gather(j as usize, j as usize + 1, &mut bytes)?;
                 let one = MatrixRef::new("candidate", &bytes, h_overlap.dtype(), 1, dh)?;
-                cand.extend(normalize(&one).0);
+                cand.extend(one.row_f64(0));
             }
-            Ok(omp(&target.0, &cand, dh, atoms))
+            Ok(omp(&target, &cand, dh, atoms))
         };
         chosen.push(neighbours(weighting, k, row, &mut omp_weights)?);
     }

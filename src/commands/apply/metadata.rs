@@ -190,7 +190,7 @@ fn weighting_rule(label: &str) -> &'static str {
     match label.split(' ').next().unwrap_or("") {
         "softmax" => "softmax: weight = exp((cos - max cos) / T) over the top-k, normalised to sum 1",
         "sparsemax" => "sparsemax of the cosines over the top-k (weights sum to 1, most are 0)",
-        "omp" => "orthogonal matching pursuit: least-squares coefficients of k atoms chosen greedily among the 4k most similar tokens in the helper space, used as solved (not normalised); a row longer (L2) than every overlapping source row gets the fallback",
+        "omp" => "orthogonal matching pursuit: k atoms chosen greedily among the 4k most similar tokens in the helper space; their affine least-squares coefficients (summing to 1) for the raw helper row weight the source rows as solved; a row longer (L2) than every overlapping source row gets the fallback",
         "fvt" => "FVT: the mean of the source rows of the token as the source tokenizer spells it (its bytes and word start; lone bytes through byte-fallback tokens); no helper weights",
         _ => "CLP: weight = cosine similarity in the helper embedding space / sum of weights",
     }
