@@ -77,9 +77,21 @@ def split_held_out(docs: Sequence[str], eval_lines: int, seed: int, name: str) -
     return ([d for i, d in enumerate(docs) if i not in held], [docs[i] for i in sorted(held)])
 
 
+def special_frame(tokenizer, sample: str) -> Tuple[List[int], List[int]]:
+    """The ids the tokenizer puts before and after a text (e.g. [CLS] … [SEP], or <s> …),
+    found by tokenizing ``sample`` with and without special tokens."""
+    bare = tokenizer(sample, add_special_tokens=False)["input_ids"]
+    full = tokenizer(sample, add_special_tokens=True)["input_ids"]
+    for start in range(len(full) - len(bare) + 1):
+        if full[start : start + len(bare)] == bare:
+            return full[:start], full[start + len(bare) :]
+    return [], []
+
+
 def chunk_documents(tokenizer, docs: Sequence[str], seq_len: int) -> List[List[int]]:
     """Token id lists of at most ``seq_len`` ids (special tokens included), concatenated and cut."""
-    body = seq_len - tokenizer.num_special_tokens_to_add(pair=False)
+    head, tail = special_frame(tokenizer, docs[0] if docs else "a")
+    body = seq_len - len(head) - len(tail)
     if body < 1:
         raise CorpusError(f"--seq-len {seq_len} leaves no room next to the special tokens")
     sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
@@ -88,10 +100,7 @@ def chunk_documents(tokenizer, docs: Sequence[str], seq_len: int) -> List[List[i
         if i and sep is not None:
             stream.append(sep)
         stream.extend(tokenizer(doc, add_special_tokens=False)["input_ids"])
-    return [
-        tokenizer.build_inputs_with_special_tokens(stream[s : s + body])
-        for s in range(0, len(stream), body)
-    ]
+    return [head + stream[s : s + body] + tail for s in range(0, len(stream), body)]
 
 
 def pad_batch(seqs: Sequence[List[int]], pad_id: int, seq_len: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
