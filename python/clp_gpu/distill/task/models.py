@@ -41,6 +41,14 @@ def read_tokenizer(path: Path, what: str):
         raise TaskError(f"{what} {path}: its tokenizer cannot be loaded ({str(e).splitlines()[0]})") from None
 
 
+def dtype_kw() -> dict:
+    """float32 weights: ``dtype=`` (transformers >= 4.56) or ``torch_dtype=`` (older)."""
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype": torch.float32} if (major, minor) >= (4, 56) else {"torch_dtype": torch.float32}
+
+
 def _auto(task: str):
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
@@ -74,7 +82,7 @@ def load_task_model(path: Path, what: str, task: str, names: Sequence[str], atte
     torch.manual_seed(seed)
     try:
         model, info = _auto(task).from_pretrained(
-            path, torch_dtype=torch.float32, attn_implementation="eager" if attention else None,
+            path, **dtype_kw(), attn_implementation="eager" if attention else None,
             output_loading_info=True, ignore_mismatched_sizes=True, **kw)
     except Exception as e:
         raise TaskError(f"{what} {path} does not load in transformers ({str(e).splitlines()[0]})") from None
@@ -104,7 +112,7 @@ def load_task_teacher(path: Path, task: str, names: Sequence[str], attention: bo
         )
     try:
         model = _auto(task).from_pretrained(
-            path, torch_dtype=torch.float32, attn_implementation="eager" if attention else None)
+            path, **dtype_kw(), attn_implementation="eager" if attention else None)
     except Exception as e:
         raise TaskError(f"task teacher {path} does not load in transformers ({str(e).splitlines()[0]})") from None
     order = torch.tensor([t_names.index(n) for n in names], dtype=torch.long)
