@@ -140,6 +140,29 @@ def test_train_teacher_and_token_classification(w, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a) and a.keys() == b.keys()
 
 
+def test_same_inputs_same_bytes(w, tmp_path):
+    import hashlib
+
+    digests = []
+    for name in ("a", "b"):
+        distill_task(student=w["phase1"], task_teacher=w["teacher"], train=w["root"] / "train.jsonl",
+                     out=tmp_path / name, full_steps=4, sparse_steps=4, lr=3e-3, quiet=True)
+        digests.append([hashlib.sha256((tmp_path / name / f).read_bytes()).hexdigest()
+                        for f in ("student/model.safetensors", "sparse_diff.safetensors")])
+    assert digests[0] == digests[1]
+
+
+def test_not_a_diff(w, tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
+    with pytest.raises(TaskError, match="not a distill-task sparse diff"):
+        apply_sparse_diff(w["phase1"], tmp_path / "plain.safetensors", tmp_path / "o")
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    with pytest.raises(TaskError, match="not a readable safetensors file"):
+        apply_sparse_diff(w["phase1"], tmp_path / "junk.safetensors", tmp_path / "o")
+
+
 def _bad_cases(w, tmp):
     s = w["s"]
     ok_train = w["root"] / "train.jsonl"

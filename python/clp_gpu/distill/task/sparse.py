@@ -34,6 +34,7 @@ import torch
 from .errors import TaskError
 
 FORMAT = "clp-gpu sparse diff 1"
+META_KEY = "clp_gpu_sparse_diff"
 IDX, VAL = "::idx", "::val"
 
 
@@ -159,7 +160,8 @@ def diff_tensors(model, masks: Dict[str, torch.Tensor], head: List[str]) -> Dict
 def save_diff(path, tensors: Dict[str, torch.Tensor], meta: Dict[str, str]) -> None:
     from safetensors.torch import save_file
 
-    save_file(tensors, str(path), metadata={"format": FORMAT, **meta})
+    # one metadata entry (sorted JSON): safetensors writes several in no fixed order
+    save_file(tensors, str(path), metadata={META_KEY: json.dumps({"format": FORMAT, **meta}, sort_keys=True)})
 
 
 def load_diff(path):
@@ -170,12 +172,13 @@ def load_diff(path):
         raise TaskError(f"{path}: no such file; give the sparse_diff.safetensors distill-task wrote")
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+            raw = (f.metadata() or {}).get(META_KEY, "{}")
             tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta = json.loads(raw)
     except Exception as e:  # safetensors raises its own types for a bad header
-        raise TaskError(f"{path}: not a safetensors file ({e})") from None
-    if meta.get("format") != FORMAT:
-        raise TaskError(f"{path}: not a distill-task sparse diff (format {meta.get('format')!r})")
+        raise TaskError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise TaskError(f"{path}: not a distill-task sparse diff (its metadata has no {FORMAT!r})")
     return tensors, meta
 
 
