@@ -134,3 +134,26 @@ def engine(*args: str) -> None:
     """Runs ``clp-gpu ARGS`` (trim, shrink), failing the test with its stderr."""
     r = subprocess.run([clp_gpu_bin(), *args, "--quiet"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def random_bert(out: Path, tokenizer_dir: Path, layers: int = 2, width: int = 32, positions: int = 64,
+                family: str = "bert", extra_tokens: List[str] = ()) -> Path:
+    """An untrained masked-LM (``family`` bert or roberta) over the tokenizer in
+    ``tokenizer_dir`` (plus ``extra_tokens``), for the bad-input tests."""
+    from transformers import (AutoTokenizer, BertConfig, BertForMaskedLM, RobertaConfig,
+                              RobertaForMaskedLM)
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    if extra_tokens:
+        tok.add_tokens(list(extra_tokens))
+    cls_cfg, cls_model = {"bert": (BertConfig, BertForMaskedLM),
+                          "roberta": (RobertaConfig, RobertaForMaskedLM)}[family]
+    cfg = cls_cfg(vocab_size=len(tok), hidden_size=width, num_hidden_layers=layers,
+                  num_attention_heads=4, intermediate_size=2 * width,
+                  max_position_embeddings=positions, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    model = cls_model(cfg)
+    model.config.architectures = [cls_model.__name__]
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return out

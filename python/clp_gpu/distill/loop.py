@@ -23,13 +23,16 @@ from .vocab import to_teacher_ids
 
 
 def _accelerator(o: Options):
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
 
     cuda = torch.cuda.is_available()
     mp = o.mixed_precision
     if mp == "auto":
         mp = "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
-    return Accelerator(cpu=not cuda, mixed_precision=mp), mp
+    # The student's head (and BERT's pooler) take no part when only hidden states and attention
+    # are distilled: DDP must not wait for their gradients.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(cpu=not cuda, mixed_precision=mp, kwargs_handlers=[ddp]), mp
 
 
 def _latest_checkpoint(work: Path) -> Optional[Path]:
@@ -186,6 +189,7 @@ def run(o: Options) -> Dict[str, Any]:
     """Runs the whole distillation; see :mod:`.train`."""
     acc, mp = _accelerator(o)
     s = prepare(o)
+    acc.wait_for_everyone()  # every rank has checked OUT and the work dir before one is made
     out, work = Path(o.out), work_dir(Path(o.out))
     teacher, student = s.teacher.model, s.student.model
     teacher.requires_grad_(False)

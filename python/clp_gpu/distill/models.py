@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -18,7 +18,7 @@ class DistillError(ValueError):
 class Loaded:
     """A model with what the loop needs to know about it."""
 
-    model: torch.nn.Module
+    model: Optional[torch.nn.Module]
     path: str
     family: str  # config.model_type
     kind: str  # "encoder" or "decoder"
@@ -27,6 +27,7 @@ class Loaded:
     layers: int
     width: int
     positions: Optional[int]
+    config: Any = None
 
 
 def resolve(name_or_dir: str, what: str) -> Path:
@@ -77,24 +78,48 @@ def positions_limit(config) -> Optional[int]:
     return int(n)
 
 
-def load(path: Path, what: str, dtype=torch.float32) -> Loaded:
-    """The model at ``path`` with its head if it has one, eager attention (so attention
-    probabilities come back)."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
+def describe(path: Path, what: str) -> Loaded:
+    """What config.json says about the model at ``path`` (no weights read yet)."""
+    from transformers import AutoConfig
 
     try:
         config = AutoConfig.from_pretrained(path)
     except Exception as e:  # transformers raises many kinds
         raise DistillError(f"{what} {path}: config.json cannot be read ({str(e).splitlines()[0]})") from None
     arch, head, kind = _head_and_kind(config)
-    cls = {"causal-lm": AutoModelForCausalLM, "masked-lm": AutoModelForMaskedLM}.get(head, AutoModel)
-    try:
-        model = cls.from_pretrained(path, torch_dtype=dtype, attn_implementation="eager")
-    except Exception as e:
-        raise DistillError(f"{what} {path} does not load in transformers ({str(e).splitlines()[0]})") from None
     layers = getattr(config, "num_hidden_layers", None)
-    return Loaded(model, str(path), config.model_type, kind, head, arch, int(layers),
-                  int(config.hidden_size), positions_limit(config))
+    if layers is None or getattr(config, "hidden_size", None) is None:
+        raise DistillError(f"{what} {path}: config.json names no num_hidden_layers / hidden_size")
+    loaded = Loaded(None, str(path), config.model_type, kind, head, arch, int(layers),
+                    int(config.hidden_size), positions_limit(config))
+    loaded.config = config
+    return loaded
+
+
+def _dtype_kwarg(dtype) -> dict:
+    """transformers >= 4.56 calls it ``dtype``, older versions ``torch_dtype``."""
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
+
+
+def load_weights(m: Loaded, dtype=torch.float32) -> None:
+    """Loads ``m.model``: with its head if it has one, eager attention (so attention
+    probabilities come back), no progress bars."""
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
+    from transformers.utils import logging as hf_logging
+
+    cls = {"causal-lm": AutoModelForCausalLM, "masked-lm": AutoModelForMaskedLM}.get(m.head, AutoModel)
+    hf_logging.disable_progress_bar()
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        m.model = cls.from_pretrained(m.path, attn_implementation="eager", **_dtype_kwarg(dtype))
+    except Exception as e:
+        raise DistillError(f"{m.path} does not load in transformers ({str(e).splitlines()[0]})") from None
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def check_pair(teacher: Loaded, student: Loaded, logit_weight: float, lm_weight: float,
@@ -123,8 +148,8 @@ def check_pair(teacher: Loaded, student: Loaded, logit_weight: float, lm_weight:
             f"--lm-weight needs the student's language-model head and {student.path} has none; "
             "set --lm-weight 0"
         )
-    heads_t = getattr(teacher.model.config, "num_attention_heads", None)
-    heads_s = getattr(student.model.config, "num_attention_heads", None)
+    heads_t = getattr(teacher.config, "num_attention_heads", None)
+    heads_s = getattr(student.config, "num_attention_heads", None)
     if attention_weight > 0 and heads_t != heads_s:
         raise DistillError(
             f"the student {student.path} has {heads_s} attention heads and the teacher "

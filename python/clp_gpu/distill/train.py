@@ -29,7 +29,7 @@ import torch
 from . import data as D
 from .layermap import layer_map, recorded_kept_layers
 from .losses import attention_mse, hidden_mse, kl_logits
-from .models import DistillError, Loaded, check_pair, load, parameter_count, resolve
+from .models import DistillError, Loaded, check_pair, describe, load_weights, resolve
 from .projection import fit_projections, projections_for_pairs
 from .vocab import VocabError, to_teacher_ids, vocab_map
 
@@ -133,8 +133,8 @@ def prepare(o: Options) -> Setup:
     from .narrow import ensure_runnable
 
     student_dir = ensure_runnable(student_dir, o)
-    teacher = load(teacher_dir, "teacher")
-    student = load(student_dir, "student")
+    teacher = describe(teacher_dir, "teacher")
+    student = describe(student_dir, "student")
     check_pair(teacher, student, o.logit_weight, o.lm_weight, o.attention_weight)
     try:
         tok_s = AutoTokenizer.from_pretrained(student_dir)
@@ -175,6 +175,8 @@ def prepare(o: Options) -> Setup:
         held[name] = held_out
         names.append(name)
         sizes[name] = len(train)
+    load_weights(teacher)
+    load_weights(student)
     return Setup(teacher, student, tok_s, table, lmap, D.BalancedStream(corpora, o.seed), held, names, sizes)
 
 

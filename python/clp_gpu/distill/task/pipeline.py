@@ -14,7 +14,7 @@ from .. import layermap, projection, vocab
 from . import data, models, sparse, train
 from .errors import TaskError
 from .loss import task_loss
-from .run import DIFF_FILE, REPORT_FILE, Options, Prepared, _accelerator, evaluate, fine_tune_teacher, say
+from .run import DIFF_FILE, REPORT_FILE, Options, Prepared, evaluate, fine_tune_teacher, say
 
 
 def _teacher(acc, p: Prepared, o: Options, stage: Path):
@@ -93,9 +93,8 @@ def _vocab_table(p: Prepared):
         raise TaskError(str(e)) from None
 
 
-def run_pipeline(p: Prepared, o: Options, stage: Path) -> Dict[str, Any]:
+def run_pipeline(acc, p: Prepared, o: Options, stage: Path) -> Dict[str, Any]:
     t0 = time.perf_counter()
-    acc = _accelerator(o)
     lmap, table = _layer_map(p), _vocab_table(p)
     teacher, order, teacher_log = _teacher(acc, p, o, stage)
     student, new = models.load_task_model(p.student_dir, "student", p.task, p.names,
@@ -132,7 +131,7 @@ def run_pipeline(p: Prepared, o: Options, stage: Path) -> Dict[str, Any]:
                     if teacher is not None else None)
     report = {
         "task": p.task, "labels": p.names,
-        "args": {k: v for k, v in vars(o).items() if k != "extra"},
+        "args": dict(vars(o)),
         "layer_map": lmap.as_dict() if lmap is not None else None,
         "teacher": _teacher_info(teacher, p, o, acc, teacher_log),
         "student": _student_info(inner, p, o, acc, body, head, frozen, new),

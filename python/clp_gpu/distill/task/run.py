@@ -56,7 +56,6 @@ class Options:
     seed: int = 0
     quiet: bool = False
     cpu: bool = False
-    extra: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def weights(self) -> Weights:
@@ -96,6 +95,21 @@ def _staging(out: Path) -> Path:
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir()
+    return stage
+
+
+def _shared_staging(acc, out: Path) -> Path:
+    """The staging directory, made by the main process and named the same in every process
+    (``accelerate launch`` runs several)."""
+    name = [f".{out.name}.staging-{os.getpid()}"]
+    if acc.num_processes > 1:
+        import torch.distributed as dist
+
+        dist.broadcast_object_list(name, src=0)
+    stage = out.parent / name[0]
+    if acc.is_main_process:
+        stage = _staging(out)
+    acc.wait_for_everyone()
     return stage
 
 
@@ -209,7 +223,7 @@ def say(o: Options, msg: str) -> None:
 def distill_task(**kwargs: Any) -> Dict[str, Any]:
     """Runs BiStil phase 2; keyword arguments are the flags of ``clp-gpu distill-task``
     (``eval`` is a list of files). Returns the report (``OUT/distill_task_report.json``)."""
-    unknown = set(kwargs) - set(Options.__dataclass_fields__) - {"extra"}
+    unknown = set(kwargs) - set(Options.__dataclass_fields__)
     if unknown:
         raise TypeError(f"distill_task() got unknown arguments: {', '.join(sorted(unknown))}")
     for key in ("student", "train", "out"):
@@ -220,15 +234,19 @@ def distill_task(**kwargs: Any) -> Dict[str, Any]:
     o = Options(**{k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in kwargs.items()})
     o.eval = [str(e) for e in (o.eval or ())]
     p = prepare(o)
+    acc = _accelerator(o)
     out = Path(o.out)
-    stage = _staging(out)
+    stage = _shared_staging(acc, out)
     try:
         from .pipeline import run_pipeline
 
-        report = run_pipeline(p, o, stage)
-        os.replace(stage, out)
+        report = run_pipeline(acc, p, o, stage)
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            os.replace(stage, out)
     except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
+        if acc.is_main_process:
+            shutil.rmtree(stage, ignore_errors=True)
         raise
     return report
 

@@ -125,10 +125,16 @@ def train(acc, model, enc: Encoded, pad_id: int, task: str, sched: Schedule, bat
         opt.step()
         lr_sched.step()
         opt.zero_grad(set_to_none=True)
-        tokens += int(batch["attention_mask"].sum()) * world
-        value = float(loss.detach())
+        stats = torch.tensor([float(loss.detach()), *[parts[k] for k in sorted(parts)],
+                              float(batch["attention_mask"].sum())], device=acc.device)
+        if world > 1:  # the global batch's mean loss and token count
+            stats = acc.reduce(stats, reduction="sum")
+            stats[:-1] /= world
+        stats = stats.tolist()
+        tokens += int(stats[-1])
+        value = stats[0]
         if step % every == 0 or step == sched.steps - 1:
-            curve.append([step + 1, value, *[parts[k] for k in sorted(parts)]])
+            curve.append([step + 1, *stats[:-1]])
         bar.update(value, tokens)
     bar.close()
     seconds = time.perf_counter() - t0
