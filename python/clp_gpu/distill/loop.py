@@ -187,6 +187,9 @@ def _train_step(o, s, acc, student, teacher, opt, sched, batcher, step, projecti
 
 def run(o: Options) -> Dict[str, Any]:
     """Runs the whole distillation; see :mod:`.train`."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     acc, mp = _accelerator(o)
     s = prepare(o)
     acc.wait_for_everyone()  # every rank has checked OUT and the work dir before one is made
@@ -235,6 +238,11 @@ def run(o: Options) -> Dict[str, Any]:
                         "optimizer": opt.optimizer.state_dict() if hasattr(opt, "optimizer") else opt.state_dict(),
                         "scheduler": sched.state_dict(), "curve": curve, "tokens": tokens,
                         "seconds": elapsed, "eval_before": before, "options": o.recorded()})
+    except BaseException:
+        # A failed or interrupted run keeps its work dir only for the checkpoints in it.
+        if acc.is_main_process and _latest_checkpoint(work) is None:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     finally:
         bar.close()
     seconds += time.time() - t0
@@ -250,7 +258,8 @@ def run(o: Options) -> Dict[str, Any]:
 
 def _report(o, s, acc, mp, step, tokens, seconds, curve, before, after, latest) -> Dict[str, Any]:
     return {
-        "teacher": s.teacher.path, "student": s.student.path, "out": str(Path(o.out)),
+        "teacher": s.teacher.path, "student": o.student, "out": str(Path(o.out)),
+        "narrowed": o.extra.get("narrow_report"),
         "arguments": o.recorded(), "family": s.student.family, "kind": s.student.kind,
         "heads": {"teacher": s.teacher.head, "student": s.student.head},
         "layer_map": s.lmap.as_dict(),

@@ -235,7 +235,7 @@ def loss_terms(o: Options, s: Setup, out_s, out_t, mask, projections) -> Dict[st
     terms: Dict[str, torch.Tensor] = {}
     if o.hidden_weight > 0:
         terms["hidden_mse"] = hidden_mse(out_s.hidden_states, out_t.hidden_states, s.lmap.hidden,
-                                         projections, mask)
+                                         projections_for_pairs(s.lmap.hidden, projections), mask)
     if o.attention_weight > 0:
         terms["attention_mse"] = attention_mse(out_s.attentions, out_t.attentions, s.lmap.attention, mask)
     if o.logit_weight > 0:
