@@ -118,17 +118,18 @@ def write_tokenizer(out, vocab_list):
     return fast
 
 
-def bert_config(vocab_size, layers, width=32, heads=4):
+def bert_config(vocab_size, layers, width=32, heads=4, positions=40):
     from transformers import BertConfig
 
     return BertConfig(vocab_size=vocab_size, hidden_size=width, num_hidden_layers=layers,
                       num_attention_heads=heads, intermediate_size=2 * width,
-                      max_position_embeddings=40, type_vocab_size=2, pad_token_id=0,
+                      max_position_embeddings=positions, type_vocab_size=2, pad_token_id=0,
                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
 
-def build_models(root, seed=0):
-    """Writes base_teacher/ and phase1/ under ``root``; returns their paths and the languages."""
+def build_models(root, seed=0, width=32, layers=4):
+    """Writes base_teacher/ (``layers`` layers) and phase1/ (its odd layers) under ``root``;
+    returns their paths and the languages."""
     from transformers import BertModel
 
     root = Path(root)
@@ -136,7 +137,8 @@ def build_models(root, seed=0):
     t_vocab = SPECIALS + sorted(set(s) | set(t) | set(u))
     s_vocab = SPECIALS + sorted(set(s) | set(t), key=lambda w: (len(w), w))
     torch.manual_seed(seed)
-    teacher = BertModel(bert_config(len(t_vocab), 4), add_pooling_layer=True)
+    heads = max(4, width // 64)
+    teacher = BertModel(bert_config(len(t_vocab), layers, width, heads), add_pooling_layer=True)
     emb = teacher.embeddings.word_embeddings.weight
     idx = {w: i for i, w in enumerate(t_vocab)}
     with torch.no_grad():
@@ -146,14 +148,15 @@ def build_models(root, seed=0):
     teacher.config.architectures = ["BertModel"]
     teacher.save_pretrained(root / "base_teacher")
     write_tokenizer(root / "base_teacher", t_vocab)
-    # phase-1 student: layers 1 and 3, the student's vocabulary rows
-    student = BertModel(bert_config(len(s_vocab), 2), add_pooling_layer=True)
+    # phase-1 student: layers 1, 3, ... (BiStil's for r = 2), the student's vocabulary rows
+    kept = list(range(1, layers, 2))
+    student = BertModel(bert_config(len(s_vocab), len(kept), width, heads), add_pooling_layer=True)
     sd = teacher.state_dict()
     new = {}
     for k, v in sd.items():
         if k.startswith("encoder.layer."):
             i = int(k.split(".")[2])
-            if i in (1, 3):
+            if i in kept:
                 new[k.replace(f"encoder.layer.{i}.", f"encoder.layer.{(i - 1) // 2}.")] = v
         elif k == "embeddings.word_embeddings.weight":
             new[k] = v[torch.tensor([idx[w] for w in s_vocab])]
@@ -162,7 +165,7 @@ def build_models(root, seed=0):
     student.load_state_dict(new)
     student.save_pretrained(root / "phase1")
     write_tokenizer(root / "phase1", s_vocab)
-    (root / "phase1" / "shrink_report.json").write_text(json.dumps({"layers_kept": [1, 3]}))
+    (root / "phase1" / "shrink_report.json").write_text(json.dumps({"layers_kept": kept}))
     return root / "base_teacher", root / "phase1", (s, t, u)
 
 
@@ -219,3 +222,68 @@ def test_world_is_bilingual(tmp_path):
     differ = sum(a != b for a, b in zip(s, t))
     assert differ == len(s) - len(range(0, len(s), 4))
     assert not set(u) & (set(s) | set(t))
+
+
+def _measure():
+    """A larger run of the comparison the end-to-end test asserts, for README's figures:
+    python tests/python_distill/test_task_world.py OUT [--width W] [--layers L] ..."""
+    import argparse
+    import sys
+    import time
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import conftest  # noqa: F401  (the checkout's clp_gpu when none is installed)
+    from clp_gpu.distill.task import distill_task
+
+    a = argparse.ArgumentParser()
+    a.add_argument("out")
+    a.add_argument("--width", type=int, default=128)
+    a.add_argument("--layers", type=int, default=12)
+    a.add_argument("--teacher-steps", type=int, default=400)
+    a.add_argument("--teacher-lr", type=float, default=1e-3)
+    a.add_argument("--train", type=int, default=240)
+    a.add_argument("--noise", type=float, default=0.3)
+    a.add_argument("--lr", type=float, default=1e-3)
+    a.add_argument("--epochs", type=float, default=10)
+    a.add_argument("--density", type=float, default=0.08)
+    a.add_argument("--threads", type=int, default=1)
+    args = a.parse_args()
+    torch.set_num_threads(args.threads)
+    root = Path(args.out)
+    root.mkdir(parents=True)
+    t0 = time.perf_counter()
+    base, phase1, (s, t, _) = build_models(root, width=args.width, layers=args.layers)
+    write_task(root / "teacher_train.jsonl", s, 1500, 1)
+    teacher = train_task_teacher(root, base, root / "teacher_train.jsonl", args.teacher_steps,
+                                 args.teacher_lr)
+    print(f"task teacher trained in {time.perf_counter() - t0:.1f} s")
+    write_task(root / "train.jsonl", s, args.train, 2, noise=args.noise)
+    write_task(root / "eval_S.jsonl", s, 300, 3)
+    write_task(root / "eval_T.jsonl", t, 300, 3)
+    common = dict(student=phase1, train=root / "train.jsonl",
+                  eval=[root / "eval_S.jsonl", root / "eval_T.jsonl"], lr=args.lr, batch_size=16,
+                  full_epochs=args.epochs, sparse_epochs=args.epochs, density=args.density,
+                  quiet=True, cpu=True)
+    runs = {"distilled": distill_task(task_teacher=teacher, out=root / "distilled", **common),
+            "no teacher": distill_task(out=root / "alone", hidden_weight=0, attention_weight=0,
+                                       logit_weight=0, label_weight=1, **common)}
+    r = runs["distilled"]
+    print(f"teacher {r['teacher']['parameters']} parameters ({r['teacher']['layers']} layers, width "
+          f"{r['teacher']['width']}), {r['teacher']['forward_ms_per_example']} ms/example; student "
+          f"{r['student']['parameters']} ({r['student']['layers']} layers), "
+          f"{r['student']['forward_ms_per_example']} ms/example; diff {r['sparse']['diff_bytes']} "
+          f"bytes ({r['sparse']['kept_entries']} entries) vs student weights "
+          f"{r['sparse']['student_weight_bytes']} bytes")
+    print("| run | model | S accuracy | T accuracy | seconds |")
+    print("|---|---|---|---|---|")
+    for name, rep in runs.items():
+        for who in ("teacher", "dense_student", "sparse_student"):
+            e = rep["eval"]
+            if e["eval_S"][who] is None:
+                continue
+            print(f"| {name} | {who} | {e['eval_S'][who]['accuracy']:.3f} | "
+                  f"{e['eval_T'][who]['accuracy']:.3f} | {rep['wall_seconds']:.0f} |")
+
+
+if __name__ == "__main__":
+    _measure()
