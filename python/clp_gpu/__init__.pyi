@@ -25,6 +25,11 @@ class Progress(NamedTuple):
 def main(argv: list[str] | None = None) -> int:
     """The `clp-gpu` command line: runs `argv` (default: `sys.argv[1:]`) and returns the exit code."""
 
+from . import distill as distill  # BiStil's distillation, callable: clp_gpu.distill(**flags)
+
+def distill_task(**kwargs: Any) -> dict[str, Any]:
+    """BiStil phase 2 (`clp-gpu distill-task`); needs the `[distill]` extra."""
+
 def apply(
     source: StrPath,
     helper: StrPath | None,

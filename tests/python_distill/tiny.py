@@ -157,3 +157,31 @@ def random_bert(out: Path, tokenizer_dir: Path, layers: int = 2, width: int = 32
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     return out
+
+
+def random_llama(out: Path, corpora: List[Path], layers: int = 4, width: int = 32) -> Path:
+    """An untrained LlamaForCausalLM (untied head) with a byte-level BPE tokenizer trained on
+    ``corpora`` (BOS added in front), for the decoder tests."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train([str(p) for p in corpora], trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<s>", "</s>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    fast.save_pretrained(out)
+    cfg = LlamaConfig(vocab_size=len(fast), hidden_size=width, intermediate_size=2 * width,
+                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=64, tie_word_embeddings=False,
+                      bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
+                      pad_token_id=fast.pad_token_id)
+    torch.manual_seed(1)
+    model = LlamaForCausalLM(cfg)
+    model.config.architectures = ["LlamaForCausalLM"]
+    model.save_pretrained(out, safe_serialization=True)
+    return out
