@@ -152,3 +152,32 @@ def test_two_processes_with_gloo_match_one(pair, tmp_path):
     wb = load_file(tmp_path / "two" / "model.safetensors")
     for k in wa:
         assert torch.allclose(wa[k], wb[k], atol=2e-3), k
+
+
+def test_narrower_student_runs_and_learns(pair, tmp_path):
+    """shrink --hidden-size 32 (of 64): distill builds the runnable narrow student (fresh layers,
+    the SVD embedding) and trains it through the fixed SVD projection of the teacher's states."""
+    import clp_gpu.distill
+
+    teacher, student, corpora = pair
+    skeleton = tmp_path / "skeleton"
+    tiny.engine("shrink", "--model", str(student.parent / "trimmed"), "--layers", "1,3",
+                "--hidden-size", "32", "--out", str(skeleton))
+    from transformers import AutoModelForMaskedLM
+
+    with pytest.raises(Exception):  # the skeleton itself does not load
+        AutoModelForMaskedLM.from_pretrained(skeleton)
+    out = tmp_path / "out"
+    r = clp_gpu.distill(**base_args((teacher, skeleton, corpora), out, steps=150, lr=2e-3))
+    assert r["width"] == {"teacher": 64, "student": 32, "projection": r["width"]["projection"]}
+    assert r["width"]["projection"] and r["narrowed"]["width_after"] == 32
+    assert "bert.embeddings.word_embeddings.weight" in r["narrowed"]["taken_from_skeleton"]
+    for name in ("aa.txt", "bb.txt"):
+        before, after = r["eval"]["before"][name], r["eval"]["after"][name]
+        assert after["cosine"] > 0.9 and after["cosine"] > before["cosine"] + 0.3, (before, after)
+        assert after["hidden_mse"]["2->4"] < 0.3 * before["hidden_mse"]["2->4"]
+    model, info = AutoModelForMaskedLM.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    assert model.config.hidden_size == 32
+    ids = torch.tensor([[2, 10, 11, 3]])
+    assert torch.isfinite(model(input_ids=ids).logits).all()

@@ -199,7 +199,7 @@ def run(o: Options) -> Dict[str, Any]:
     teacher.eval()
     teacher.to(acc.device)
     if o.gradient_checkpointing:
-        student.gradient_checkpointing_enable()
+        student.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     student.train()
     opt = torch.optim.AdamW(student.parameters(), lr=o.lr, weight_decay=o.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(o))
