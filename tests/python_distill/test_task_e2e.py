@@ -65,7 +65,7 @@ def test_report_contents(w):
     assert r["sparse"]["kept_entries"] == int(0.08 * r["student"]["body_parameters"])
     assert r["sparse"]["diff_bytes"] == (w["root"] / "distilled" / "sparse_diff.safetensors").stat().st_size
     assert r["phases"]["full"]["steps"] == 150 and r["phases"]["sparse"]["steps"] == 150
-    assert r["phases"]["full"]["loss_terms"] == ["loss", "attention_mse", "hidden_mse", "soft_ce"]
+    assert r["phases"]["full"]["loss_terms"] == ["step", "loss", "attention_mse", "hidden_mse", "soft_ce"]
     first, last = r["phases"]["full"]["loss_curve"][0], r["phases"]["full"]["loss_curve"][-1]
     assert last[2] < first[2] and last[3] < first[3]  # attention and hidden MSE fall
     assert not list(w["root"].glob(".distilled.staging-*"))
@@ -237,3 +237,23 @@ def test_student_of_another_family_refused(w, tmp_path):
         distill_task(student=other, task_teacher=w["teacher"], train=w["root"] / "train.jsonl",
                      out=tmp_path / "o", quiet=True)
     assert not (tmp_path / "o").exists()
+
+
+def test_narrower_student_learns_through_a_fixed_projection(w, tmp_path):
+    """A student of width 16 under the width-32 teacher: teacher states are projected (SVD of
+    sampled states, not learnt) and the uniform layer map applies (no shrink record)."""
+    from transformers import AutoTokenizer, BertModel
+
+    narrow = tmp_path / "narrow"
+    tok = AutoTokenizer.from_pretrained(w["phase1"])
+    torch.manual_seed(0)
+    BertModel(world.bert_config(len(tok), 2, width=16, heads=4)).save_pretrained(narrow)
+    tok.save_pretrained(narrow)
+    r = distill_task(student=narrow, task_teacher=w["teacher"], train=w["root"] / "train.jsonl",
+                     eval=[w["root"] / "eval_T.jsonl"], out=tmp_path / "o", full_steps=20,
+                     sparse_steps=3, lr=3e-3, quiet=True)
+    assert r["layer_map"]["kept"] is None and r["layer_map"]["hidden"] == [[0, 0], [1, 2], [2, 4]]
+    assert r["student"]["width"] == 16 and r["teacher"]["width"] == 32
+    curve = r["phases"]["full"]["loss_curve"]
+    hidden = r["phases"]["full"]["loss_terms"].index("hidden_mse")
+    assert curve[-1][hidden] < curve[0][hidden]  # the projected targets are learnable

@@ -187,7 +187,13 @@ def encode(f: TaskFile, tokenizer, names: Sequence[str], max_len: int) -> Encode
             f"{getattr(tokenizer, 'name_or_path', 'the tokenizer')}: token classification needs a "
             f"fast tokenizer (tokenizer.json) to align words to subwords"
         )
-    enc = tokenizer(f.texts, is_split_into_words=True, truncation=True, max_length=max_len)
+    try:
+        enc = tokenizer(f.texts, is_split_into_words=True, truncation=True, max_length=max_len)
+    except ValueError as e:  # byte-level BPE without a prefix space refuses split words
+        raise TaskError(
+            f"{getattr(tokenizer, 'name_or_path', 'the tokenizer')} cannot take words one by one "
+            f"({str(e).splitlines()[0]}); set \"add_prefix_space\": true in its tokenizer_config.json"
+        ) from None
     labels, words, firsts = [], [], []
     for i, tags in enumerate(f.labels):
         ids = [index[t] for t in tags]

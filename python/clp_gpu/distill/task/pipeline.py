@@ -50,7 +50,11 @@ def _projections(teacher, enc, pad: int, p: Prepared, lmap, table, o: Options, d
         states.append([s.float().cpu() for s in out.hidden_states])
         masks.append(b["attention_mask"])
     idx = sorted({t for _, t in lmap.hidden})
-    by_state = projection.fit_projections(states, masks, idx, s_w, seed=o.seed)
+    try:
+        by_state = projection.fit_projections(states, masks, idx, s_w, seed=o.seed)
+    except ValueError as e:
+        raise TaskError(f"width projection for the student {p.student_dir}: {e} (from --train "
+                        f"{p.train.path}, {n} records)") from None
     return [m.to(device) for m in projection.projections_for_pairs(lmap.hidden, by_state)]
 
 

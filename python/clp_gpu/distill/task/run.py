@@ -7,14 +7,12 @@ import json
 import os
 import shutil
 import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from .. import layermap, projection, vocab
 from . import data, metrics, models, sparse, train
 from .errors import TaskError
 from .loss import Weights, task_loss
@@ -278,7 +276,3 @@ def apply_sparse_diff(student, diff, out) -> Dict[str, Any]:
         raise
     return {"out": str(out), "task": task, "labels": names,
             "kept_entries": int(meta.get("k", 0)), "tensors": len(tensors)}
-
-
-def now() -> float:
-    return time.perf_counter()

@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from . import sparse
-from .data import IGNORE, TOKEN, Encoded, collate
+from .data import TOKEN, Encoded, collate
 
 
 @dataclass
@@ -140,7 +140,7 @@ def train(acc, model, enc: Encoded, pad_id: int, task: str, sched: Schedule, bat
     seconds = time.perf_counter() - t0
     return {"steps": sched.steps, "seconds": round(seconds, 3), "tokens": tokens,
             "tokens_per_second": round(tokens / max(seconds, 1e-9), 1),
-            "loss_terms": ["loss", *sorted(parts)] if sched.steps else ["loss"],
+            "loss_terms": ["step", "loss", *sorted(parts)] if sched.steps else ["step", "loss"],
             "loss_curve": curve}
 
 
