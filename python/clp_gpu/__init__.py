@@ -46,6 +46,14 @@ def distill_task(**kwargs: Any) -> Dict[str, Any]:
     return _run(**kwargs)
 
 
+def apply_sparse_diff(student: Any, diff: Any, out: Any) -> Dict[str, Any]:
+    """Applies a ``distill-task`` sparse difference to the phase-1 student it was trained from
+    and writes the task student to ``out``. Needs the ``[distill]`` extra."""
+    from .distill.task import apply_sparse_diff as _apply
+
+    return _apply(student, diff, out)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """The ``clp-gpu`` command line: runs ``argv`` (default: ``sys.argv[1:]``) and returns the
     exit code (0 done, 1 error, 2 usage error, 130 interrupted). This is the console command
@@ -66,4 +74,5 @@ def main(argv: Optional[List[str]] = None) -> int:
     return _native.main(["clp-gpu", *args])
 
 
-__all__ = ["ClpError", "Progress", "__version__", "main", "distill", "distill_task", *_COMMANDS]
+__all__ = ["ClpError", "Progress", "__version__", "main", "distill", "distill_task",
+           "apply_sparse_diff", *_COMMANDS]

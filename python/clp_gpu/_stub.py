@@ -46,6 +46,9 @@ from . import distill as distill  # BiStil's distillation, callable: clp_gpu.dis
 
 def distill_task(**kwargs: Any) -> dict[str, Any]:
     """BiStil phase 2 (`clp-gpu distill-task`); needs the `[distill]` extra."""
+
+def apply_sparse_diff(student: StrPath, diff: StrPath, out: StrPath) -> dict[str, Any]:
+    """Applies a `distill-task` sparse difference to its phase-1 student; writes `out`."""
 '''
 
 _ANNOTATIONS = {
