@@ -169,7 +169,7 @@ def build_models(root, seed=0, width=32, layers=4):
     return root / "base_teacher", root / "phase1", (s, t, u)
 
 
-def train_task_teacher(root, base, train_file, steps=300, lr=3e-3, seed=0):
+def train_task_teacher(root, base, train_file, steps=300, lr=3e-3, seed=0, warmup=0):
     """Fine-tunes the base teacher on ``train_file`` (sequence task), word embeddings frozen;
     saves root/task_teacher (BertForSequenceClassification with the topic names)."""
     from transformers import AutoTokenizer, BertForSequenceClassification
@@ -182,6 +182,7 @@ def train_task_teacher(root, base, train_file, steps=300, lr=3e-3, seed=0):
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     recs = [json.loads(x) for x in open(train_file, encoding="utf-8")]
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / (warmup + 1)))
     g = torch.Generator().manual_seed(seed)
     model.train()
     for _ in range(steps):
@@ -191,6 +192,7 @@ def train_task_teacher(root, base, train_file, steps=300, lr=3e-3, seed=0):
         loss = torch.nn.functional.cross_entropy(model(**enc).logits, y)
         loss.backward()
         opt.step()
+        sched.step()
         opt.zero_grad()
     model.save_pretrained(root / "task_teacher")
     tok.save_pretrained(root / "task_teacher")
@@ -241,6 +243,7 @@ def _measure():
     a.add_argument("--layers", type=int, default=12)
     a.add_argument("--teacher-steps", type=int, default=400)
     a.add_argument("--teacher-lr", type=float, default=1e-3)
+    a.add_argument("--teacher-warmup", type=int, default=0)
     a.add_argument("--train", type=int, default=240)
     a.add_argument("--noise", type=float, default=0.3)
     a.add_argument("--lr", type=float, default=1e-3)
@@ -255,7 +258,7 @@ def _measure():
     base, phase1, (s, t, _) = build_models(root, width=args.width, layers=args.layers)
     write_task(root / "teacher_train.jsonl", s, 1500, 1)
     teacher = train_task_teacher(root, base, root / "teacher_train.jsonl", args.teacher_steps,
-                                 args.teacher_lr)
+                                 args.teacher_lr, warmup=args.teacher_warmup)
     print(f"task teacher trained in {time.perf_counter() - t0:.1f} s")
     write_task(root / "train.jsonl", s, args.train, 2, noise=args.noise)
     write_task(root / "eval_S.jsonl", s, 300, 3)
