@@ -80,7 +80,7 @@ def _tensors(d):
     return out
 
 
-def test_diff_gives_the_sparse_student_back_exactly(w, tmp_path):
+def test_diff_gives_the_sparse_student_back_exactly(w, tmp_path, capsys):
     out = w["root"] / "distilled"
     rebuilt = tmp_path / "rebuilt"
     apply_sparse_diff(w["phase1"], out / "sparse_diff.safetensors", rebuilt)
@@ -107,8 +107,12 @@ def test_diff_gives_the_sparse_student_back_exactly(w, tmp_path):
         moved_outside += int((a[name].view(-1)[outside] != base[name].view(-1)[outside]).sum())
     assert moved_outside == 0
     # main --apply-diff does the same; a second time the output exists: refused
+    capsys.readouterr()
     assert main(["--apply-diff", str(out / "sparse_diff.safetensors"), "--student",
-                 str(w["phase1"]), "--out", str(tmp_path / "again"), "--quiet"]) == 0
+                 str(w["phase1"]), "--out", str(tmp_path / "again"), "--quiet", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["kept_entries"] == k_total and printed["labels"] == world.TOPICS
+    assert all(torch.equal(a[k], v) for k, v in _tensors(tmp_path / "again").items())
     with pytest.raises(TaskError, match="exists"):
         apply_sparse_diff(w["phase1"], out / "sparse_diff.safetensors", rebuilt)
 
