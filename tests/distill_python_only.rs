@@ -27,8 +27,14 @@ fn distill_names_the_python_extra() {
         assert!(stdout.is_empty(), "{args:?}: {stdout}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.starts_with("error: "), "{stderr}");
-        assert!(stderr.contains(&format!("`clp-gpu {}`", args[0])), "{stderr}");
-        assert!(stderr.contains("pip install 'clp-gpu[distill]'"), "{stderr}");
+        assert!(
+            stderr.contains(&format!("`clp-gpu {}`", args[0])),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("pip install 'clp-gpu[distill]'"),
+            "{stderr}"
+        );
     }
 }
 
