@@ -11,10 +11,50 @@ from typing import Any, Dict, Optional
 import torch
 
 from .. import layermap, projection, vocab
-from . import data, models, sparse, train
+from . import data, metrics, models, sparse, train
 from .errors import TaskError
-from .loss import task_loss
-from .run import DIFF_FILE, REPORT_FILE, Options, Prepared, evaluate, fine_tune_teacher, say
+from .loss import Weights, task_loss
+from .prepare import DIFF_FILE, REPORT_FILE, Options, Prepared, say
+
+
+def evaluate(model, p: Prepared, tok, cfg, o: Options, device) -> Dict[str, Dict[str, Any]]:
+    """Accuracy / F1 of ``model`` (under tokenizer ``tok``) on every evaluation file."""
+    out = {}
+    pad = models.pad_id(tok, cfg)
+    for f in p.evals:
+        enc = data.encode(f, tok, p.names, o.max_seq_len)
+        pred = train.predict(model, enc, pad, p.task, max(o.batch_size, 32), device)
+        if p.task == data.SEQUENCE:
+            out[f.name] = metrics.sequence_scores(enc.labels, pred, len(p.names))
+        else:
+            out[f.name] = metrics.token_scores(enc.word_labels, pred, p.names)
+    return out
+
+
+def fine_tune_teacher(acc, p: Prepared, o: Options, stage: Path) -> Dict[str, Any]:
+    """``--train-teacher``: the base teacher with a fresh task head, trained on the training
+    file (its own tokenizer, hard labels); saved to OUT/teacher."""
+    model, _ = models.load_task_model(p.teacher_dir, "teacher", p.task, p.names,
+                                      o.weights.attention > 0, o.seed)
+    enc = data.encode(p.train, p.teacher_tok, p.names, o.max_seq_len)
+    pad = models.pad_id(p.teacher_tok, p.teacher_cfg)
+    steps = train.steps_for(len(p.train), o.batch_size, acc.num_processes, o.teacher_epochs,
+                            o.teacher_steps)
+    sched = train.Schedule(steps, o.teacher_lr or o.lr, o.warmup_steps, o.weight_decay, o.max_grad_norm)
+    wrapped = acc.prepare(model)
+    only_labels = Weights(0, 0, 0, 1, o.temperature)
+
+    def step(batch):
+        out = wrapped(**{k: v for k, v in batch.items() if k != "labels"})
+        return task_loss(p.task, only_labels, out, None, batch["labels"], batch["attention_mask"])
+
+    log = train.train(acc, wrapped, enc, pad, p.task, sched, o.batch_size, o.seed + 1, step,
+                      "teacher fine-tuning", o.quiet)
+    model = acc.unwrap_model(wrapped)
+    if acc.is_main_process:
+        model.save_pretrained(stage / "teacher", safe_serialization=True)
+        p.teacher_tok.save_pretrained(stage / "teacher")
+    return {"model": model, "order": torch.arange(len(p.names)), "log": log}
 
 
 def _teacher(acc, p: Prepared, o: Options, stage: Path):
