@@ -14,8 +14,9 @@ teacher, the dense phase-A student and the sparse student, in
 
 Modules: :mod:`.data` (JSONL tasks, labels, subword alignment), :mod:`.loss`,
 :mod:`.sparse` (mask, reset, masked gradients, the diff), :mod:`.train` (loop, prediction,
-timing), :mod:`.metrics`, :mod:`.models`, :mod:`.prepare` (options and checks before training), :mod:`.pipeline` (the run), :mod:`.run`
-(entry points: staging, rename, applying a diff), :mod:`.cli`.
+timing), :mod:`.metrics`, :mod:`.models`, :mod:`.prepare` (options and the checks made before
+training), :mod:`.pipeline` (the run), :mod:`.run` (entry points: staging, rename, applying a
+diff), :mod:`.cli`.
 """
 
 from __future__ import annotations
