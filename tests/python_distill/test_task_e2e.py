@@ -261,3 +261,35 @@ def test_narrower_student_learns_through_a_fixed_projection(w, tmp_path):
     curve = r["phases"]["full"]["loss_curve"]
     hidden = r["phases"]["full"]["loss_terms"].index("hidden_mse")
     assert curve[-1][hidden] < curve[0][hidden]  # the projected targets are learnable
+
+
+@pytest.mark.parametrize("family", ["xlm-roberta", "deberta-v2"])
+def test_other_encoder_families_run_and_round_trip(family, tmp_path):
+    """XLM-R (no pooler, a two-layer head) and DeBERTa-v2 (pooler outside the base model):
+    both tasks run with --train-teacher, and the diff gives each student back bit for bit."""
+    from transformers import DebertaV2Config, DebertaV2Model, XLMRobertaConfig, XLMRobertaModel
+
+    cfg, model = {"xlm-roberta": (XLMRobertaConfig, XLMRobertaModel),
+                  "deberta-v2": (DebertaV2Config, DebertaV2Model)}[family]
+    s, t, _ = world.languages()
+    vocab = world.SPECIALS + sorted(set(s) | set(t))
+    for name, layers in (("teacher", 4), ("student", 2)):
+        d = tmp_path / name
+        torch.manual_seed(0)
+        model(cfg(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=layers,
+                  num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
+                  pad_token_id=0, type_vocab_size=1 if family == "xlm-roberta" else 0)).save_pretrained(d)
+        world.write_tokenizer(d, vocab)
+        tc = json.loads((d / "tokenizer_config.json").read_text())
+        tc["model_input_names"] = ["input_ids", "attention_mask"]  # no token types, as theirs
+        (d / "tokenizer_config.json").write_text(json.dumps(tc))
+    for kind in ("sequence", "token"):
+        data = world.write_task(tmp_path / f"{kind}.jsonl", s, 48, 1, kind=kind)
+        out = tmp_path / f"out_{kind}"
+        r = distill_task(student=tmp_path / "student", teacher=tmp_path / "teacher",
+                         train_teacher=True, train=data, eval=[data], out=out, teacher_steps=2,
+                         full_steps=2, sparse_steps=2, quiet=True)
+        assert r["task"] == kind and r["eval"][kind]["sparse_student"]["accuracy"] >= 0
+        apply_sparse_diff(tmp_path / "student", out / "sparse_diff.safetensors", tmp_path / f"re_{kind}")
+        a, b = _tensors(out / "student"), _tensors(tmp_path / f"re_{kind}")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
