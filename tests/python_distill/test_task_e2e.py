@@ -263,14 +263,17 @@ def test_narrower_student_learns_through_a_fixed_projection(w, tmp_path):
     assert curve[-1][hidden] < curve[0][hidden]  # the projected targets are learnable
 
 
-@pytest.mark.parametrize("family", ["xlm-roberta", "deberta-v2"])
-def test_other_encoder_families_run_and_round_trip(family, tmp_path):
-    """XLM-R (no pooler, a two-layer head) and DeBERTa-v2 (pooler outside the base model):
-    both tasks run with --train-teacher, and the diff gives each student back bit for bit."""
-    from transformers import DebertaV2Config, DebertaV2Model, XLMRobertaConfig, XLMRobertaModel
+@pytest.mark.parametrize("family", ["xlm-roberta", "deberta-v2", "llama"])
+def test_other_families_run_and_round_trip(family, tmp_path):
+    """XLM-R (no pooler, a two-layer head), DeBERTa-v2 (pooler outside the base model) and a
+    decoder (Llama: the last real token classifies): both tasks run with --train-teacher, and
+    the diff gives each student back bit for bit."""
+    from transformers import (DebertaV2Config, DebertaV2Model, LlamaConfig, LlamaModel,
+                              XLMRobertaConfig, XLMRobertaModel)
 
     cfg, model = {"xlm-roberta": (XLMRobertaConfig, XLMRobertaModel),
-                  "deberta-v2": (DebertaV2Config, DebertaV2Model)}[family]
+                  "deberta-v2": (DebertaV2Config, DebertaV2Model),
+                  "llama": (LlamaConfig, LlamaModel)}[family]
     s, t, _ = world.languages()
     vocab = world.SPECIALS + sorted(set(s) | set(t))
     for name, layers in (("teacher", 4), ("student", 2)):

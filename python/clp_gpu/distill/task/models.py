@@ -115,6 +115,8 @@ def load_task_teacher(path: Path, task: str, names: Sequence[str], attention: bo
             path, **dtype_kw(), attn_implementation="eager" if attention else None)
     except Exception as e:
         raise TaskError(f"task teacher {path} does not load in transformers ({str(e).splitlines()[0]})") from None
+    if model.config.pad_token_id is None and getattr(model.config, "eos_token_id", None) is not None:
+        model.config.pad_token_id = model.config.eos_token_id  # decoders: last real token
     order = torch.tensor([t_names.index(n) for n in names], dtype=torch.long)
     return model, order
 
