@@ -66,6 +66,13 @@ def has_head_family(config, task: str) -> bool:
     return config.model_type in names
 
 
+def _pad_from_eos(config) -> None:
+    """Decoders often have no pad id; their classifiers then read the last real token."""
+    eos = getattr(config, "eos_token_id", None)
+    if config.pad_token_id is None and eos is not None:
+        config.pad_token_id = eos[0] if isinstance(eos, (list, tuple)) else eos
+
+
 def load_task_model(path: Path, what: str, task: str, names: Sequence[str], attention: bool,
                     seed: int) -> Tuple[torch.nn.Module, List[str]]:
     """The model at ``path`` with a task head for ``names`` (freshly initialised, seeded, when
@@ -88,8 +95,7 @@ def load_task_model(path: Path, what: str, task: str, names: Sequence[str], atte
         raise TaskError(f"{what} {path} does not load in transformers ({str(e).splitlines()[0]})") from None
     new = list(info.get("missing_keys", [])) + [m[0] if isinstance(m, tuple) else m
                                                  for m in info.get("mismatched_keys", [])]
-    if model.config.pad_token_id is None and getattr(model.config, "eos_token_id", None) is not None:
-        model.config.pad_token_id = model.config.eos_token_id  # decoders: last real token
+    _pad_from_eos(model.config)
     return model, new
 
 
@@ -115,8 +121,7 @@ def load_task_teacher(path: Path, task: str, names: Sequence[str], attention: bo
             path, **dtype_kw(), attn_implementation="eager" if attention else None)
     except Exception as e:
         raise TaskError(f"task teacher {path} does not load in transformers ({str(e).splitlines()[0]})") from None
-    if model.config.pad_token_id is None and getattr(model.config, "eos_token_id", None) is not None:
-        model.config.pad_token_id = model.config.eos_token_id  # decoders: last real token
+    _pad_from_eos(model.config)
     order = torch.tensor([t_names.index(n) for n in names], dtype=torch.long)
     return model, order
 
