@@ -102,7 +102,7 @@ def test_distillation_raises_agreement(pair, tmp_path):
 
 
 def test_resume_after_a_kill_equals_an_uninterrupted_run(pair, tmp_path):
-    args = base_args(pair, tmp_path / "killed", steps=120, checkpoint_every=5)
+    args = base_args(pair, tmp_path / "killed", steps=60, checkpoint_every=5)
     runner = [sys.executable, str(HERE / "run_distill.py"), "--quiet"]
     work = tmp_path / ".killed.distill-work"
     p = subprocess.Popen(runner + cli_words(args), env=ENV, stderr=subprocess.PIPE)
@@ -116,7 +116,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(pair, tmp_path):
     r = subprocess.run(runner + cli_words({**args, "resume": True}), env=ENV, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "killed" / "distill_report.json").read_text())
-    assert report["resumed_from_step"] is not None and report["steps"] == 120
+    assert report["resumed_from_step"] is not None and report["steps"] == 60
     whole = {**args, "out": str(tmp_path / "whole")}
     whole.pop("checkpoint_every")
     r = subprocess.run(runner + cli_words(whole), env=ENV, capture_output=True, text=True)
