@@ -41,6 +41,14 @@ class Progress(NamedTuple):
 
 def main(argv: list[str] | None = None) -> int:
     """The `clp-gpu` command line: runs `argv` (default: `sys.argv[1:]`) and returns the exit code."""
+
+from . import distill as distill  # BiStil's distillation, callable: clp_gpu.distill(**flags)
+
+def distill_task(**kwargs: Any) -> dict[str, Any]:
+    """BiStil phase 2 (`clp-gpu distill-task`); needs the `[distill]` extra."""
+
+def apply_sparse_diff(student: StrPath, diff: StrPath, out: StrPath) -> dict[str, Any]:
+    """Applies a `distill-task` sparse difference to its phase-1 student; writes `out`."""
 '''
 
 _ANNOTATIONS = {

@@ -9,6 +9,7 @@ pub mod apply;
 pub mod args;
 pub mod bench;
 pub mod devices;
+pub mod distill;
 pub mod evaluate;
 pub mod inspect;
 #[cfg(feature = "perplexity")]
@@ -54,6 +55,12 @@ enum Command {
     Shrink(shrink::ShrinkArgs),
     #[cfg(feature = "perplexity")]
     Perplexity(perplexity::PerplexityArgs),
+    /// BiStil's bilingual distillation (PyTorch): in the Python package, pip install 'clp-gpu[distill]'.
+    #[command(disable_help_flag = true)]
+    Distill(distill::PythonOnlyArgs),
+    /// BiStil's task distillation (PyTorch): in the Python package, pip install 'clp-gpu[distill]'.
+    #[command(name = "distill-task", disable_help_flag = true)]
+    DistillTask(distill::PythonOnlyArgs),
     /// List every GPU adapter wgpu can use, with the limits that matter to clp-gpu.
     Devices {
         /// Print JSON instead of text.
@@ -174,6 +181,8 @@ where
             )
             .into())
         }
+        Command::Distill(_) => return Err(distill::not_here("distill").into()),
+        Command::DistillTask(_) => return Err(distill::not_here("distill-task").into()),
     };
     Ok(value?)
 }
@@ -201,5 +210,7 @@ fn dispatch(cli: Cli, words: Vec<String>) -> anyhow::Result<()> {
         Command::Perplexity(args) => perplexity::run(args),
         Command::Devices { json } => devices::run(json),
         Command::Bench(args) => bench::run(args),
+        Command::Distill(_) => Err(distill::not_here("distill").into()),
+        Command::DistillTask(_) => Err(distill::not_here("distill-task").into()),
     }
 }

@@ -20,8 +20,8 @@
 //! live in the same reduced coordinates. V_Dᵀ (D × d, f32) is written to
 //! `embedding_projection.safetensors` (tensor `projection`): E ≈ reduced @ projection. Every
 //! other tensor keeps the old width d and config.json keeps `hidden_size`, so the result does
-//! not run as it is: it is a starting point for distillation, where training (or a learned
-//! projection) adapts the layers to the narrower embedding.
+//! not run as it is: `clp-gpu distill` (the Python package's `[distill]` extra) turns it into
+//! a runnable narrow student (width D, freshly initialised layers, this embedding) and trains it.
 
 pub mod layers;
 pub mod select;
@@ -295,7 +295,7 @@ fn reduce_width(
         lm_head_energy_kept,
         projection: format!("{PROJECTION_FILE}: `{PROJECTION_TENSOR}` = V_Dᵀ ({dim} x {d}, F32); embedding ≈ reduced @ projection"),
         note: format!(
-            "only {reduced} changed width; every other tensor is still {d} wide and config.json keeps the old hidden size, so the model needs training (or a learned projection) before it runs"
+            "only {reduced} changed width; every other tensor is still {d} wide and config.json keeps the old hidden size, so this skeleton does not run as it is: `clp-gpu distill` (pip install 'clp-gpu[distill]') makes it a runnable {dim}-wide student and trains it"
         ),
     };
     Ok((hidden, projection))
