@@ -203,3 +203,31 @@ fn apply_copies_the_newline_rows_and_writes_only_role_ids() {
         "{notices}"
     );
 }
+
+#[test]
+fn of_two_tokens_of_one_text_the_one_the_source_tokenizer_produces_wins() {
+    // Gemma's extract plus a raw two-space added token at the highest id: "  " is now spelled
+    // twice in the source (`▁▁`, id 138 in Gemma, and the new one), and the tokenizer produces
+    // the added one (added tokens match before the model runs). The lower-id rule would pick
+    // `▁▁`; the source tokenizer's own choice must win.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_dir(&extract("gemma3"), &tmp.path().join("gemma"));
+    let path = dir.join("tokenizer.json");
+    let mut tj = read_json(&path);
+    let id = token_count(&dir);
+    tj["added_tokens"].as_array_mut().unwrap().push(json!({"id": id, "content": "  ",
+        "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": false}));
+    write_json(&path, &tj);
+    assert_eq!(
+        tokens(&tokenizer(&dir), "  "),
+        ["  "],
+        "the source produces the added token"
+    );
+
+    let source = read_vocab(&dir, &gemma_config());
+    let target = read_vocab(&extract("qwen3"), &json!({}));
+    let m = match_tokens(&source, &target, MatchMode::Canonical).unwrap();
+    assert_eq!(source_of(&m, &source, &target, "ĠĠ"), Some("  "));
+    // The other runs keep their only spelling.
+    assert_eq!(source_of(&m, &source, &target, "ĠĠĠ"), Some("▁▁▁"));
+}

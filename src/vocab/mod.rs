@@ -33,7 +33,6 @@ use canonical::{CanonicalToken, TokenFamily, TokenizerHeader};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// The role of a special token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -114,9 +113,9 @@ pub struct Vocab {
     /// The added tokens among `added` that stand for ordinary text (non-special, no
     /// `lstrip`/`rstrip`): they have a canonical form, as vocabulary tokens do.
     added_text: HashSet<u32>,
-    /// The tokenizer itself (when read from a file), to ask which of several tokens spelling
-    /// the same text it produces.
-    encoder: Option<Arc<tokenizers::Tokenizer>>,
+    /// For each canonical form that several of its tokens share, the one this tokenizer
+    /// produces when it encodes that text (asked once, when read from a file).
+    produced: HashMap<CanonicalToken, u32>,
 }
 
 impl std::fmt::Debug for Vocab {
@@ -128,6 +127,7 @@ impl std::fmt::Debug for Vocab {
             .field("family", &self.family)
             .field("added", &self.added.len())
             .field("added_text", &self.added_text.len())
+            .field("produced", &self.produced.len())
             .finish()
     }
 }
@@ -172,7 +172,6 @@ impl Vocab {
             .filter(|(_, a)| !a.special && !a.lstrip && !a.rstrip)
             .map(|(&id, _)| id)
             .collect();
-        vocab.encoder = Some(Arc::new(tokenizer));
         let tokenizer_config = read_optional_json_object(&dir.join("tokenizer_config.json"))?;
         let special_map = read_optional_json_object(&dir.join("special_tokens_map.json"))?;
         for role in SpecialRole::ALL {
@@ -192,6 +191,12 @@ impl Vocab {
                 vocab.special.insert(role, id);
             }
         }
+        // Forms shared by several tokens: which one the tokenizer itself produces (asked here,
+        // once, so the tokenizer need not be kept).
+        vocab.produced = (vocab.form_groups().into_iter())
+            .filter(|(_, ids)| ids.len() > 1)
+            .filter_map(|(form, ids)| Some((form.clone(), produced(&tokenizer, &form, &ids)?)))
+            .collect();
         Ok(vocab)
     }
 
@@ -230,7 +235,7 @@ impl Vocab {
             },
             added: HashSet::new(),
             added_text: HashSet::new(),
-            encoder: None,
+            produced: HashMap::new(),
         })
     }
 
@@ -345,27 +350,41 @@ impl Vocab {
         self.family.canonical(self.token(id)?)
     }
 
-    /// Of `candidates` (ids of one canonical form), the one this tokenizer produces when it
-    /// encodes the form's text alone (for a word start: the text after a space, then the text
-    /// itself, for tokenizers that prepend the space); `None` when it produces none of them in
-    /// one token, the text is not UTF-8, or the vocabulary was not read from a tokenizer.
-    fn produced(&self, form: &CanonicalToken, candidates: &[u32]) -> Option<u32> {
-        let encoder = self.encoder.as_ref()?;
-        let text = std::str::from_utf8(&form.bytes).ok()?;
-        let spaced = format!(" {text}");
-        let tries: &[&str] = if form.word_start {
-            &[&spaced, text]
-        } else {
-            &[text]
-        };
-        tries.iter().filter(|t| !t.is_empty()).find_map(|t| {
-            let encoding = encoder.encode(*t, false).ok()?;
-            match encoding.get_ids() {
-                [id] if candidates.contains(id) => Some(*id),
-                _ => None,
+    /// Every canonical form of this vocabulary and its ids, ascending.
+    fn form_groups(&self) -> HashMap<CanonicalToken, Vec<u32>> {
+        let mut groups: HashMap<CanonicalToken, Vec<u32>> = HashMap::new();
+        for id in 0..self.len() as u32 {
+            if let Some(form) = self.canonical(id) {
+                groups.entry(form).or_default().push(id);
             }
-        })
+        }
+        groups
     }
+}
+
+/// Of `candidates` (ids of one canonical form), the one `tokenizer` produces when it encodes the
+/// form's text alone (for a word start: the text after a space, then the text itself, for
+/// tokenizers that prepend the space); `None` when it produces none of them in one token or the
+/// text is not UTF-8.
+fn produced(
+    tokenizer: &tokenizers::Tokenizer,
+    form: &CanonicalToken,
+    candidates: &[u32],
+) -> Option<u32> {
+    let text = std::str::from_utf8(&form.bytes).ok()?;
+    let spaced = format!(" {text}");
+    let tries: &[&str] = if form.word_start {
+        &[&spaced, text]
+    } else {
+        &[text]
+    };
+    tries.iter().filter(|t| !t.is_empty()).find_map(|t| {
+        let encoding = tokenizer.encode(*t, false).ok()?;
+        match encoding.get_ids() {
+            [id] if candidates.contains(id) => Some(*id),
+            _ => None,
+        }
+    })
 }
 
 /// A special-token value: a string, or an AddedToken object with `content`.
@@ -504,24 +523,21 @@ fn canonical_index(source: &Vocab) -> (HashMap<CanonicalToken, u32>, usize) {
             .is_some_and(|t| t.len() == 6 && t.starts_with("<0x") && t.ends_with('>'));
         (byte_token, id)
     };
-    let mut groups: HashMap<CanonicalToken, Vec<u32>> = HashMap::new();
-    for s in 0..source.len() as u32 {
-        if let Some(form) = source.canonical(s) {
-            groups.entry(form).or_default().push(s);
-        }
-    }
+    let groups = source.form_groups();
     let collisions = groups.values().map(|ids| ids.len() - 1).sum();
     let index = groups
         .into_iter()
         .map(|(form, ids)| {
             let winner = match ids.as_slice() {
                 [only] => *only,
-                _ => source.produced(&form, &ids).unwrap_or_else(|| {
-                    ids.iter()
-                        .copied()
-                        .min_by_key(|&id| rank(id))
-                        .unwrap_or(ids[0])
-                }),
+                _ => (source.produced.get(&form).copied())
+                    .filter(|p| ids.contains(p))
+                    .unwrap_or_else(|| {
+                        ids.iter()
+                            .copied()
+                            .min_by_key(|&id| rank(id))
+                            .unwrap_or(ids[0])
+                    }),
             };
             (form, winner)
         })
