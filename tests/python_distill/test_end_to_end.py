@@ -74,7 +74,9 @@ def test_distillation_raises_agreement(pair, tmp_path):
     import clp_gpu.distill
 
     out = tmp_path / "out"
-    r = clp_gpu.distill(**base_args(pair, out, logit_weight=1.0))
+    # 250 steps: at 150 the logit KL of this weak teacher halved only just (0.0035 -> 0.00177)
+    # and missed by 1% on one CI run.
+    r = clp_gpu.distill(**base_args(pair, out, steps=250, logit_weight=1.0))
     assert r["layer_map"]["kept"] == [1, 3]
     assert r["layer_map"]["hidden"] == [[0, 0], [1, 2], [2, 4]]
     assert r["layer_map"]["attention"] == [[0, 1], [1, 3]]
@@ -83,10 +85,10 @@ def test_distillation_raises_agreement(pair, tmp_path):
         # the copied layers start close (cosine ~0.98); distillation must at least halve the gap
         assert 1 - after["cosine"] < 0.5 * (1 - before["cosine"]), (before, after)
         assert after["hidden_mse"]["2->4"] < 0.5 * before["hidden_mse"]["2->4"]
-        assert after["logit_kl"] < 0.5 * before["logit_kl"]
+        assert after["logit_kl"] < 0.5 * before["logit_kl"], (before, after)
     # the loss fell
     curve = r["loss_curve"]
-    assert len(curve) == 150 and curve[-1]["loss"] < 0.5 * curve[0]["loss"]
+    assert len(curve) == 250 and curve[-1]["loss"] < 0.5 * curve[0]["loss"]
     # OUT: a student that transformers loads with no missing or unexpected keys
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
@@ -95,7 +97,7 @@ def test_distillation_raises_agreement(pair, tmp_path):
     assert model.config.num_hidden_layers == 2
     AutoTokenizer.from_pretrained(out)
     on_disk = json.loads((out / "distill_report.json").read_text())
-    assert on_disk["steps"] == 150 and on_disk["tokens"] == r["tokens"] > 0
+    assert on_disk["steps"] == 250 and on_disk["tokens"] == r["tokens"] > 0
     assert on_disk["arguments"]["seed"] == 3 and on_disk["parameters"]["student"] < on_disk["parameters"]["teacher"]
     assert (out / "distill_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*distill-work"))
