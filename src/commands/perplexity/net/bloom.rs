@@ -40,14 +40,12 @@ pub fn build(cfg: Cfg, wts: &Weights) -> Result<Decoder> {
     let embed = t.get("word_embeddings.weight")?;
     let tied = cfg.bool_or("tie_word_embeddings", true);
     Ok(Decoder {
-        head: head(wts.opt("lm_head.weight"), &embed, tied, None),
-        embed,
-        embed_scale: 1.0,
-        positions: None,
         embed_norm: Some(Norm::layer(&t, "word_embeddings_layernorm", eps)?),
-        layers,
-        final_norm: Some(Norm::layer(&t, "ln_f", eps)?),
-        logit_scale: 1.0,
-        final_softcap: None,
+        ..Decoder::new(
+            head(wts.opt("lm_head.weight"), &embed, tied, None),
+            embed,
+            layers,
+            Some(Norm::layer(&t, "ln_f", eps)?),
+        )
     })
 }

@@ -98,6 +98,27 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// A decoder with no embedding scale, learned positions, embedding norm, logit scale or
+    /// soft-cap; families set the fields they have on top (`Decoder { .., ..Decoder::new(..) }`).
+    pub fn new(
+        head: Linear,
+        embed: Tensor,
+        layers: Vec<Layer>,
+        final_norm: Option<Norm>,
+    ) -> Decoder {
+        Decoder {
+            embed,
+            embed_scale: 1.0,
+            positions: None,
+            embed_norm: None,
+            layers,
+            final_norm,
+            head,
+            logit_scale: 1.0,
+            final_softcap: None,
+        }
+    }
+
     /// The logits of every position of `ids` (positions from 0): `[ids.len(), vocab]`.
     pub fn forward(&self, ids: &[u32]) -> Result<Tensor> {
         let dev = Device::Cpu;

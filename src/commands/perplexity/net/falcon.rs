@@ -59,17 +59,12 @@ pub fn build(cfg: Cfg, wts: &Weights) -> Result<Decoder> {
     }
     let embed = t.get("word_embeddings.weight")?;
     let tied = cfg.bool_or("tie_word_embeddings", true);
-    Ok(Decoder {
-        head: head(wts.opt("lm_head.weight"), &embed, tied, None),
+    Ok(Decoder::new(
+        head(wts.opt("lm_head.weight"), &embed, tied, None),
         embed,
-        embed_scale: 1.0,
-        positions: None,
-        embed_norm: None,
         layers,
-        final_norm: Some(Norm::layer(&t, "ln_f", eps)?),
-        logit_scale: 1.0,
-        final_softcap: None,
-    })
+        Some(Norm::layer(&t, "ln_f", eps)?),
+    ))
 }
 
 /// Falcon's fused QKV rows: without the new architecture, multi-query is `[q heads, k, v]` and

@@ -52,16 +52,15 @@ pub fn build(model_type: &str, cfg: Cfg, wts: &Weights) -> Result<Decoder> {
     }
     let tied = cfg.bool_or("tie_word_embeddings", true);
     Ok(Decoder {
-        head: head(wts.opt("lm_head.weight"), &embed, tied, None),
-        embed,
         // transformers rounds sqrt(hidden) to the activations' dtype (f32 here).
         embed_scale: (hidden as f32).sqrt() as f64,
-        positions: None,
-        embed_norm: None,
-        layers,
-        final_norm: Some(Norm::rms(&m, "norm", eps, 1.0)?),
-        logit_scale: 1.0,
         final_softcap: cfg.opt_f64(&["final_logit_softcapping"]),
+        ..Decoder::new(
+            head(wts.opt("lm_head.weight"), &embed, tied, None),
+            embed,
+            layers,
+            Some(Norm::rms(&m, "norm", eps, 1.0)?),
+        )
     })
 }
 

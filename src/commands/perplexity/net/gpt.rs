@@ -76,20 +76,18 @@ fn gpt2(model_type: &str, cfg: Cfg, wts: &Weights) -> Result<Decoder> {
     }
     let embed = t.get("wte.weight")?;
     Ok(Decoder {
-        head: head(
-            wts.opt("lm_head.weight"),
-            &embed,
-            cfg.bool_or("tie_word_embeddings", true),
-            None,
-        ),
-        embed,
-        embed_scale: 1.0,
         positions: Some((t.get("wpe.weight")?, 0)),
-        embed_norm: None,
-        layers,
-        final_norm: Some(Norm::layer(&t, "ln_f", eps)?),
-        logit_scale: 1.0,
-        final_softcap: None,
+        ..Decoder::new(
+            head(
+                wts.opt("lm_head.weight"),
+                &embed,
+                cfg.bool_or("tie_word_embeddings", true),
+                None,
+            ),
+            embed,
+            layers,
+            Some(Norm::layer(&t, "ln_f", eps)?),
+        )
     })
 }
 
@@ -116,22 +114,17 @@ fn gptj(cfg: Cfg, wts: &Weights) -> Result<Decoder> {
     }
     let embed = t.get("wte.weight")?;
     let tied = cfg.bool_or("tie_word_embeddings", false);
-    Ok(Decoder {
-        head: head(
+    Ok(Decoder::new(
+        head(
             wts.opt("lm_head.weight"),
             &embed,
             tied,
             wts.opt("lm_head.bias"),
         ),
         embed,
-        embed_scale: 1.0,
-        positions: None,
-        embed_norm: None,
         layers,
-        final_norm: Some(Norm::layer(&t, "ln_f", eps)?),
-        logit_scale: 1.0,
-        final_softcap: None,
-    })
+        Some(Norm::layer(&t, "ln_f", eps)?),
+    ))
 }
 
 fn gpt_neox(cfg: Cfg, wts: &Weights) -> Result<Decoder> {
@@ -170,17 +163,12 @@ fn gpt_neox(cfg: Cfg, wts: &Weights) -> Result<Decoder> {
     }
     let embed = g.get("embed_in.weight")?;
     let tied = cfg.bool_or("tie_word_embeddings", false);
-    Ok(Decoder {
-        head: head(wts.opt("embed_out.weight"), &embed, tied, None),
+    Ok(Decoder::new(
+        head(wts.opt("embed_out.weight"), &embed, tied, None),
         embed,
-        embed_scale: 1.0,
-        positions: None,
-        embed_norm: None,
         layers,
-        final_norm: Some(Norm::layer(&g, "final_layer_norm", eps)?),
-        logit_scale: 1.0,
-        final_softcap: None,
-    })
+        Some(Norm::layer(&g, "final_layer_norm", eps)?),
+    ))
 }
 
 fn opt(cfg: Cfg, wts: &Weights) -> Result<Decoder> {
@@ -222,19 +210,17 @@ fn opt(cfg: Cfg, wts: &Weights) -> Result<Decoder> {
         None
     };
     Ok(Decoder {
-        head: head(
-            wts.opt("lm_head.weight"),
-            &embed,
-            cfg.bool_or("tie_word_embeddings", true),
-            None,
-        ),
-        embed,
-        embed_scale: 1.0,
         positions: Some((dec.get("embed_positions.weight")?, 2)),
-        embed_norm: None,
-        layers,
-        final_norm,
-        logit_scale: 1.0,
-        final_softcap: None,
+        ..Decoder::new(
+            head(
+                wts.opt("lm_head.weight"),
+                &embed,
+                cfg.bool_or("tie_word_embeddings", true),
+                None,
+            ),
+            embed,
+            layers,
+            final_norm,
+        )
     })
 }

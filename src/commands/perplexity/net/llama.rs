@@ -75,15 +75,14 @@ pub fn build(model_type: &str, cfg: Cfg, wts: &Weights) -> Result<Decoder> {
         _ => 1.0,
     };
     Ok(Decoder {
-        head: head(wts.opt("lm_head.weight"), &embed, tied, None),
-        embed,
         embed_scale,
-        positions: None,
-        embed_norm: None,
-        layers,
-        final_norm: Some(final_norm),
         logit_scale,
-        final_softcap: None,
+        ..Decoder::new(
+            head(wts.opt("lm_head.weight"), &embed, tied, None),
+            embed,
+            layers,
+            Some(final_norm),
+        )
     })
 }
 

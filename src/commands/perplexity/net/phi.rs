@@ -77,20 +77,15 @@ pub fn build(model_type: &str, cfg: Cfg, wts: &Weights) -> Result<Decoder> {
     if phi3 && cfg.0["rope_scaling"].is_object() {
         bail!("config.json: Phi-3 rope_scaling (longrope/su) is not implemented by perplexity");
     }
-    Ok(Decoder {
-        head: head(
+    Ok(Decoder::new(
+        head(
             wts.opt("lm_head.weight"),
             &embed,
             tied,
             wts.opt("lm_head.bias"),
         ),
         embed,
-        embed_scale: 1.0,
-        positions: None,
-        embed_norm: None,
         layers,
-        final_norm: Some(final_norm),
-        logit_scale: 1.0,
-        final_softcap: None,
-    })
+        Some(final_norm),
+    ))
 }
