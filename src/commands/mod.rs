@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod bench;
 pub mod evaluate;
+pub mod extend;
 pub mod inspect;
 #[cfg(feature = "perplexity")]
 pub mod perplexity;
