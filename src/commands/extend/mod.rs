@@ -188,8 +188,12 @@ pub fn extend(opts: &ExtendOptions) -> Result<ExtendSummary> {
     timer.lap("learn");
 
     if extension.tokens.is_empty() {
+        let why = match extension.notes.first() {
+            Some(n) => format!(" ({})", crate::error::one_line(n)),
+            None => String::new(),
+        };
         return Err(Error::Argument(format!(
-            "the corpora hold no token the model lacks that was seen at least {} times (--min-freq); give more text or lower --min-freq",
+            "the corpora hold no token the model lacks that was seen at least {} times (--min-freq){why}; give more text or lower --min-freq",
             opts.min_freq
         )));
     }
