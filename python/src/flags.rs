@@ -2,11 +2,14 @@
 //! per flag, its help, default, choices and a type tag. All of it is read from the engine's
 //! clap definition ([`clp_gpu::cli::command`]); nothing here restates a default.
 //!
-//! Type tags (what `clp_gpu/_spec.py` turns into annotations): `bool` (a switch), `int`,
-//! `float`, `path`, `size` (bytes: an int or a string like `512MiB`), `top_k` (an int or
-//! `"all"`), `str`.
+//! Type tags (what `clp_gpu/_spec.py` turns into annotations), from clap's metadata of each
+//! flag: `bool` (a switch: `ArgAction::SetTrue`), `int` and `float` (the value parser's type),
+//! `path` (a path's value hint: a `PathBuf`, or a directory or hub id), `size` (the value
+//! parser's type is [`ByteSize`]: an int or a string like `512MiB`), `top_k` ([`TopK`]: an int
+//! or `"all"`), `str` (anything else). Choices are the possible values clap lists (value enums).
 
-use clap::{Arg, ArgAction, Command};
+use clap::{Arg, ArgAction, Command, ValueHint};
+use clp_gpu::cli::args::ByteSize;
 use clp_gpu::TopK;
 use serde_json::{json, Value};
 use std::any::TypeId;
@@ -81,39 +84,27 @@ fn value_name(a: &Arg) -> Option<String> {
         .map(ToString::to_string)
 }
 
-/// The values an argument takes: a value enum's names, else the alternatives of a lower-case
-/// value name such as `exact|canonical` (a FromStr type that lists its values there).
+/// The values an argument takes: its value enum's names (hidden ones left out).
 fn choices(a: &Arg, switch: bool) -> Vec<String> {
     if switch {
         return Vec::new();
     }
-    let listed: Vec<String> = a
-        .get_possible_values()
+    a.get_possible_values()
         .iter()
         .filter(|p| !p.is_hide_set())
         .map(|p| p.get_name().to_string())
-        .collect();
-    if !listed.is_empty() {
-        return listed;
-    }
-    match value_name(a) {
-        Some(n) if n.contains('|') && !n.chars().any(|c| c.is_ascii_uppercase()) => {
-            n.split('|').map(String::from).collect()
-        }
-        _ => Vec::new(),
-    }
+        .collect()
 }
 
 fn type_tag(a: &Arg, switch: bool) -> &'static str {
     if switch {
         return "bool";
     }
-    if value_name(a).as_deref() == Some("SIZE") {
-        return "size";
-    }
     let t = a.get_value_parser().type_id();
     let is = |id: TypeId| t == id;
-    if is(TypeId::of::<TopK>()) {
+    if is(TypeId::of::<ByteSize>()) {
+        "size"
+    } else if is(TypeId::of::<TopK>()) {
         "top_k"
     } else if [
         TypeId::of::<u64>(),
@@ -127,9 +118,18 @@ fn type_tag(a: &Arg, switch: bool) -> &'static str {
         "int"
     } else if is(TypeId::of::<f64>()) || is(TypeId::of::<f32>()) {
         "float"
-    } else if is(TypeId::of::<PathBuf>()) {
+    } else if is(TypeId::of::<PathBuf>()) || is_path_hint(a.get_value_hint()) {
         "path"
     } else {
         "str"
     }
+}
+
+/// Whether a value hint names a path (clap gives a `PathBuf` argument `AnyPath`; a directory
+/// or hub id such as `--source` says `DirPath` itself).
+fn is_path_hint(hint: ValueHint) -> bool {
+    matches!(
+        hint,
+        ValueHint::AnyPath | ValueHint::FilePath | ValueHint::DirPath | ValueHint::ExecutablePath
+    )
 }
