@@ -16,9 +16,7 @@ use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 
 fn extract(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/real-tokenizers")
-        .join(name)
+    fixture_path("real-tokenizers").join(name)
 }
 
 fn read_vocab(dir: &Path, config: &Value) -> Vocab {

@@ -10,25 +10,6 @@ use fixtures::*;
 use serde_json::{json, Value};
 use std::path::Path;
 
-fn model(dir: &Path, lang: Lang, size: usize, seed: u64) -> Model {
-    build_model(
-        dir,
-        &ModelSpec {
-            arch: Arch::Gpt2,
-            vocab: Vocab::Trained {
-                lang,
-                size,
-                pad_rows: 0,
-            },
-            dim: 16,
-            dtype: DType::F32,
-            shards: 1,
-            seed,
-            ..Default::default()
-        },
-    )
-}
-
 fn apply_args<'a>(
     src: &'a Model,
     hlp: &'a Model,
@@ -52,8 +33,7 @@ fn apply_args<'a>(
 #[test]
 fn top_k_at_or_above_the_overlap_is_dense_and_a_large_selection_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = model(&tmp.path().join("src"), Lang::English, 300, 1);
-    let hlp = model(&tmp.path().join("hlp"), Lang::German, 280, 2);
+    let (src, hlp) = gpt2_pair(tmp.path(), (1, 2));
     let out = tmp.path().join("out");
     let r = ok_json(run(
         "apply",
@@ -85,8 +65,12 @@ fn top_k_at_or_above_the_overlap_is_dense_and_a_large_selection_is_refused() {
 
     // 450 overlapping tokens: softmax over 300, and a clp k between the selection limit and
     // the overlap, are refused in one line stating the limit.
-    let big_src = model(&tmp.path().join("bigsrc"), Lang::English, 450, 3);
-    let big = model(&tmp.path().join("big"), Lang::English, 500, 4);
+    let english = |size, seed| ModelSpec {
+        seed,
+        ..ModelSpec::trained(Arch::Gpt2, Lang::English, size, 0)
+    };
+    let big_src = build_model(&tmp.path().join("bigsrc"), &english(450, 3));
+    let big = build_model(&tmp.path().join("big"), &english(500, 4));
     let cases: [(&[&str], &[&str]); 2] = [
         (
             &["--top-k", "300", "--weighting", "softmax"],
@@ -107,8 +91,7 @@ fn top_k_at_or_above_the_overlap_is_dense_and_a_large_selection_is_refused() {
 #[test]
 fn staging_directories_of_killed_runs_are_removed_and_live_ones_kept() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = model(&tmp.path().join("src"), Lang::English, 300, 1);
-    let hlp = model(&tmp.path().join("hlp"), Lang::German, 280, 2);
+    let (src, hlp) = gpt2_pair(tmp.path(), (1, 2));
     let parent = tmp.path().join("outs");
     std::fs::create_dir(&parent).unwrap();
     let lock = clp_gpu::model::writer::LOCK_FILE;
@@ -142,8 +125,7 @@ fn staging_directories_of_killed_runs_are_removed_and_live_ones_kept() {
 #[test]
 fn quiet_and_json_behave_the_same_on_every_long_running_command() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = model(&tmp.path().join("src"), Lang::English, 300, 1);
-    let hlp = model(&tmp.path().join("hlp"), Lang::German, 280, 2);
+    let (src, hlp) = gpt2_pair(tmp.path(), (1, 2));
     let corpus = tmp.path().join("corpus.txt");
     std::fs::write(
         &corpus,
@@ -211,8 +193,7 @@ fn quiet_and_json_behave_the_same_on_every_long_running_command() {
 #[test]
 fn preset_original_is_the_papers_method_and_excludes_the_method_flags() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = model(&tmp.path().join("src"), Lang::English, 300, 3);
-    let hlp = model(&tmp.path().join("hlp"), Lang::German, 280, 4);
+    let (src, hlp) = gpt2_pair(tmp.path(), (3, 4));
     let out = tmp.path().join("out");
     let r = ok_json(run(
         "apply",
