@@ -415,8 +415,8 @@ fn apply_canonical_copies_matched_rows_bit_exactly() {
     }
     // Untouched tensor.
     assert_eq!(
-        got["transformer.ln_f.weight"].2,
-        src_st.tensor("transformer.ln_f.weight").unwrap().data()
+        got["transformer.ln_f.bias"].2,
+        src_st.tensor("transformer.ln_f.bias").unwrap().data()
     );
 
     // The report records the rule and the per-kind counts and examples.

@@ -5,29 +5,14 @@
 
 mod fixtures;
 
-use clp_gpu::tensor::DType;
 use fixtures::*;
 use serde_json::{json, Value};
 use std::path::Path;
+use std::process::Output;
 
-fn apply_args<'a>(
-    src: &'a Model,
-    hlp: &'a Model,
-    out: &'a Path,
-    extra: &[&'a str],
-) -> Vec<&'a str> {
-    let mut a = vec![
-        "--source",
-        s(&src.dir),
-        "--helper",
-        s(&hlp.dir),
-        "--out",
-        s(out),
-        "--backend",
-        "cpu",
-    ];
-    a.extend(extra);
-    a
+/// `clp-gpu apply` of the pair on the CPU path with `extra`.
+fn apply_cpu(src: &Model, hlp: &Model, out: &Path, extra: &[&str]) -> Output {
+    run_apply(src, hlp, out, &[&["--backend", "cpu"], extra].concat())
 }
 
 #[test]
@@ -35,23 +20,20 @@ fn top_k_at_or_above_the_overlap_is_dense_and_a_large_selection_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let (src, hlp) = gpt2_pair(tmp.path(), (1, 2));
     let out = tmp.path().join("out");
-    let r = ok_json(run(
-        "apply",
-        &apply_args(
-            &src,
-            &hlp,
-            &out,
-            &[
-                "--top-k",
-                "5000",
-                "--weighting",
-                "clp",
-                "--match",
-                "exact",
-                "--json",
-                "--quiet",
-            ],
-        ),
+    let r = ok_json(apply_cpu(
+        &src,
+        &hlp,
+        &out,
+        &[
+            "--top-k",
+            "5000",
+            "--weighting",
+            "clp",
+            "--match",
+            "exact",
+            "--json",
+            "--quiet",
+        ],
     ));
     assert!(r["overlap"].as_u64().unwrap() < 5000);
     assert_eq!(r["top_k"], "all", "{r}");
@@ -83,7 +65,7 @@ fn top_k_at_or_above_the_overlap_is_dense_and_a_large_selection_is_refused() {
     ];
     for (i, (extra, needles)) in cases.iter().enumerate() {
         let out = tmp.path().join(format!("refused{i}"));
-        let o = run("apply", &apply_args(&big_src, &big, &out, extra));
+        let o = apply_cpu(&big_src, &big, &out, extra);
         assert_fails_cleanly(o, &out, needles);
     }
 }
@@ -109,7 +91,7 @@ fn staging_directories_of_killed_runs_are_removed_and_live_ones_kept() {
     let unlocked_foreign = staging(".notours.tmp-4444"); // no lock file: not ours to judge
 
     let out = parent.join("out");
-    let o = run("apply", &apply_args(&src, &hlp, &out, &["--quiet"]));
+    let o = apply_cpu(&src, &hlp, &out, &["--quiet"]);
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     ok(o);
     assert!(!dead.exists(), "the killed run's staging directory stays");
@@ -195,14 +177,11 @@ fn preset_original_is_the_papers_method_and_excludes_the_method_flags() {
     let tmp = tempfile::tempdir().unwrap();
     let (src, hlp) = gpt2_pair(tmp.path(), (3, 4));
     let out = tmp.path().join("out");
-    let r = ok_json(run(
-        "apply",
-        &apply_args(
-            &src,
-            &hlp,
-            &out,
-            &["--preset", "original", "--json", "--quiet"],
-        ),
+    let r = ok_json(apply_cpu(
+        &src,
+        &hlp,
+        &out,
+        &["--preset", "original", "--json", "--quiet"],
     ));
     assert_eq!(
         (&r["preset"], &r["match_mode"], &r["weighting"]),
@@ -222,10 +201,7 @@ fn preset_original_is_the_papers_method_and_excludes_the_method_flags() {
 
     // Without flags the report names the default method and no preset.
     let out2 = tmp.path().join("out2");
-    let r = ok_json(run(
-        "apply",
-        &apply_args(&src, &hlp, &out2, &["--json", "--quiet"]),
-    ));
+    let r = ok_json(apply_cpu(&src, &hlp, &out2, &["--json", "--quiet"]));
     assert_eq!(
         (&r["preset"], &r["match_mode"], &r["weighting"]),
         (
@@ -246,7 +222,7 @@ fn preset_original_is_the_papers_method_and_excludes_the_method_flags() {
     ] {
         let mut extra = vec!["--preset", "original"];
         extra.extend(flag);
-        let o = run("apply", &apply_args(&src, &hlp, &out3, &extra));
+        let o = apply_cpu(&src, &hlp, &out3, &extra);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{flag:?}: {err}");
         assert!(err.contains("cannot be used with"), "{flag:?}: {err}");

@@ -41,12 +41,15 @@ pub fn spec() -> Value {
     json!({ "version": env!("CARGO_PKG_VERSION"), "commands": commands })
 }
 
+/// A command's flags in `--help`'s order (clap's display order: `mut_arg`, which evaluate and
+/// inspect use to reword a shared flag, moves the flag to the end of `get_arguments`).
 fn command(c: &Command) -> Value {
-    let args: Vec<Value> = c
+    let mut flags: Vec<&Arg> = c
         .get_arguments()
         .filter(|a| !NOT_ARGUMENTS.contains(&a.get_id().as_str()) && a.get_long().is_some())
-        .map(argument)
         .collect();
+    flags.sort_by_key(|a| a.get_display_order());
+    let args: Vec<Value> = flags.into_iter().map(argument).collect();
     json!({
         "name": c.get_name(),
         "about": c.get_about().map(ToString::to_string),

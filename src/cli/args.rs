@@ -45,7 +45,7 @@ pub struct MatchArgs {
     /// `exact` (the same string, as the original CLP-Transfer). Preview with `clp-gpu inspect`.
     #[arg(
         long = "match",
-        value_enum,
+        value_parser = MatchModeParser,
         value_name = "exact|canonical",
         hide_possible_values = true,
         default_value_t = crate::defaults::MATCH
@@ -53,14 +53,30 @@ pub struct MatchArgs {
     pub match_mode: MatchMode,
 }
 
-/// `--match`'s values are [`MatchMode`]'s names (the help explains them, so it lists none).
-impl clap::ValueEnum for MatchMode {
-    fn value_variants<'a>() -> &'a [Self] {
-        &[MatchMode::Exact, MatchMode::Canonical]
+/// `--match`'s parser: [`MatchMode`]'s own `FromStr` (so a bad value gets its one-line
+/// message) that also tells front ends the names it takes (`possible_values`; `--help` explains
+/// them, so the flag hides the list).
+#[derive(Debug, Clone, Copy)]
+pub struct MatchModeParser;
+
+impl clap::builder::TypedValueParser for MatchModeParser {
+    type Value = MatchMode;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> std::result::Result<MatchMode, clap::Error> {
+        let parser = clap::builder::StringValueParser::new().try_map(|s| s.parse::<MatchMode>());
+        parser.parse_ref(cmd, arg, value)
     }
 
-    fn to_possible_value(&self) -> Option<PossibleValue> {
-        Some(PossibleValue::new(self.name()))
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        let modes = [MatchMode::Exact, MatchMode::Canonical];
+        Some(Box::new(
+            modes.into_iter().map(|m| PossibleValue::new(m.name())),
+        ))
     }
 }
 
