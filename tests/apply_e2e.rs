@@ -63,14 +63,7 @@ fn gpt2_f32_tied_padded_single_file_is_deterministic() {
 
     // Same inputs, same bytes (clp_transfer.json holds timings and paths, so it may differ),
     // on the GPU (lavapipe in CI) asked for by name.
-    let gpu_run = |out: &Path| {
-        ok(run_apply(
-            &src,
-            &hlp,
-            &out,
-            &["--backend", "gpu", "--quiet"],
-        ))
-    };
+    let gpu_run = |out: &Path| ok(run_apply(&src, &hlp, out, &["--backend", "gpu", "--quiet"]));
     let (out, out2) = (tmp.path().join("gpu1"), tmp.path().join("gpu2"));
     gpu_run(&out);
     gpu_run(&out2);
