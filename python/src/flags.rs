@@ -76,15 +76,8 @@ fn argument(a: &Arg) -> Value {
         "delimiter": a.get_value_delimiter().map(String::from),
         "default": defaults,
         "choices": choices(a, switch),
-        "value_name": value_name(a),
         "type": type_tag(a, switch),
     })
-}
-
-fn value_name(a: &Arg) -> Option<String> {
-    a.get_value_names()
-        .and_then(|v| v.first())
-        .map(ToString::to_string)
 }
 
 /// The values an argument takes: its value enum's names (hidden ones left out).
