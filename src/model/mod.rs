@@ -1,12 +1,11 @@
 //! Hugging Face model directories: finding them ([`hub`]), reading `config.json` ([`config`]),
 //! mapping safetensors weights ([`safetensors`]), locating the vocabulary-sized tensors per
-//! architecture ([`naming`]), reading a source/helper pair with its checks ([`pair`]), generic
-//! JSON files ([`json`]), rewriting a model's tensors ([`rewrite`]) and writing the output
-//! directory ([`writer`]: safetensors shards, staging, temporary files).
+//! architecture ([`naming`]), reading a source/helper pair with its checks ([`pair`]), rewriting
+//! a model's tensors ([`rewrite`]) and writing the output directory ([`writer`]: safetensors
+//! shards, staging, temporary files). JSON files are [`crate::json`].
 
 pub mod config;
 pub mod hub;
-pub mod json;
 pub mod naming;
 pub mod pair;
 pub mod rewrite;
