@@ -6,7 +6,10 @@
 //! No tensor data is read here.
 
 use crate::error::{Error, Result};
-use crate::model::{hub, naming, ModelDir, VocabTensors, Weights};
+use crate::model::dir::ModelDir;
+use crate::model::hub;
+use crate::model::naming::{self, VocabTensors};
+use crate::model::safetensors::Weights;
 use crate::rows::{Storage, Stored};
 use crate::tensor::MatrixRef;
 use crate::tokenizer;

@@ -25,6 +25,7 @@
 //! Unigram). SentencePiece byte fallback is on when `model.byte_fallback` is true or the decoder
 //! has a `ByteFallback` component.
 
+use crate::error::one_line;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -110,6 +111,11 @@ impl TokenizerHeader {
     /// Parses the header out of the text of a `tokenizer.json`.
     pub fn parse(json: &str) -> serde_json::Result<TokenizerHeader> {
         serde_json::from_str(json)
+    }
+
+    /// The header of an already parsed tokenizer.json object (nothing cloned).
+    pub fn from_root(root: &Map<String, Value>) -> serde_json::Result<TokenizerHeader> {
+        TokenizerHeader::deserialize(root)
     }
 
     /// `model.type`, or the type its keys imply when the file leaves it out.
@@ -231,6 +237,18 @@ fn non_empty(s: &Option<String>) -> Option<&str> {
 }
 
 impl TokenFamily {
+    /// The family of a header as read, or unknown with the reason it did not read: the
+    /// tokenizer may load all the same, and canonical matching is then off rather than the run
+    /// failing.
+    pub fn from_header(header: serde_json::Result<TokenizerHeader>) -> TokenFamily {
+        match header {
+            Ok(h) => TokenFamily::detect(&h),
+            Err(e) => TokenFamily::Unknown {
+                reason: format!("tokenizer.json header: {}", one_line(&e.to_string())),
+            },
+        }
+    }
+
     /// Detects the family from a tokenizer.json header (rules in the module docs).
     pub fn detect(h: &TokenizerHeader) -> TokenFamily {
         let unknown = |reason: String| TokenFamily::Unknown { reason };

@@ -3,9 +3,16 @@
 //! (type, vocabulary in id order, BPE merges, byte fallback, unknown token) and which tokens
 //! the file names elsewhere (`added_tokens`, post-processor, padding). Supported models: BPE
 //! (merges as `"a b"` strings or `["a", "b"]` pairs), WordPiece, WordLevel and Unigram.
+//!
+//! A command that edits the file changes [`TokenizerJson::root`] (or a copy), writes it with
+//! [`super::write::to_pretty`] (deterministic: vocabulary in id order) and, to ask the edited
+//! file anything, reads it again with [`TokenizerJson::from_root`]; [`super::load::from_json`]
+//! checks that the `tokenizers` crate loads it.
 
+use super::family::{TokenFamily, TokenizerHeader};
 use super::load::from_json;
 use crate::error::{Error, Result};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -57,6 +64,30 @@ pub struct TokenizerJson {
     pub(super) prefix: String,
     /// WordPiece `max_input_chars_per_word`.
     pub(super) max_chars_per_word: usize,
+}
+
+/// One entry of `added_tokens`: text matched before the model runs, with its id.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct AddedToken {
+    /// Its id.
+    pub id: u64,
+    /// Its text.
+    pub content: String,
+    /// Whether it is a special token (skipped when decoding).
+    #[serde(default)]
+    pub special: bool,
+    /// Whether it only matches a whole word.
+    #[serde(default)]
+    pub single_word: bool,
+    /// Whether it takes the whitespace on its left.
+    #[serde(default)]
+    pub lstrip: bool,
+    /// Whether it takes the whitespace on its right.
+    #[serde(default)]
+    pub rstrip: bool,
+    /// Whether it matches the normalized text (else the raw text).
+    #[serde(default)]
+    pub normalized: bool,
 }
 
 impl TokenizerJson {
@@ -163,9 +194,39 @@ impl TokenizerJson {
         self.model().get("unk_token")?.as_str().map(str::to_owned)
     }
 
+    /// Unigram: the piece at `unk_id`.
+    pub fn unigram_unk(&self) -> Option<String> {
+        if self.kind != ModelKind::Unigram {
+            return None;
+        }
+        let model = self.model();
+        let id = model.get("unk_id")?.as_u64()?;
+        let piece = model.get("vocab")?.as_array()?.get(id as usize)?.get(0)?;
+        piece.as_str().map(str::to_owned)
+    }
+
+    /// The unknown token, whatever the model type: `unk_token`, else Unigram's `unk_id` piece.
+    pub fn unk(&self) -> Option<String> {
+        self.unk_token().or_else(|| self.unigram_unk())
+    }
+
+    /// How the tokenizer spells its tokens, from the same header [`crate::tokenizer::read`]
+    /// detects it from.
+    pub fn family(&self) -> TokenFamily {
+        TokenFamily::from_header(TokenizerHeader::from_root(&self.root))
+    }
+
     /// The continuing-subword prefix (`##` for WordPiece by default; BPE optionally).
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// Every entry of `added_tokens` that reads as one (an id and a content), in file order.
+    pub fn added_token_entries(&self) -> Vec<AddedToken> {
+        let list = self.root.get("added_tokens").and_then(Value::as_array);
+        (list.into_iter().flatten())
+            .filter_map(|t| AddedToken::deserialize(t).ok())
+            .collect()
     }
 
     /// Contents of every entry of `added_tokens`.
@@ -185,22 +246,8 @@ impl TokenizerJson {
     /// post-processor's special tokens and the padding token.
     pub fn referenced_tokens(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let model = self.model();
         out.extend(self.unk_token());
-        if self.kind == ModelKind::Unigram {
-            if let (Some(id), Some(Value::Array(pieces))) = (
-                model.get("unk_id").and_then(Value::as_u64),
-                model.get("vocab"),
-            ) {
-                if let Some(p) = pieces
-                    .get(id as usize)
-                    .and_then(|p| p.get(0))
-                    .and_then(Value::as_str)
-                {
-                    out.push(p.to_string());
-                }
-            }
-        }
+        out.extend(self.unigram_unk());
         if let Some(pp) = self.root.get("post_processor") {
             processor_tokens(pp, &mut out);
         }
@@ -367,4 +414,81 @@ fn read_merges(
         merges.push(pair);
     }
     Ok((merges, merges_as_strings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tj(v: Value) -> TokenizerJson {
+        let Value::Object(root) = v else { panic!() };
+        TokenizerJson::from_root(Path::new("tokenizer.json"), root).unwrap()
+    }
+
+    #[test]
+    fn model_section_and_added_tokens() {
+        let t = tj(json!({
+            "added_tokens": [{"id": 4, "content": "<s>", "single_word": false, "lstrip": false,
+                              "rstrip": false, "normalized": false, "special": true},
+                             {"content": "no id"}],
+            "model": {"type": "BPE", "unk_token": "<unk>", "byte_fallback": true,
+                      "vocab": {"b": 2, "<unk>": 0, "a": 1, "ab": 3}, "merges": [["a", "b"]]},
+        }));
+        assert_eq!(t.kind, ModelKind::Bpe);
+        let by_id = t.model_vocab_by_id();
+        let by_id: Vec<(&str, u64)> = by_id.iter().map(|(s, i)| (s.as_str(), *i)).collect();
+        assert_eq!(by_id, vec![("<unk>", 0), ("a", 1), ("b", 2), ("ab", 3)]);
+        assert_eq!(t.merges(), &[("a".to_string(), "b".to_string())]);
+        assert!(!t.merges_as_strings());
+        assert!(t.byte_fallback());
+        assert_eq!(t.unk().as_deref(), Some("<unk>"));
+        assert_eq!(t.prefix(), "");
+        assert_eq!(
+            t.family(),
+            TokenFamily::Unknown {
+                reason: "BPE model with neither a ByteLevel nor a Metaspace pre-tokenizer: no word-boundary marker".into()
+            }
+        );
+        let added = t.added_token_entries();
+        assert_eq!(
+            added.len(),
+            1,
+            "the entry without an id is not an added token"
+        );
+        assert_eq!(
+            (added[0].id, added[0].content.as_str(), added[0].special),
+            (4, "<s>", true)
+        );
+        assert_eq!(t.added_tokens(), vec!["<s>", "no id"]);
+    }
+
+    #[test]
+    fn unigram_unknown_is_the_piece_at_unk_id() {
+        let t = tj(json!({"model": {"type": "Unigram", "unk_id": 1,
+                                    "vocab": [["a", -1.0], ["<unk>", 0.0]]}}));
+        assert_eq!(t.unk().as_deref(), Some("<unk>"));
+        assert_eq!(t.unk_token(), None);
+        let metaspace = json!({"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": true});
+        let mut with_pre = t.clone();
+        with_pre.root.insert("pre_tokenizer".into(), metaspace);
+        assert_eq!(
+            with_pre.family(),
+            TokenFamily::SentencePiece {
+                replacement: '▁',
+                byte_fallback: false
+            }
+        );
+        assert!(!t.byte_fallback());
+        let by_id = t.model_vocab_by_id();
+        let by_id: Vec<(&str, u64)> = by_id.iter().map(|(s, i)| (s.as_str(), *i)).collect();
+        assert_eq!(by_id, vec![("a", 0), ("<unk>", 1)]);
+        let wp = tj(
+            json!({"model": {"type": "WordPiece", "unk_token": "[UNK]", "vocab": {"[UNK]": 0}}}),
+        );
+        assert_eq!(
+            (wp.kind, wp.prefix(), wp.unk().as_deref()),
+            (ModelKind::WordPiece, "##", Some("[UNK]"))
+        );
+    }
 }

@@ -33,14 +33,7 @@ pub fn read(dir: &Path) -> Result<Loaded> {
     }
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     let tokenizer = from_bytes(&path, &bytes)?;
-    // The tokenizer loaded, so the header parses too; should it not, canonical matching is
-    // off for this tokenizer rather than the whole run failing.
-    let family = match serde_json::from_slice::<TokenizerHeader>(&bytes) {
-        Ok(h) => TokenFamily::detect(&h),
-        Err(e) => TokenFamily::Unknown {
-            reason: format!("tokenizer.json header: {}", one_line(&e.to_string())),
-        },
-    };
+    let family = TokenFamily::from_header(serde_json::from_slice::<TokenizerHeader>(&bytes));
     Ok(Loaded {
         path,
         tokenizer,
@@ -76,4 +69,41 @@ fn not_loaded(path: &Path, why: &str) -> Error {
             one_line(why)
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_gives_the_family_or_one_line_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = read(dir.path()).err().unwrap().to_string();
+        assert!(
+            missing.contains("tokenizer.json")
+                && missing.contains("file not found; clp-gpu needs a fast tokenizer"),
+            "{missing}"
+        );
+        let path = dir.path().join("tokenizer.json");
+        std::fs::write(&path, "{\"model\": {\"type\": \"BPE\",\n \"vocab\": 3}}").unwrap();
+        let bad = read(dir.path()).err().unwrap().to_string();
+        assert!(!bad.contains('\n'), "{bad}");
+        assert!(
+            bad.contains("does not load as a tokenizer (")
+                && bad.ends_with("restore the original file"),
+            "{bad}"
+        );
+        assert_eq!(bad, load_file(&path).err().unwrap().to_string());
+        let json = serde_json::json!({"version": "1.0", "added_tokens": [], "normalizer": null,
+            "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
+            "post_processor": null, "decoder": null, "truncation": null, "padding": null,
+            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                      "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+                      "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b"]}});
+        std::fs::write(&path, json.to_string()).unwrap();
+        let loaded = read(dir.path()).unwrap();
+        assert_eq!(loaded.family, TokenFamily::ByteLevel);
+        assert_eq!(loaded.tokenizer.token_to_id("ab"), Some(2));
+        assert_eq!(from_json(&path, &json).unwrap().token_to_id("ab"), Some(2));
+    }
 }

@@ -146,3 +146,45 @@ pub fn remap_tokenizer_config(
     text.push('\n');
     Ok(text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::file::TokenizerJson;
+    use super::super::load::from_json;
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_edited_file_is_written_in_id_order_and_loads() {
+        let Value::Object(root) = json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": null, "pre_tokenizer": null, "post_processor": null, "decoder": null,
+            "model": {"type": "BPE", "dropout": null, "unk_token": null,
+                      "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                      "fuse_unk": false, "byte_fallback": false,
+                      "vocab": {"b": 1, "a": 0, "z": 2}, "merges": []}
+        }) else {
+            panic!()
+        };
+        let path = Path::new("tokenizer.json");
+        let mut tj = TokenizerJson::from_root(path, root).unwrap();
+        // What `extend` does: a new token after the last id and the merge that makes it.
+        let next = tj.model_vocab_by_id().last().map_or(0, |(_, id)| id + 1);
+        let model = tj.root["model"].as_object_mut().unwrap();
+        model["vocab"]["ba"] = Value::from(next);
+        model["merges"] = json!(["b a"]);
+        let text = to_pretty(path, &tj.root).unwrap();
+        assert_eq!(text, to_pretty(path, &tj.root).unwrap());
+        let vocab = &text[text.find("\"vocab\"").unwrap()..];
+        let at = |t: &str| vocab.find(&format!("\"{t}\"")).unwrap();
+        assert!(
+            at("a") < at("b") && at("b") < at("z") && at("z") < at("ba"),
+            "{vocab}"
+        );
+        let edited: Value = serde_json::from_str(&text).unwrap();
+        let tok = from_json(path, &edited).unwrap();
+        assert_eq!(tok.encode("ba", false).unwrap().get_ids(), &[3]);
+        let again = TokenizerJson::from_root(path, edited.as_object().unwrap().clone()).unwrap();
+        assert_eq!(again.merges(), &[("b".to_string(), "a".to_string())]);
+    }
+}
