@@ -96,7 +96,7 @@ impl Vocab {
         // once, so the tokenizer need not be kept).
         vocab.produced = (vocab.form_groups().into_iter())
             .filter(|(_, ids)| ids.len() > 1)
-            .filter_map(|(form, ids)| Some((form.clone(), produced(tokenizer, &form, &ids)?)))
+            .filter_map(|(form, ids)| Some((form.clone(), produced_of(tokenizer, &form, &ids)?)))
             .collect();
         Ok(vocab)
     }
@@ -273,7 +273,7 @@ impl Vocab {
 /// form's text alone (for a word start: the text after a space, then the text itself, for
 /// tokenizers that prepend the space); `None` when it produces none of them in one token or the
 /// text is not UTF-8.
-fn produced(
+fn produced_of(
     tokenizer: &tokenizers::Tokenizer,
     form: &CanonicalToken,
     candidates: &[u32],
