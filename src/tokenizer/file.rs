@@ -416,15 +416,20 @@ fn read_merges(
     Ok((merges, merges_as_strings))
 }
 
+/// A checked tokenizer.json from a JSON object (tests of this module and its siblings).
+#[cfg(test)]
+pub(super) fn test_json(v: Value) -> TokenizerJson {
+    let Value::Object(root) = v else {
+        panic!("a tokenizer.json is an object")
+    };
+    TokenizerJson::from_root(Path::new("tokenizer.json"), root).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_json as tj;
     use super::*;
     use serde_json::json;
-
-    fn tj(v: Value) -> TokenizerJson {
-        let Value::Object(root) = v else { panic!() };
-        TokenizerJson::from_root(Path::new("tokenizer.json"), root).unwrap()
-    }
 
     #[test]
     fn model_section_and_added_tokens() {

@@ -178,16 +178,12 @@ fn remap_processor(pp: &mut Value, id_of: &dyn Fn(&str) -> Option<u32>) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::file::test_json as tj;
     use super::super::load::from_json;
     use super::super::write::to_pretty;
     use super::*;
     use serde_json::json;
     use std::collections::HashSet;
-
-    fn tj(v: Value) -> TokenizerJson {
-        let Value::Object(root) = v else { panic!() };
-        TokenizerJson::from_root(Path::new("tokenizer.json"), root).unwrap()
-    }
 
     #[test]
     fn bpe_closure_and_string_merges() {
