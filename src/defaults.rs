@@ -64,4 +64,10 @@ mod tests {
         assert_eq!(WEIGHTING.label(), "softmax k=10 T=0.1");
         assert_eq!(Preset::Original.weighting().label(), "clp k=all");
     }
+
+    #[test]
+    fn match_modes_default_is_the_products() {
+        assert_eq!(MatchMode::default(), MATCH);
+        assert_eq!(MATCH, MatchMode::Canonical);
+    }
 }

@@ -161,3 +161,8 @@ impl Error {
         }
     }
 }
+
+/// The text on one line: newlines and runs of whitespace become one space.
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod commands;
 pub mod defaults;
 pub mod error;
+pub mod json;
 pub mod kernels;
 pub mod model;
 pub mod plan;
@@ -25,6 +26,7 @@ pub mod progress;
 pub mod rows;
 pub mod synthetic;
 pub mod tensor;
+pub mod tokenizer;
 pub mod vocab;
 pub mod weights;
 

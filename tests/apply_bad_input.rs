@@ -19,52 +19,24 @@ struct Fixture {
 fn fixture() -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
-    let src = build_model(
-        &root.join("src"),
+    let (src, hlp) = build_pair(
+        &root,
         &ModelSpec {
-            arch: Arch::Gpt2,
-            vocab: Vocab::Trained {
-                lang: Lang::English,
-                size: 300,
-                pad_rows: 4,
-            },
-            dim: 16,
-            dtype: DType::F32,
-            shards: 1,
             seed: 1,
-            ..Default::default()
+            ..ModelSpec::trained(Arch::Gpt2, Lang::English, 300, 4)
         },
-    );
-    let hlp = build_model(
-        &root.join("hlp"),
         &ModelSpec {
-            arch: Arch::Gpt2,
-            vocab: Vocab::Trained {
-                lang: Lang::German,
-                size: 280,
-                pad_rows: 0,
-            },
-            dim: 16,
-            dtype: DType::F32,
-            shards: 1,
             seed: 2,
-            ..Default::default()
+            ..ModelSpec::trained(Arch::Gpt2, Lang::German, 280, 0)
         },
     );
     let sharded = build_model(
         &root.join("sharded"),
         &ModelSpec {
-            arch: Arch::Llama,
-            vocab: Vocab::Trained {
-                lang: Lang::English,
-                size: 300,
-                pad_rows: 0,
-            },
-            dim: 16,
             dtype: DType::F16,
             shards: 3,
             seed: 3,
-            ..Default::default()
+            ..ModelSpec::trained(Arch::Llama, Lang::English, 300, 0)
         },
     );
     Fixture {
@@ -257,16 +229,9 @@ fn helper_with_short_embedding(f: &Fixture, to: &Path) -> Setup {
     Setup::helper(f, d)
 }
 
-/// The token-to-id map of a model directory's tokenizer.
-fn token_ids(dir: &Path) -> std::collections::HashMap<String, u32> {
-    tokenizers::Tokenizer::from_file(dir.join("tokenizer.json"))
-        .unwrap()
-        .get_vocab(true)
-}
-
 /// A token of both tokenizers (`overlap`) or of the helper's only: (token, source id, target id).
 fn pick_token(f: &Fixture, overlap: bool) -> (String, Option<u32>, u32) {
-    let (src, tgt) = (token_ids(&f.src.dir), token_ids(&f.hlp.dir));
+    let (src, tgt) = (vocab_of(&f.src.dir), vocab_of(&f.hlp.dir));
     let mut both: Vec<(&String, &u32)> = tgt
         .iter()
         .filter(|(t, _)| {

@@ -16,51 +16,24 @@ use std::path::Path;
 #[test]
 fn gpt2_f32_tied_padded_single_file_is_deterministic() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = build_model(
-        &tmp.path().join("src"),
+    let (src, hlp) = build_pair(
+        tmp.path(),
         &ModelSpec {
-            arch: Arch::Gpt2,
-            vocab: Vocab::Trained {
-                lang: Lang::English,
-                size: 420,
-                pad_rows: 13,
-            },
             dim: 32,
-            dtype: DType::F32,
-            shards: 1,
             seed: 1,
-            ..Default::default()
+            ..ModelSpec::trained(Arch::Gpt2, Lang::English, 420, 13)
         },
-    );
-    let hlp = build_model(
-        &tmp.path().join("hlp"),
         &ModelSpec {
-            arch: Arch::Gpt2,
-            vocab: Vocab::Trained {
-                lang: Lang::German,
-                size: 380,
-                pad_rows: 7,
-            },
             dim: 24,
             dtype: DType::F16,
-            shards: 1,
             seed: 2,
-            ..Default::default()
+            ..ModelSpec::trained(Arch::Gpt2, Lang::German, 380, 7)
         },
     );
     let out = tmp.path().join("out");
-    let stdout = ok(run(
-        "apply",
-        &[
-            "--source",
-            s(&src.dir),
-            "--helper",
-            s(&hlp.dir),
-            "--out",
-            s(&out),
-            "--json",
-        ],
-    ));
+    let started = std::time::Instant::now();
+    let stdout = ok(run_apply(&src, &hlp, &out, &["--json"]));
+    let wall_s = started.elapsed().as_secs_f64();
     // No flags: the default method (canonical matching, softmax over the 10 nearest) on the
     // backend `auto` picks: the CPU path where the only adapters are software renderers
     // (lavapipe in CI), else the GPU; the first notice says which and why.
@@ -86,25 +59,11 @@ fn gpt2_f32_tied_padded_single_file_is_deterministic() {
     assert_eq!(summary["target_rows"], hlp.tokens);
     check_output(&src, &hlp, &out, clp_gpu::defaults::WEIGHTING, None);
     assert!(!out.join("model.safetensors.index.json").exists());
+    check_timings(&summary, &read_json(&out.join("clp_transfer.json")), wall_s);
 
     // Same inputs, same bytes (clp_transfer.json holds timings and paths, so it may differ),
     // on the GPU (lavapipe in CI) asked for by name.
-    let gpu_run = |out: &Path| {
-        ok(run(
-            "apply",
-            &[
-                "--source",
-                s(&src.dir),
-                "--helper",
-                s(&hlp.dir),
-                "--out",
-                s(out),
-                "--backend",
-                "gpu",
-                "--quiet",
-            ],
-        ))
-    };
+    let gpu_run = |out: &Path| ok(run_apply(&src, &hlp, out, &["--backend", "gpu", "--quiet"]));
     let (out, out2) = (tmp.path().join("gpu1"), tmp.path().join("gpu2"));
     gpu_run(&out);
     gpu_run(&out2);
@@ -118,51 +77,52 @@ fn gpt2_f32_tied_padded_single_file_is_deterministic() {
     }
 }
 
+/// `timings_s` of an apply run: one key per stage in the order they run (`write` is timed in
+/// two laps, the tensors before `compute` and the metadata after, and holds their sum), plus
+/// the compute stage's parts as `compute: <part>`; seconds finite and not negative, the stages
+/// adding up to no more than the process took; clp_transfer.json holds what `--json` printed.
+fn check_timings(summary: &Value, report: &Value, wall_s: f64) {
+    let timings = summary["timings_s"].as_object().expect("timings_s");
+    assert_eq!(&report["timings_s"], &summary["timings_s"]);
+    let stages: Vec<&str> = timings
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !k.starts_with("compute: "))
+        .collect();
+    assert_eq!(stages, ["compute", "gather", "match", "read", "write"]);
+    let secs = |k: &str| timings[k].as_f64().unwrap_or(f64::NAN);
+    for k in timings.keys() {
+        assert!(secs(k).is_finite() && secs(k) >= 0.0, "{k}: {}", timings[k]);
+    }
+    let total: f64 = stages.iter().map(|k| secs(k)).sum();
+    assert!(total <= wall_s, "stages {total} s, the process {wall_s} s");
+}
+
 #[test]
 fn bloom_bf16_tied_padded_sharded() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = build_model(
-        &tmp.path().join("src"),
+    let (src, hlp) = build_pair(
+        tmp.path(),
         &ModelSpec {
-            arch: Arch::Bloom,
-            vocab: Vocab::Trained {
-                lang: Lang::English,
-                size: 400,
-                pad_rows: 20,
-            },
             dim: 48,
             dtype: DType::BF16,
             shards: 3,
             seed: 3,
-            ..Default::default()
+            ..ModelSpec::trained(Arch::Bloom, Lang::English, 400, 20)
         },
-    );
-    let hlp = build_model(
-        &tmp.path().join("hlp"),
         &ModelSpec {
-            arch: Arch::Bloom,
-            vocab: Vocab::Trained {
-                lang: Lang::German,
-                size: 360,
-                pad_rows: 40,
-            },
-            dim: 16,
             dtype: DType::BF16,
             shards: 2,
             seed: 4,
-            ..Default::default()
+            ..ModelSpec::trained(Arch::Bloom, Lang::German, 360, 40)
         },
     );
     let out = tmp.path().join("out");
-    ok(run(
-        "apply",
+    ok(run_apply(
+        &src,
+        &hlp,
+        &out,
         &[
-            "--source",
-            s(&src.dir),
-            "--helper",
-            s(&hlp.dir),
-            "--out",
-            s(&out),
             "--backend",
             "gpu",
             "--pad-to-multiple",
@@ -190,50 +150,29 @@ fn bloom_bf16_tied_padded_sharded() {
 #[test]
 fn llama_f16_untied_lm_head_top_k_with_provenance() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = build_model(
-        &tmp.path().join("src"),
+    let (src, hlp) = build_pair(
+        tmp.path(),
         &ModelSpec {
-            arch: Arch::Llama,
-            vocab: Vocab::Trained {
-                lang: Lang::English,
-                size: 400,
-                pad_rows: 0,
-            },
             dim: 40,
             dtype: DType::F16,
             shards: 2,
             seed: 5,
-            ..Default::default()
+            ..ModelSpec::trained(Arch::Llama, Lang::English, 400, 0)
         },
-    );
-    let hlp = build_model(
-        &tmp.path().join("hlp"),
         &ModelSpec {
-            arch: Arch::Llama,
-            vocab: Vocab::Trained {
-                lang: Lang::German,
-                size: 350,
-                pad_rows: 10,
-            },
             dim: 32,
-            dtype: DType::F32,
-            shards: 1,
             seed: 6,
-            ..Default::default()
+            ..ModelSpec::trained(Arch::Llama, Lang::German, 350, 10)
         },
     );
     for backend in ["gpu", "cpu"] {
         let out = tmp.path().join(format!("out-{backend}"));
         let prov = tmp.path().join(format!("prov-{backend}.jsonl"));
-        ok(run(
-            "apply",
+        ok(run_apply(
+            &src,
+            &hlp,
+            &out,
             &[
-                "--source",
-                s(&src.dir),
-                "--helper",
-                s(&hlp.dir),
-                "--out",
-                s(&out),
                 "--backend",
                 backend,
                 "--top-k",
@@ -279,36 +218,17 @@ fn check_provenance_run(src: &Model, hlp: &Model, out: &Path, prov: &Path) {
 #[test]
 fn bert_output_bias_on_every_backend_and_a_tiny_budget() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = build_model(
-        &tmp.path().join("src"),
+    let (src, hlp) = build_pair(
+        tmp.path(),
         &ModelSpec {
-            arch: Arch::Bert,
-            vocab: Vocab::Trained {
-                lang: Lang::English,
-                size: 380,
-                pad_rows: 5,
-            },
             dim: 24,
-            dtype: DType::F32,
-            shards: 1,
-            seed: 7,
-            ..Default::default()
+            seed: 27,
+            ..ModelSpec::trained(Arch::Bert, Lang::English, 380, 5)
         },
-    );
-    let hlp = build_model(
-        &tmp.path().join("hlp"),
         &ModelSpec {
-            arch: Arch::Bert,
-            vocab: Vocab::Trained {
-                lang: Lang::German,
-                size: 340,
-                pad_rows: 0,
-            },
-            dim: 16,
             dtype: DType::F16,
-            shards: 1,
-            seed: 8,
-            ..Default::default()
+            seed: 28,
+            ..ModelSpec::trained(Arch::Bert, Lang::German, 340, 0)
         },
     );
     // 256 KiB forces many tiles on both sides; the output must not change beyond rounding.
@@ -320,15 +240,11 @@ fn bert_output_bias_on_every_backend_and_a_tiny_budget() {
         ("cpu-reference", "1GiB"),
     ] {
         let out = tmp.path().join(format!("out-{backend}-{budget}"));
-        ok(run(
-            "apply",
+        ok(run_apply(
+            &src,
+            &hlp,
+            &out,
             &[
-                "--source",
-                s(&src.dir),
-                "--helper",
-                s(&hlp.dir),
-                "--out",
-                s(&out),
                 "--backend",
                 backend,
                 "--gpu-memory",
@@ -352,38 +268,9 @@ fn hub_ids_resolve_offline_in_the_cache_and_helper_tokenizer_override() {
         std::fs::write(repo.join("refs/main"), "0123abcd\n").unwrap();
         repo.join("snapshots/0123abcd")
     };
-    let src = build_model(
-        &snap("org/src"),
-        &ModelSpec {
-            arch: Arch::Gpt2,
-            vocab: Vocab::Trained {
-                lang: Lang::English,
-                size: 300,
-                pad_rows: 0,
-            },
-            dim: 16,
-            dtype: DType::F32,
-            shards: 1,
-            seed: 9,
-            ..Default::default()
-        },
-    );
-    let hlp = build_model(
-        &snap("org/hlp"),
-        &ModelSpec {
-            arch: Arch::Gpt2,
-            vocab: Vocab::Trained {
-                lang: Lang::German,
-                size: 280,
-                pad_rows: 0,
-            },
-            dim: 16,
-            dtype: DType::F32,
-            shards: 1,
-            seed: 10,
-            ..Default::default()
-        },
-    );
+    let (src_spec, hlp_spec) = gpt2_specs((9, 10));
+    let src = build_model(&snap("org/src"), &src_spec);
+    let hlp = build_model(&snap("org/hlp"), &hlp_spec);
     let out = tmp.path().join("out");
     let run = |extra: &[&str]| {
         let mut cmd = std::process::Command::new(bin());
@@ -440,38 +327,7 @@ fn hub_ids_resolve_offline_in_the_cache_and_helper_tokenizer_override() {
 #[test]
 fn zero_helper_row_gets_the_stated_fallback() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = build_model(
-        &tmp.path().join("src"),
-        &ModelSpec {
-            arch: Arch::Gpt2,
-            vocab: Vocab::Trained {
-                lang: Lang::English,
-                size: 300,
-                pad_rows: 0,
-            },
-            dim: 16,
-            dtype: DType::F32,
-            shards: 1,
-            seed: 11,
-            ..Default::default()
-        },
-    );
-    let mut hlp = build_model(
-        &tmp.path().join("hlp"),
-        &ModelSpec {
-            arch: Arch::Gpt2,
-            vocab: Vocab::Trained {
-                lang: Lang::German,
-                size: 280,
-                pad_rows: 0,
-            },
-            dim: 16,
-            dtype: DType::F32,
-            shards: 1,
-            seed: 12,
-            ..Default::default()
-        },
-    );
+    let (src, mut hlp) = gpt2_pair(tmp.path(), (11, 12));
     let (sv, tv) = (vocab_of(&src.dir), vocab_of(&hlp.dir));
     let mut missing: Vec<(u32, String)> = tv
         .iter()
@@ -489,19 +345,11 @@ fn zero_helper_row_gets_the_stated_fallback() {
     wte.bytes[victim as usize * rb..(victim as usize + 1) * rb].fill(0);
     write_weights(&hlp.dir, &hlp.tensors, 1);
     let out = tmp.path().join("out");
-    ok(run(
-        "apply",
-        &[
-            "--source",
-            s(&src.dir),
-            "--helper",
-            s(&hlp.dir),
-            "--out",
-            s(&out),
-            "--fallback",
-            "mean",
-            "--quiet",
-        ],
+    ok(run_apply(
+        &src,
+        &hlp,
+        &out,
+        &["--fallback", "mean", "--quiet"],
     ));
 
     let report: Value =
@@ -535,36 +383,16 @@ fn zero_helper_row_gets_the_stated_fallback() {
 #[test]
 fn gpt2_hub_names_without_prefix_and_extra_tokenizer_files() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut src = build_model(
-        &tmp.path().join("src"),
+    let (mut src, hlp) = build_pair(
+        tmp.path(),
         &ModelSpec {
-            arch: Arch::Gpt2,
-            vocab: Vocab::Trained {
-                lang: Lang::English,
-                size: 300,
-                pad_rows: 3,
-            },
-            dim: 16,
             dtype: DType::F16,
-            shards: 1,
             seed: 13,
-            ..Default::default()
+            ..ModelSpec::trained(Arch::Gpt2, Lang::English, 300, 3)
         },
-    );
-    let hlp = build_model(
-        &tmp.path().join("hlp"),
         &ModelSpec {
-            arch: Arch::Gpt2,
-            vocab: Vocab::Trained {
-                lang: Lang::German,
-                size: 280,
-                pad_rows: 0,
-            },
-            dim: 16,
-            dtype: DType::F32,
-            shards: 1,
             seed: 14,
-            ..Default::default()
+            ..ModelSpec::trained(Arch::Gpt2, Lang::German, 280, 0)
         },
     );
     // The `gpt2` hub checkpoint is saved from the base model: no `transformer.` prefix.
@@ -575,18 +403,7 @@ fn gpt2_hub_names_without_prefix_and_extra_tokenizer_files() {
     std::fs::write(hlp.dir.join("vocab.json"), "{}").unwrap();
     std::fs::write(hlp.dir.join("merges.txt"), "#version: 0.2\n").unwrap();
     let out = tmp.path().join("out");
-    ok(run(
-        "apply",
-        &[
-            "--source",
-            s(&src.dir),
-            "--helper",
-            s(&hlp.dir),
-            "--out",
-            s(&out),
-            "--quiet",
-        ],
-    ));
+    ok(run_apply(&src, &hlp, &out, &["--quiet"]));
     let got = read_weights(&out);
     assert_eq!(got.keys().cloned().collect::<Vec<_>>(), {
         let mut names: Vec<String> = src.tensors.iter().map(|t| t.name.clone()).collect();

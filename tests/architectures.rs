@@ -88,10 +88,6 @@ const ARCHS: &[Arch] = &[
     arch("modernbert", "tok_embeddings; decoder.bias"),
 ];
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
 type Tensors = BTreeMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)>;
 
 /// `(target id, source id)` of the tokens spelled the same in both tokenizers.
@@ -193,8 +189,8 @@ fn shifted_positions(
 
 /// Runs `apply` on one fixture; returns the problems (empty when it passed).
 fn run_one(a: &Arch, backend: &str, pad_to: Option<usize>, tmp: &Path) -> Vec<String> {
-    let source = root().join("tiny-archs").join(a.name);
-    let helper = root().join("helpers/gpt2-500");
+    let source = fixture_path("tiny-archs").join(a.name);
+    let helper = fixture_path("helpers/gpt2-500");
     let out = tmp.join(format!("{}-{backend}-{}", a.name, pad_to.unwrap_or(0)));
     let mut args = vec![
         "--source",
@@ -288,8 +284,8 @@ fn with_token_past_rows(dir: &Path, to: &Path, id: u32) -> PathBuf {
 #[test]
 fn an_added_token_past_the_embedding_is_not_an_error() {
     let tmp = tempfile::tempdir().unwrap();
-    let helper = root().join("helpers/gpt2-500");
-    let gpt2 = root().join("tiny-archs/gpt2");
+    let helper = fixture_path("helpers/gpt2-500");
+    let gpt2 = fixture_path("tiny-archs/gpt2");
     // Source side: the token has no source row, so it is not in the source vocabulary.
     let source = with_token_past_rows(&gpt2, &tmp.path().join("src"), SOURCE_VOCAB as u32);
     let out = tmp.path().join("out-src");

@@ -5,7 +5,6 @@
 
 mod fixtures;
 
-use clp_gpu::synthetic::Rng as SRng;
 use clp_gpu::tensor::DType;
 use fixtures::*;
 use serde_json::Value;
@@ -15,7 +14,7 @@ fn latent(token: &str, dim: usize) -> Vec<f64> {
     let seed = token.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
     });
-    let mut rng = SRng::new(seed);
+    let mut rng = Rng::new(seed);
     (0..dim).map(|_| rng.normal()).collect()
 }
 
@@ -23,7 +22,7 @@ fn latent(token: &str, dim: usize) -> Vec<f64> {
 fn structured_embedding(model: &Model, seed: u64) {
     let vocab = vocab_of(&model.dir);
     let (rows, dim, lat) = (model.rows, model.dim, 8);
-    let mut rng = SRng::new(seed);
+    let mut rng = Rng::new(seed);
     let a: Vec<f64> = (0..dim * lat).map(|_| rng.normal()).collect();
     let mut values = vec![0.0f32; rows * dim];
     for (tok, &id) in &vocab {
@@ -45,36 +44,18 @@ fn structured_embedding(model: &Model, seed: u64) {
 #[test]
 fn informative_weightings_beat_the_mean_baseline() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = build_model(
-        &tmp.path().join("src"),
+    let (src, hlp) = build_pair(
+        tmp.path(),
         &ModelSpec {
-            arch: Arch::Gpt2,
-            vocab: Vocab::Trained {
-                lang: Lang::English,
-                size: 380,
-                pad_rows: 0,
-            },
             dim: 48,
-            dtype: DType::F32,
-            shards: 1,
             seed: 1,
-            ..Default::default()
+            ..ModelSpec::trained(Arch::Gpt2, Lang::English, 380, 0)
         },
-    );
-    let hlp = build_model(
-        &tmp.path().join("hlp"),
         &ModelSpec {
-            arch: Arch::Gpt2,
-            vocab: Vocab::Trained {
-                lang: Lang::German,
-                size: 340,
-                pad_rows: 0,
-            },
             dim: 32,
             dtype: DType::F16,
-            shards: 1,
             seed: 2,
-            ..Default::default()
+            ..ModelSpec::trained(Arch::Gpt2, Lang::German, 340, 0)
         },
     );
     structured_embedding(&src, 10);

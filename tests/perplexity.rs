@@ -6,16 +6,19 @@
 //! window against the token-by-token path, and the CLI end to end.
 #![cfg(feature = "perplexity")]
 
+mod fixtures;
+
 use clp_gpu::commands::perplexity::{
     perplexity, score_tokens, score_tokens_with, stepwise, LanguageModel, PerplexityOptions,
     Scoring, DECODER_TYPES, ENCODER_TYPES,
 };
+use fixtures::{assert_close, bin, fixture_path};
 use std::path::{Path, PathBuf};
 
 const V: f64 = 700.0;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/perplexity")
+    fixture_path("perplexity")
 }
 
 /// A model directory for `family` in `root`: the fixture's config and weights plus the shared
@@ -86,27 +89,6 @@ fn options(models: Vec<PathBuf>, text: PathBuf, context: usize) -> PerplexityOpt
     }
 }
 
-fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths");
-    let (mut worst, mut at, mut fails) = (0.0f64, 0, 0);
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let d = (g - w).abs();
-        if d > tol {
-            fails += 1;
-        }
-        if d > worst {
-            (worst, at) = (d, i);
-        }
-    }
-    assert!(
-        fails == 0,
-        "{what}: {fails} of {} differ by more than {tol}; worst at {at}: {} vs {}",
-        got.len(),
-        got[at],
-        want[at]
-    );
-}
-
 const DOCS: &str = "{\"text\": \"The quick brown fox jumps over the lazy dog.\"}\n{\"text\": \"Zwölf Boxkämpfer jagen Viktor\\nquer über den Deich.\"}\n";
 
 #[test]
@@ -167,12 +149,12 @@ fn perplexity_windows_exact_at_context_plus_minus_one() {
         let one = score_tokens(&mut lm, &tokens, n + 1).unwrap();
         let wider = score_tokens(&mut lm, &tokens, n + 2).unwrap();
         assert_eq!(one.len(), n);
-        assert_close(family, &wider, &one, 0.0);
+        assert_close(family, &wider, &one, |_| 0.0);
         let two = score_tokens(&mut lm, &tokens, n).unwrap();
         let mut pieces = score_tokens(&mut lm, &tokens[..n - 1], 64).unwrap();
         pieces.extend(score_tokens(&mut lm, &tokens[n - 1..], 64).unwrap());
-        assert_close(family, &two, &pieces, tol);
-        assert_close(family, &two[..n - 1], &one[..n - 1], tol);
+        assert_close(family, &two, &pieces, |_| tol);
+        assert_close(family, &two[..n - 1], &one[..n - 1], |_| tol);
         let (s1, s2): (f64, f64) = (one.iter().sum(), two.iter().sum());
         assert!(
             (s1 - s2).abs() > 1e-6,
@@ -197,11 +179,11 @@ fn perplexity_without_bos_skips_the_first_token_of_each_window() {
         "n+1",
         &score_tokens(&mut lm, &tokens, n + 1).unwrap(),
         &one,
-        0.0,
+        |_| 0.0,
     );
     let two = score_tokens(&mut lm, &tokens, n - 1).unwrap();
     assert_eq!(two.len(), n - 2, "windows of n-1 and 1 tokens");
-    assert_close("n-1", &two, &one[..n - 2], 1e-9);
+    assert_close("n-1", &two, &one[..n - 2], |_| 1e-9);
     let text = write_text(tmp.path(), "one.txt", "The quick brown fox jumps.\n");
     let r = perplexity(&options(vec![dir], text, n - 1)).unwrap();
     assert_eq!(
@@ -236,13 +218,9 @@ fn perplexity_matches_transformers_reference() {
             assert_eq!(ids, want_ids, "{family}: token ids");
             let context = lm.max_positions;
             let got = score_tokens(&mut lm, &tokens, context).unwrap();
-            assert_close(family, &got, &want, 1e-4);
+            assert_close(family, &got, &want, |_| 1e-4);
         }
     }
-}
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_clp-gpu")
 }
 
 #[test]
@@ -339,7 +317,7 @@ fn perplexity_context_is_clamped_to_positions() {
 }
 
 fn tiny_archs() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-archs")
+    fixture_path("tiny-archs")
 }
 
 /// A copy of `tests/fixtures/tiny-archs/NAME` (config, weights, tokenizer); encoders also get a
@@ -446,7 +424,7 @@ fn perplexity_every_tiny_arch_family_matches_transformers() {
                 assert_eq!(ids, want_ids, "{name}: token ids");
                 let context = lm.max_positions.min(1024);
                 let got = score_tokens(&mut lm, &tokens, context).unwrap();
-                assert_close(name, &got, &want, 1e-4);
+                assert_close(name, &got, &want, |_| 1e-4);
             }
             seen.push(name.clone());
         }
@@ -474,7 +452,7 @@ fn perplexity_one_pass_equals_token_by_token() {
             let stepped =
                 score_tokens_with(lm.bos, &tokens, context, |ids| step.window_log_probs(ids))
                     .unwrap();
-            assert_close(family, &one, &stepped, 1e-4);
+            assert_close(family, &one, &stepped, |_| 1e-4);
             let (a, b): (f64, f64) = (one.iter().sum(), stepped.iter().sum());
             assert!(
                 (a - b).abs() < 1e-4 * one.len() as f64,
@@ -490,7 +468,7 @@ fn perplexity_one_pass_equals_token_by_token() {
         let by_prefix: Vec<f64> = (2..=ids.len())
             .map(|end| *lm.window_log_probs(&ids[..end]).unwrap().last().unwrap())
             .collect();
-        assert_close(name, &one, &by_prefix, 1e-5);
+        assert_close(name, &one, &by_prefix, |_| 1e-5);
     }
 }
 

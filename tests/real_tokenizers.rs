@@ -16,9 +16,7 @@ use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 
 fn extract(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/real-tokenizers")
-        .join(name)
+    fixture_path("real-tokenizers").join(name)
 }
 
 fn read_vocab(dir: &Path, config: &Value) -> Vocab {
@@ -151,20 +149,7 @@ fn apply_copies_the_newline_rows_and_writes_only_role_ids() {
         json!({"eos_token_id": id("<|im_end|>"), "bos_token_id": id("<|endoftext|>")}),
     );
     let out = tmp.path().join("out");
-    let summary = ok_json(run(
-        "apply",
-        &[
-            "--source",
-            s(&src.dir),
-            "--helper",
-            s(&hlp.dir),
-            "--out",
-            s(&out),
-            "--backend",
-            "cpu",
-            "--json",
-        ],
-    ));
+    let summary = ok_json(run_apply(&src, &hlp, &out, &["--backend", "cpu", "--json"]));
     assert_eq!(summary["match_mode"], "canonical");
 
     // The target's newline, tab and their runs carry the source rows of "\n", "\t", ... bit for

@@ -5,73 +5,35 @@
 
 mod fixtures;
 
-use clp_gpu::tensor::DType;
 use fixtures::*;
 use serde_json::{json, Value};
 use std::path::Path;
+use std::process::Output;
 
-fn model(dir: &Path, lang: Lang, size: usize, seed: u64) -> Model {
-    build_model(
-        dir,
-        &ModelSpec {
-            arch: Arch::Gpt2,
-            vocab: Vocab::Trained {
-                lang,
-                size,
-                pad_rows: 0,
-            },
-            dim: 16,
-            dtype: DType::F32,
-            shards: 1,
-            seed,
-            ..Default::default()
-        },
-    )
-}
-
-fn apply_args<'a>(
-    src: &'a Model,
-    hlp: &'a Model,
-    out: &'a Path,
-    extra: &[&'a str],
-) -> Vec<&'a str> {
-    let mut a = vec![
-        "--source",
-        s(&src.dir),
-        "--helper",
-        s(&hlp.dir),
-        "--out",
-        s(out),
-        "--backend",
-        "cpu",
-    ];
-    a.extend(extra);
-    a
+/// `clp-gpu apply` of the pair on the CPU path with `extra`.
+fn apply_cpu(src: &Model, hlp: &Model, out: &Path, extra: &[&str]) -> Output {
+    run_apply(src, hlp, out, &[&["--backend", "cpu"], extra].concat())
 }
 
 #[test]
 fn top_k_at_or_above_the_overlap_is_dense_and_a_large_selection_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = model(&tmp.path().join("src"), Lang::English, 300, 1);
-    let hlp = model(&tmp.path().join("hlp"), Lang::German, 280, 2);
+    let (src, hlp) = gpt2_pair(tmp.path(), (1, 2));
     let out = tmp.path().join("out");
-    let r = ok_json(run(
-        "apply",
-        &apply_args(
-            &src,
-            &hlp,
-            &out,
-            &[
-                "--top-k",
-                "5000",
-                "--weighting",
-                "clp",
-                "--match",
-                "exact",
-                "--json",
-                "--quiet",
-            ],
-        ),
+    let r = ok_json(apply_cpu(
+        &src,
+        &hlp,
+        &out,
+        &[
+            "--top-k",
+            "5000",
+            "--weighting",
+            "clp",
+            "--match",
+            "exact",
+            "--json",
+            "--quiet",
+        ],
     ));
     assert!(r["overlap"].as_u64().unwrap() < 5000);
     assert_eq!(r["top_k"], "all", "{r}");
@@ -85,8 +47,12 @@ fn top_k_at_or_above_the_overlap_is_dense_and_a_large_selection_is_refused() {
 
     // 450 overlapping tokens: softmax over 300, and a clp k between the selection limit and
     // the overlap, are refused in one line stating the limit.
-    let big_src = model(&tmp.path().join("bigsrc"), Lang::English, 450, 3);
-    let big = model(&tmp.path().join("big"), Lang::English, 500, 4);
+    let english = |size, seed| ModelSpec {
+        seed,
+        ..ModelSpec::trained(Arch::Gpt2, Lang::English, size, 0)
+    };
+    let big_src = build_model(&tmp.path().join("bigsrc"), &english(450, 3));
+    let big = build_model(&tmp.path().join("big"), &english(500, 4));
     let cases: [(&[&str], &[&str]); 2] = [
         (
             &["--top-k", "300", "--weighting", "softmax"],
@@ -99,7 +65,7 @@ fn top_k_at_or_above_the_overlap_is_dense_and_a_large_selection_is_refused() {
     ];
     for (i, (extra, needles)) in cases.iter().enumerate() {
         let out = tmp.path().join(format!("refused{i}"));
-        let o = run("apply", &apply_args(&big_src, &big, &out, extra));
+        let o = apply_cpu(&big_src, &big, &out, extra);
         assert_fails_cleanly(o, &out, needles);
     }
 }
@@ -107,8 +73,7 @@ fn top_k_at_or_above_the_overlap_is_dense_and_a_large_selection_is_refused() {
 #[test]
 fn staging_directories_of_killed_runs_are_removed_and_live_ones_kept() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = model(&tmp.path().join("src"), Lang::English, 300, 1);
-    let hlp = model(&tmp.path().join("hlp"), Lang::German, 280, 2);
+    let (src, hlp) = gpt2_pair(tmp.path(), (1, 2));
     let parent = tmp.path().join("outs");
     std::fs::create_dir(&parent).unwrap();
     let lock = clp_gpu::model::writer::LOCK_FILE;
@@ -126,7 +91,7 @@ fn staging_directories_of_killed_runs_are_removed_and_live_ones_kept() {
     let unlocked_foreign = staging(".notours.tmp-4444"); // no lock file: not ours to judge
 
     let out = parent.join("out");
-    let o = run("apply", &apply_args(&src, &hlp, &out, &["--quiet"]));
+    let o = apply_cpu(&src, &hlp, &out, &["--quiet"]);
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     ok(o);
     assert!(!dead.exists(), "the killed run's staging directory stays");
@@ -142,8 +107,7 @@ fn staging_directories_of_killed_runs_are_removed_and_live_ones_kept() {
 #[test]
 fn quiet_and_json_behave_the_same_on_every_long_running_command() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = model(&tmp.path().join("src"), Lang::English, 300, 1);
-    let hlp = model(&tmp.path().join("hlp"), Lang::German, 280, 2);
+    let (src, hlp) = gpt2_pair(tmp.path(), (1, 2));
     let corpus = tmp.path().join("corpus.txt");
     std::fs::write(
         &corpus,
@@ -211,17 +175,13 @@ fn quiet_and_json_behave_the_same_on_every_long_running_command() {
 #[test]
 fn preset_original_is_the_papers_method_and_excludes_the_method_flags() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = model(&tmp.path().join("src"), Lang::English, 300, 3);
-    let hlp = model(&tmp.path().join("hlp"), Lang::German, 280, 4);
+    let (src, hlp) = gpt2_pair(tmp.path(), (3, 4));
     let out = tmp.path().join("out");
-    let r = ok_json(run(
-        "apply",
-        &apply_args(
-            &src,
-            &hlp,
-            &out,
-            &["--preset", "original", "--json", "--quiet"],
-        ),
+    let r = ok_json(apply_cpu(
+        &src,
+        &hlp,
+        &out,
+        &["--preset", "original", "--json", "--quiet"],
     ));
     assert_eq!(
         (&r["preset"], &r["match_mode"], &r["weighting"]),
@@ -241,10 +201,7 @@ fn preset_original_is_the_papers_method_and_excludes_the_method_flags() {
 
     // Without flags the report names the default method and no preset.
     let out2 = tmp.path().join("out2");
-    let r = ok_json(run(
-        "apply",
-        &apply_args(&src, &hlp, &out2, &["--json", "--quiet"]),
-    ));
+    let r = ok_json(apply_cpu(&src, &hlp, &out2, &["--json", "--quiet"]));
     assert_eq!(
         (&r["preset"], &r["match_mode"], &r["weighting"]),
         (
@@ -265,7 +222,7 @@ fn preset_original_is_the_papers_method_and_excludes_the_method_flags() {
     ] {
         let mut extra = vec!["--preset", "original"];
         extra.extend(flag);
-        let o = run("apply", &apply_args(&src, &hlp, &out3, &extra));
+        let o = apply_cpu(&src, &hlp, &out3, &extra);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{flag:?}: {err}");
         assert!(err.contains("cannot be used with"), "{flag:?}: {err}");

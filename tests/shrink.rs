@@ -164,8 +164,8 @@ fn gpt2_explicit_layers_and_bert_keep_every() {
 /// An f32 matrix of exact rank `rank` (rows × cols) as a tensor.
 fn low_rank(name: &str, rows: usize, cols: usize, rank: usize, seed: u64) -> (Tensor, Vec<f32>) {
     let mut rng = Rng::new(seed);
-    let a: Vec<f32> = (0..rows * rank).map(|_| rng.next_f32()).collect();
-    let b: Vec<f32> = (0..rank * cols).map(|_| rng.next_f32()).collect();
+    let a: Vec<f32> = (0..rows * rank).map(|_| signed_unit(&mut rng)).collect();
+    let b: Vec<f32> = (0..rank * cols).map(|_| signed_unit(&mut rng)).collect();
     let mut e = vec![0.0f32; rows * cols];
     for r in 0..rows {
         for c in 0..cols {

@@ -14,8 +14,6 @@ use std::path::Path;
 
 type Weights = BTreeMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)>;
 
-const TINY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-archs");
-
 /// An architecture's stacks and config count keys.
 struct Layout {
     arch: &'static str,
@@ -46,7 +44,7 @@ fn bart_like(arch: &'static str) -> Layout {
 /// Copies fixture `l.arch` into `dir` with `n_enc` encoder and `n_dec` decoder layers; returns
 /// its tensors.
 fn layered(l: &Layout, dir: &Path, n_enc: usize, n_dec: usize) -> Weights {
-    copy_dir(&Path::new(TINY).join(l.arch), dir);
+    copy_dir(&fixture_path("tiny-archs").join(l.arch), dir);
     let mut w = read_weights(dir);
     let block0: Vec<(String, Vec<usize>)> =
         w.iter().map(|(n, t)| (n.clone(), t.1.clone())).collect();

@@ -17,16 +17,14 @@ const PAD: &str = "<pad>";
 const TARGET_TOKENS: u64 = 500;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/tiny-archs")
-        .join(name)
+    fixture_path("tiny-archs").join(name)
 }
 
 /// A copy of the helper whose BOS is another token than its EOS (the shipped one has
 /// `<|endoftext|>` in both roles, which would hide a BOS/EOS mix-up). Returns the directory
 /// and the BOS's id.
 fn helper(tmp: &Path) -> (PathBuf, u64) {
-    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/helpers/gpt2-500");
+    let from = fixture_path("helpers/gpt2-500");
     let dir = copy_dir(&from, &tmp.join("helper"));
     let bos = "!";
     let id = u64::from(tokenizer(&dir).token_to_id(bos).expect("`!` in the helper"));

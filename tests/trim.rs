@@ -466,17 +466,9 @@ fn trimmed_helper_feeds_apply() {
     let source = build_model(
         &f.root.join("source"),
         &ModelSpec {
-            arch: Arch::Gpt2,
-            vocab: Vocab::Trained {
-                lang: Lang::English,
-                size: 400,
-                pad_rows: 0,
-            },
             dim: 24,
-            dtype: DType::F32,
-            shards: 1,
             seed: 7,
-            ..Default::default()
+            ..ModelSpec::trained(Arch::Gpt2, Lang::English, 400, 0)
         },
     );
     let out = f.root.join("target");

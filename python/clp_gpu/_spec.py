@@ -149,8 +149,6 @@ def _type_words(arg: Dict[str, Any]) -> str:
     words = _TYPE_WORDS[arg["type"]]
     if arg["choices"]:
         words = "{" + ", ".join(repr(c) for c in arg["choices"]) + "}"
-    if (arg["value_name"] or "").startswith("DIR"):
-        words = "str or os.PathLike"
     if arg["multiple"]:
         words += ", or a list of them"
     return words

@@ -66,8 +66,6 @@ def annotation(arg: Dict[str, Any]) -> str:
     """The type of a flag's keyword argument."""
     if arg["choices"]:
         one = "Literal[" + ", ".join(f'"{c}"' for c in arg["choices"]) + "]"
-    elif (arg["value_name"] or "").startswith("DIR"):
-        one = "StrPath"
     else:
         one = _ANNOTATIONS[arg["type"]]
     text = f"{one} | Sequence[{one}]" if arg["multiple"] else one

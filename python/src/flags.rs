@@ -2,11 +2,14 @@
 //! per flag, its help, default, choices and a type tag. All of it is read from the engine's
 //! clap definition ([`clp_gpu::cli::command`]); nothing here restates a default.
 //!
-//! Type tags (what `clp_gpu/_spec.py` turns into annotations): `bool` (a switch), `int`,
-//! `float`, `path`, `size` (bytes: an int or a string like `512MiB`), `top_k` (an int or
-//! `"all"`), `str`.
+//! Type tags (what `clp_gpu/_spec.py` turns into annotations), from clap's metadata of each
+//! flag: `bool` (a switch: `ArgAction::SetTrue`), `int` and `float` (the value parser's type),
+//! `path` (a path's value hint: a `PathBuf`, or a directory or hub id), `size` (the value
+//! parser's type is [`ByteSize`]: an int or a string like `512MiB`), `top_k` ([`TopK`]: an int
+//! or `"all"`), `str` (anything else). Choices are the possible values clap lists (value enums).
 
-use clap::{Arg, ArgAction, Command};
+use clap::{Arg, ArgAction, Command, ValueHint};
+use clp_gpu::cli::args::ByteSize;
 use clp_gpu::TopK;
 use serde_json::{json, Value};
 use std::any::TypeId;
@@ -38,12 +41,15 @@ pub fn spec() -> Value {
     json!({ "version": env!("CARGO_PKG_VERSION"), "commands": commands })
 }
 
+/// A command's flags in `--help`'s order (clap's display order: `mut_arg`, which evaluate and
+/// inspect use to reword a shared flag, moves the flag to the end of `get_arguments`).
 fn command(c: &Command) -> Value {
-    let args: Vec<Value> = c
+    let mut flags: Vec<&Arg> = c
         .get_arguments()
         .filter(|a| !NOT_ARGUMENTS.contains(&a.get_id().as_str()) && a.get_long().is_some())
-        .map(argument)
         .collect();
+    flags.sort_by_key(|a| a.get_display_order());
+    let args: Vec<Value> = flags.into_iter().map(argument).collect();
     json!({
         "name": c.get_name(),
         "about": c.get_about().map(ToString::to_string),
@@ -70,50 +76,31 @@ fn argument(a: &Arg) -> Value {
         "delimiter": a.get_value_delimiter().map(String::from),
         "default": defaults,
         "choices": choices(a, switch),
-        "value_name": value_name(a),
         "type": type_tag(a, switch),
     })
 }
 
-fn value_name(a: &Arg) -> Option<String> {
-    a.get_value_names()
-        .and_then(|v| v.first())
-        .map(ToString::to_string)
-}
-
-/// The values an argument takes: a value enum's names, else the alternatives of a lower-case
-/// value name such as `exact|canonical` (a FromStr type that lists its values there).
+/// The values an argument takes: its value enum's names (hidden ones left out).
 fn choices(a: &Arg, switch: bool) -> Vec<String> {
     if switch {
         return Vec::new();
     }
-    let listed: Vec<String> = a
-        .get_possible_values()
+    a.get_possible_values()
         .iter()
         .filter(|p| !p.is_hide_set())
         .map(|p| p.get_name().to_string())
-        .collect();
-    if !listed.is_empty() {
-        return listed;
-    }
-    match value_name(a) {
-        Some(n) if n.contains('|') && !n.chars().any(|c| c.is_ascii_uppercase()) => {
-            n.split('|').map(String::from).collect()
-        }
-        _ => Vec::new(),
-    }
+        .collect()
 }
 
 fn type_tag(a: &Arg, switch: bool) -> &'static str {
     if switch {
         return "bool";
     }
-    if value_name(a).as_deref() == Some("SIZE") {
-        return "size";
-    }
     let t = a.get_value_parser().type_id();
     let is = |id: TypeId| t == id;
-    if is(TypeId::of::<TopK>()) {
+    if is(TypeId::of::<ByteSize>()) {
+        "size"
+    } else if is(TypeId::of::<TopK>()) {
         "top_k"
     } else if [
         TypeId::of::<u64>(),
@@ -127,9 +114,18 @@ fn type_tag(a: &Arg, switch: bool) -> &'static str {
         "int"
     } else if is(TypeId::of::<f64>()) || is(TypeId::of::<f32>()) {
         "float"
-    } else if is(TypeId::of::<PathBuf>()) {
+    } else if is(TypeId::of::<PathBuf>()) || is_path_hint(a.get_value_hint()) {
         "path"
     } else {
         "str"
     }
+}
+
+/// Whether a value hint names a path (clap gives a `PathBuf` argument `AnyPath`; a directory
+/// or hub id such as `--source` says `DirPath` itself).
+fn is_path_hint(hint: ValueHint) -> bool {
+    matches!(
+        hint,
+        ValueHint::AnyPath | ValueHint::FilePath | ValueHint::DirPath | ValueHint::ExecutablePath
+    )
 }

@@ -1,37 +1,29 @@
 //! The `apply` subcommand: clap arguments and printing; the work is [`crate::commands::apply`].
 
-use super::args::{BackendArg, FallbackArg, OutputArgs, WeightingArg};
+use super::args::{
+    BackendArg, ByteSize, FallbackArg, MatchArgs, OutputArgs, PairArgs, WeightingArg,
+};
 use crate::commands::apply::{apply, ApplyOptions, ApplySummary, Method};
 use crate::defaults::{self, Preset};
 use crate::progress::Progress;
-use crate::vocab::MatchMode;
 use crate::TopK;
 use std::path::PathBuf;
 
 /// Build a target model: the source model's weights with the helper's tokenizer.
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
-    /// Source model: a Hugging Face model directory, or an `org/name` id in the local HF cache.
-    #[arg(long, value_name = "DIR|ID")]
-    pub source: String,
-    /// Helper model (speaks the target tokenizer): a directory or an `org/name` id in the local HF cache.
-    /// Optional with --weighting fvt when --helper-tokenizer is given.
-    #[arg(long, value_name = "DIR|ID")]
-    pub helper: Option<String>,
-    /// Take the target tokenizer from here instead of the helper directory.
-    #[arg(long, value_name = "DIR|ID")]
-    pub helper_tokenizer: Option<String>,
+    /// --source, --helper and --helper-tokenizer.
+    #[command(flatten)]
+    pub pair: PairArgs,
     /// Output model directory (must not exist unless --force).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Neighbours per missing token: a number, or `all` (clp only: the original dense CLP).
     #[arg(long, value_name = "K|all", default_value_t = defaults::TOP_K)]
     pub top_k: TopK,
-    /// How target tokens find source tokens: `canonical` (the same bytes and word start whatever
-    /// the spelling: GPT-2 `Ġhello` = Llama `▁hello` = BERT `hello`, `Ċ` = `<0x0A>` = "\n") or
-    /// `exact` (the same string, as the original CLP-Transfer). Preview with `clp-gpu inspect`.
-    #[arg(long = "match", value_name = "exact|canonical", default_value_t = defaults::MATCH)]
-    pub match_mode: MatchMode,
+    /// --match.
+    #[command(flatten)]
+    pub matching: MatchArgs,
     /// How the selected neighbours are weighted: clp (cos / Σcos, the original), softmax
     /// (exp(cos/T), WECHSEL), sparsemax (FOCUS), omp (orthogonal matching pursuit with K atoms,
     /// tokensurgeon). All but clp need --top-k K. `clp-gpu evaluate` compares them on your pair.
@@ -57,8 +49,8 @@ pub struct ApplyArgs {
     pub backend: BackendArg,
     /// Memory budget of the tile buffers, e.g. 512MiB or 2GiB (GPU memory on the GPU, the
     /// working set on the CPU). Host memory stays near this plus a few MiB whatever the model size.
-    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = crate::plan::parse_bytes)]
-    pub gpu_memory: u64,
+    #[arg(long, value_name = "SIZE", default_value = "1GiB")]
+    pub gpu_memory: ByteSize,
     /// Replace OUT if it exists.
     #[arg(long)]
     pub force: bool,
@@ -66,7 +58,7 @@ pub struct ApplyArgs {
     #[command(flatten)]
     pub output: OutputArgs,
     /// Write per-token provenance (JSON Lines) to this file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub provenance: Option<PathBuf>,
     /// Round the number of embedding rows up to a multiple of N (extra rows are zeros).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -88,21 +80,21 @@ pub fn summary(
     let (match_mode, method) = match args.preset {
         Some(p) => (p.match_mode(), Method::Weighted(p.weighting())),
         None => (
-            args.match_mode,
+            args.matching.match_mode,
             args.weighting.method(args.top_k, args.temperature)?,
         ),
     };
     let opts = ApplyOptions {
-        source: args.source,
-        helper: args.helper,
-        helper_tokenizer: args.helper_tokenizer,
+        source: args.pair.source,
+        helper: args.pair.helper,
+        helper_tokenizer: args.pair.helper_tokenizer,
         out: args.out,
         method,
         fallback: args.fallback.into(),
         match_mode,
         preset: args.preset,
         backend: args.backend.into(),
-        memory_bytes: args.gpu_memory,
+        memory_bytes: args.gpu_memory.0,
         force: args.force,
         provenance: args.provenance,
         pad_to_multiple: args.pad_to_multiple.map(|n| n as usize),

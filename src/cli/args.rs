@@ -5,8 +5,93 @@ use crate::backend::Backend;
 use crate::commands::apply::{Fallback, Method};
 use crate::progress::Progress;
 use crate::tensor::DType;
+use crate::vocab::MatchMode;
 use crate::weights::{TopK, Weighting};
+use clap::builder::PossibleValue;
 use std::io::IsTerminal;
+
+/// `--source`, `--helper` and `--helper-tokenizer`: the model pair `apply`, `evaluate` and
+/// `inspect` read. The help is `apply`'s; `evaluate` and `inspect` reword it and make
+/// `--helper` required with `mut_arg` on their own structs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PairArgs {
+    /// Source model: a Hugging Face model directory, or an `org/name` id in the local HF cache.
+    #[arg(long, value_name = "DIR|ID", value_hint = clap::ValueHint::DirPath)]
+    pub source: String,
+    /// Helper model (speaks the target tokenizer): a directory or an `org/name` id in the local HF cache.
+    /// Optional with --weighting fvt when --helper-tokenizer is given.
+    #[arg(long, value_name = "DIR|ID", value_hint = clap::ValueHint::DirPath)]
+    pub helper: Option<String>,
+    /// Take the target tokenizer from here instead of the helper directory.
+    #[arg(long, value_name = "DIR|ID", value_hint = clap::ValueHint::DirPath)]
+    pub helper_tokenizer: Option<String>,
+}
+
+impl PairArgs {
+    /// `--helper`, for the commands that make it required (clap has checked it is there).
+    pub fn required_helper(&self) -> crate::Result<String> {
+        self.helper.clone().ok_or_else(|| {
+            crate::Error::Argument("--helper: give the helper model (a directory or an id)".into())
+        })
+    }
+}
+
+/// `--match`: how target tokens find source tokens. The help is `apply`'s; `evaluate` and
+/// `inspect` reword it with `mut_arg`.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct MatchArgs {
+    /// How target tokens find source tokens: `canonical` (the same bytes and word start whatever
+    /// the spelling: GPT-2 `Ġhello` = Llama `▁hello` = BERT `hello`, `Ċ` = `<0x0A>` = "\n") or
+    /// `exact` (the same string, as the original CLP-Transfer). Preview with `clp-gpu inspect`.
+    #[arg(
+        long = "match",
+        value_parser = MatchModeParser,
+        value_name = "exact|canonical",
+        hide_possible_values = true,
+        default_value_t = crate::defaults::MATCH
+    )]
+    pub match_mode: MatchMode,
+}
+
+/// `--match`'s parser: [`MatchMode`]'s own `FromStr` (so a bad value gets its one-line
+/// message) that also tells front ends the names it takes (`possible_values`; `--help` explains
+/// them, so the flag hides the list).
+#[derive(Debug, Clone, Copy)]
+pub struct MatchModeParser;
+
+impl clap::builder::TypedValueParser for MatchModeParser {
+    type Value = MatchMode;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> std::result::Result<MatchMode, clap::Error> {
+        let parser = clap::builder::StringValueParser::new().try_map(|s| s.parse::<MatchMode>());
+        parser.parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        let modes = [MatchMode::Exact, MatchMode::Canonical];
+        Some(Box::new(
+            modes.into_iter().map(|m| PossibleValue::new(m.name())),
+        ))
+    }
+}
+
+/// A size in bytes on the command line (`--gpu-memory`, `--max-bytes`): a number of bytes or
+/// a number with a unit, e.g. `512MiB` or `2GiB`. Its own type, so that front ends reading
+/// [`crate::cli::command`] see a size, not a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        crate::plan::parse_bytes(s).map(ByteSize)
+    }
+}
 
 /// Compute backend on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

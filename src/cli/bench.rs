@@ -1,6 +1,6 @@
 //! The `bench` subcommand: clap arguments and printing; the work is [`crate::commands::bench`].
 
-use super::args::{DTypeArg, OutputArgs, WeightingArg};
+use super::args::{ByteSize, DTypeArg, OutputArgs, WeightingArg};
 use crate::backend::gpu::{Engine, EngineOptions, Gpu};
 use crate::backend::{cpu::CpuBackend, Backend, ClpBackend};
 use crate::commands::bench::{BenchOptions, BenchReport, BenchShape};
@@ -60,8 +60,8 @@ pub struct BenchArgs {
     backend: BenchBackend,
     /// Memory budget for the tile buffers, e.g. 512MiB or 2GiB: device memory on the GPU, the
     /// working set on the CPU.
-    #[arg(long, default_value = "1GiB", value_parser = crate::plan::parse_bytes)]
-    gpu_memory: u64,
+    #[arg(long, default_value = "1GiB")]
+    gpu_memory: ByteSize,
     /// Write the inputs as full-vocabulary safetensors files first (kept in --data-dir and reused)
     /// and stream them from disk, so reading and gathering are part of the timing.
     #[arg(long)]
@@ -161,13 +161,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let mut report = match backend {
         BenchBackend::Auto | BenchBackend::Cpu => {
-            let cpu = CpuBackend::new(args.gpu_memory);
+            let cpu = CpuBackend::new(args.gpu_memory.0);
             args.say(format!("backend: {}", ClpBackend::describe(&cpu)));
             crate::commands::bench::run(&cpu, None, &opts)?
         }
         BenchBackend::Gpu => {
             let options = EngineOptions {
-                gpu_memory_bytes: args.gpu_memory,
+                gpu_memory_bytes: args.gpu_memory.0,
                 time_stages: args.stages,
                 ..Default::default()
             };

@@ -1,26 +1,24 @@
 //! The `evaluate` subcommand: clap arguments, the grid of configurations, and the table; the
 //! work is [`crate::commands::evaluate`].
 
-use super::args::{BackendArg, OutputArgs};
+use super::args::{BackendArg, ByteSize, MatchArgs, OutputArgs, PairArgs};
 use crate::commands::evaluate::{evaluate, EvaluateOptions, EvaluateReport};
-use crate::vocab::MatchMode;
 use crate::{TopK, Weighting};
 
 /// Score weightings on a held-out share of the overlap before writing a model.
 #[derive(Debug, clap::Args)]
+#[command(
+    mut_arg("source", |a| a.help("Source model: a directory, or an `org/name` id in the local HF cache")),
+    mut_arg("helper", |a| a.required(true).help("Helper model: a directory, or an `org/name` id in the local HF cache")),
+    mut_arg("match_mode", |a| a.help("How tokens are matched (see `apply --help`)")),
+)]
 pub struct EvaluateArgs {
-    /// Source model: a directory, or an `org/name` id in the local HF cache.
-    #[arg(long, value_name = "DIR|ID")]
-    pub source: String,
-    /// Helper model: a directory, or an `org/name` id in the local HF cache.
-    #[arg(long, value_name = "DIR|ID")]
-    pub helper: String,
-    /// Take the target tokenizer from here instead of the helper directory.
-    #[arg(long, value_name = "DIR|ID")]
-    pub helper_tokenizer: Option<String>,
-    /// How tokens are matched (see `apply --help`).
-    #[arg(long = "match", value_name = "exact|canonical", default_value_t = crate::defaults::MATCH)]
-    pub match_mode: MatchMode,
+    /// --source, --helper (required here) and --helper-tokenizer.
+    #[command(flatten)]
+    pub pair: PairArgs,
+    /// --match.
+    #[command(flatten)]
+    pub matching: MatchArgs,
     /// Weightings to score, comma separated. `fvt` (apply only) cannot be scored: the held-out
     /// tokens are overlap tokens, which the source tokenizer keeps whole, so FVT would just copy
     /// their rows.
@@ -46,8 +44,8 @@ pub struct EvaluateArgs {
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     pub backend: BackendArg,
     /// Memory budget of the tile buffers, e.g. 512MiB.
-    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = crate::plan::parse_bytes)]
-    pub gpu_memory: u64,
+    #[arg(long, value_name = "SIZE", default_value = "1GiB")]
+    pub gpu_memory: ByteSize,
     /// --json and --quiet.
     #[command(flatten)]
     pub output: OutputArgs,
@@ -86,15 +84,15 @@ pub fn report(args: EvaluateArgs) -> anyhow::Result<(EvaluateReport, Vec<String>
         "no valid --weighting/--top-k combination to evaluate"
     );
     let opts = EvaluateOptions {
-        source: args.source,
-        helper: args.helper,
-        helper_tokenizer: args.helper_tokenizer,
-        match_mode: args.match_mode,
+        helper: args.pair.required_helper()?,
+        source: args.pair.source,
+        helper_tokenizer: args.pair.helper_tokenizer,
+        match_mode: args.matching.match_mode,
         holdout: args.holdout,
         seed: args.seed,
         weightings: grid,
         backend: args.backend.into(),
-        memory_bytes: args.gpu_memory,
+        memory_bytes: args.gpu_memory.0,
     };
     Ok((evaluate(&opts)?, skipped))
 }

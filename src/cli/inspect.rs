@@ -1,24 +1,23 @@
 //! The `inspect` subcommand: clap arguments and printing; the work is [`crate::commands::inspect`].
 
+use super::args::{MatchArgs, PairArgs};
 use crate::commands::inspect::{inspect, InspectOptions, InspectReport};
 use crate::vocab::{MatchMode, PairExample};
 
 /// Show how the helper's tokenizer overlaps the source's (tokenizer files only: no weights, no GPU).
 #[derive(Debug, clap::Args)]
+#[command(
+    mut_arg("source", |a| a.help("Source model: a directory with tokenizer.json (config.json optional), or an `org/name` id in the local HF cache")),
+    mut_arg("helper", |a| a.required(true).help("Helper model (speaks the target tokenizer): a directory or an `org/name` id in the local HF cache")),
+    mut_arg("match_mode", |a| a.help("How target tokens find source tokens, as in `apply`: `canonical` (same bytes and word start across spellings: `Ġhello` = `▁hello`) or `exact` (same string)")),
+)]
 pub struct InspectArgs {
-    /// Source model: a directory with tokenizer.json (config.json optional), or an `org/name` id in the local HF cache.
-    #[arg(long, value_name = "DIR|ID")]
-    pub source: String,
-    /// Helper model (speaks the target tokenizer): a directory or an `org/name` id in the local HF cache.
-    #[arg(long, value_name = "DIR|ID")]
-    pub helper: String,
-    /// Take the target tokenizer from here instead of the helper directory.
-    #[arg(long, value_name = "DIR|ID")]
-    pub helper_tokenizer: Option<String>,
-    /// How target tokens find source tokens, as in `apply`: `canonical` (same bytes and word
-    /// start across spellings: `Ġhello` = `▁hello`) or `exact` (same string).
-    #[arg(long = "match", value_name = "exact|canonical", default_value_t = crate::defaults::MATCH)]
-    pub match_mode: MatchMode,
+    /// --source, --helper (required here) and --helper-tokenizer.
+    #[command(flatten)]
+    pub pair: PairArgs,
+    /// --match.
+    #[command(flatten)]
+    pub matching: MatchArgs,
     /// Examples of each kind to list (the first by target id).
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub examples: usize,
@@ -30,10 +29,10 @@ pub struct InspectArgs {
 /// Runs `inspect` without printing: the report `--json` prints.
 pub fn report(args: InspectArgs) -> anyhow::Result<InspectReport> {
     Ok(inspect(&InspectOptions {
-        source: args.source,
-        helper: args.helper,
-        helper_tokenizer: args.helper_tokenizer,
-        match_mode: args.match_mode,
+        helper: args.pair.required_helper()?,
+        source: args.pair.source,
+        helper_tokenizer: args.pair.helper_tokenizer,
+        match_mode: args.matching.match_mode,
         examples: args.examples,
     })?)
 }

@@ -1,7 +1,7 @@
 //! The `perplexity` subcommand: clap arguments and the table; the work is
 //! [`crate::commands::perplexity`].
 
-use super::args::terminal_progress;
+use super::args::{terminal_progress, ByteSize};
 use crate::commands::perplexity::{perplexity, PerplexityOptions, PerplexityReport};
 use crate::model::hub::resolve_model_dir;
 use crate::progress::Progress;
@@ -18,7 +18,7 @@ use std::path::PathBuf;
 #[derive(Debug, clap::Args)]
 pub struct PerplexityArgs {
     /// A model to score: a directory, or an `org/name` id in the local HF cache. Repeat for a table.
-    #[arg(long = "model", value_name = "DIR|ID", required = true)]
+    #[arg(long = "model", value_name = "DIR|ID", value_hint = clap::ValueHint::DirPath, required = true)]
     pub models: Vec<String>,
     /// UTF-8 documents: JSON Lines with a "text" field, or plain text with one document per line.
     #[arg(long, value_name = "FILE")]
@@ -27,8 +27,8 @@ pub struct PerplexityArgs {
     #[arg(long, default_value_t = 1024)]
     pub context: usize,
     /// Stop before the document that would take the text past this many bytes (e.g. 1MiB).
-    #[arg(long, value_name = "SIZE", value_parser = crate::plan::parse_bytes)]
-    pub max_bytes: Option<u64>,
+    #[arg(long, value_name = "SIZE")]
+    pub max_bytes: Option<ByteSize>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -49,7 +49,7 @@ pub fn report(args: PerplexityArgs, progress: Progress) -> anyhow::Result<Perple
         models,
         text: args.text,
         context: args.context,
-        max_bytes: args.max_bytes,
+        max_bytes: args.max_bytes.map(|b| b.0),
         progress,
     };
     Ok(perplexity(&opts)?)

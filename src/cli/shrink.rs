@@ -31,7 +31,7 @@ copies and an untied lm_head alike.";
 #[command(about = "Make a student skeleton: fewer transformer layers, optionally a narrower embedding", long_about = LONG_ABOUT)]
 pub struct ShrinkArgs {
     /// The model: a Hugging Face model directory, or an `org/name` id in the local HF cache.
-    #[arg(long, value_name = "DIR|ID")]
+    #[arg(long, value_name = "DIR|ID", value_hint = clap::ValueHint::DirPath)]
     pub model: String,
     /// Keep layers 0, R, 2R, ... and always the last layer.
     #[arg(long, value_name = "R", conflicts_with = "layers", value_parser = clap::value_parser!(u64).range(1..))]

@@ -22,7 +22,7 @@ whose tokens were all kept tokenizes to the same tokens as before (checked unles
 #[command(about = "Cut a model's vocabulary down to the tokens its corpora use", long_about = LONG_ABOUT)]
 pub struct TrimArgs {
     /// The model: a Hugging Face model directory, or an `org/name` id in the local HF cache.
-    #[arg(long, value_name = "DIR|ID")]
+    #[arg(long, value_name = "DIR|ID", value_hint = clap::ValueHint::DirPath)]
     pub model: String,
     /// A UTF-8 text file, one sentence or paragraph per line (repeat for each language).
     #[arg(long, value_name = "FILE", required = true)]

@@ -8,8 +8,8 @@
 //! counts here are the counts `apply` reports.
 
 use crate::error::Result;
+use crate::json::read_optional_json_object;
 use crate::model::hub;
-use crate::model::json::read_optional_json_object;
 use crate::vocab::{match_tokens, MatchMode, MatchReport, SpecialRole, Vocab};
 use std::path::{Path, PathBuf};
 

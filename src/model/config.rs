@@ -6,7 +6,7 @@
 //! `text_config`; those are read from there when the top level lacks them.
 
 use crate::error::{Error, Result};
-use crate::model::json::read_json_object;
+use crate::json::read_json_object;
 use crate::model::naming;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};

@@ -1,12 +1,13 @@
-//! Hugging Face model directories: finding them ([`hub`]), reading `config.json` ([`config`]),
-//! mapping safetensors weights ([`safetensors`]), locating the vocabulary-sized tensors per
-//! architecture ([`naming`]), reading a source/helper pair with its checks ([`pair`]), generic
-//! JSON files ([`json`]), rewriting a model's tensors ([`rewrite`]) and writing the output
-//! directory ([`writer`]: safetensors shards, staging, temporary files).
+//! Hugging Face model directories: finding them ([`hub`]), opening one ([`dir`]), reading
+//! `config.json` ([`config`]), mapping safetensors weights ([`safetensors`]), locating the
+//! vocabulary-sized tensors per architecture ([`naming`]), reading a source/helper pair with
+//! its checks ([`pair`]), rewriting a model's tensors ([`rewrite`]) and writing the output
+//! directory ([`writer`]: safetensors shards, staging, temporary files). JSON files are
+//! [`crate::json`]; the tokenizer format is [`crate::tokenizer`].
 
 pub mod config;
+pub mod dir;
 pub mod hub;
-pub mod json;
 pub mod naming;
 pub mod pair;
 pub mod rewrite;
@@ -14,11 +15,9 @@ pub mod safetensors;
 pub mod writer;
 
 pub use config::ModelConfig;
+pub use dir::ModelDir;
 pub use naming::VocabTensors;
 pub use safetensors::Weights;
-
-use crate::error::Result;
-use std::path::{Path, PathBuf};
 
 /// Tokenizer files copied from the target tokenizer's directory when present.
 pub const TOKENIZER_FILES: &[&str] = &[
@@ -35,27 +34,3 @@ pub const TOKENIZER_FILES: &[&str] = &[
     "chat_template.jinja",
     "chat_template.json",
 ];
-
-/// A model directory with its config and mapped weights.
-#[derive(Debug)]
-pub struct ModelDir {
-    /// The directory.
-    pub dir: PathBuf,
-    /// Its config.json.
-    pub config: ModelConfig,
-    /// Its safetensors weights.
-    pub weights: Weights,
-}
-
-impl ModelDir {
-    /// Reads config.json and maps the weights of `dir` (headers only).
-    pub fn open(dir: &Path) -> Result<ModelDir> {
-        let config = ModelConfig::read(dir)?;
-        let weights = Weights::open(dir)?;
-        Ok(ModelDir {
-            dir: dir.to_path_buf(),
-            config,
-            weights,
-        })
-    }
-}

@@ -6,9 +6,13 @@
 //! No tensor data is read here.
 
 use crate::error::{Error, Result};
-use crate::model::{hub, naming, ModelDir, VocabTensors, Weights};
+use crate::model::dir::ModelDir;
+use crate::model::hub;
+use crate::model::naming::{self, VocabTensors};
+use crate::model::safetensors::Weights;
 use crate::rows::{Storage, Stored};
 use crate::tensor::MatrixRef;
+use crate::tokenizer;
 use crate::vocab::Vocab;
 use serde_json::{Map, Value};
 use std::fs::File;
@@ -47,6 +51,8 @@ pub struct SourceTarget {
     pub source: ModelDir,
     /// The source tokenizer.
     pub source_vocab: Vocab,
+    /// The source tokenizer as loaded (parsed once per run; FVT spells target tokens with it).
+    pub source_tokenizer: tokenizers::Tokenizer,
     /// The target tokenizer.
     pub target_vocab: Vocab,
     /// The source's vocabulary tensors.
@@ -99,7 +105,8 @@ pub fn read_source_target(
     target_config: Option<&Map<String, Value>>,
 ) -> Result<SourceTarget> {
     let source = ModelDir::open(&source_dir)?;
-    let source_vocab = Vocab::read(&source_dir, Some(&source.config.raw))?;
+    let loaded = tokenizer::read(&source_dir)?;
+    let source_vocab = Vocab::from_loaded(&source_dir, &loaded, Some(&source.config.raw))?;
     let target_vocab = Vocab::read(&tokenizer_dir, target_config)?;
     let src_t =
         rebuilt_vocab_tensors(&source, source_vocab.base_len(), "source", "source model: ")?;
@@ -116,6 +123,7 @@ pub fn read_source_target(
         tokenizer_dir,
         source,
         source_vocab,
+        source_tokenizer: loaded.tokenizer,
         target_vocab,
         src_t,
     })

@@ -5,7 +5,7 @@
 //! when a caller slices it, so a 7B model costs a few header pages here.
 
 use crate::error::{Error, Result};
-use crate::model::json::read_optional_json_object;
+use crate::json::read_optional_json_object;
 use crate::tensor::{DType, MatrixRef};
 use memmap2::Mmap;
 use safetensors::tensor::{SafeTensorError, SafeTensors};

@@ -161,7 +161,7 @@ pub fn write_index(dir: &Path, shards: &[OutShard]) -> Result<()> {
     }
     let index =
         json!({ "metadata": { "total_size": total }, "weight_map": Value::Object(weight_map) });
-    crate::model::json::write_json(&dir.join(crate::model::safetensors::INDEX_FILE), &index)
+    crate::json::write_json(&dir.join(crate::model::safetensors::INDEX_FILE), &index)
 }
 
 /// The staging directory of an output; removed on drop unless committed. While it lives, the

@@ -10,15 +10,17 @@
 //! one the source model would make of that word. The unknown token is never part of the result:
 //! a word that only splits into unknowns has no spelling.
 
-use super::canonical::{byte_level_spelling, CanonicalToken, TokenFamily};
-use super::Vocab;
-use crate::error::{Error, Result};
+use super::canonical::CanonicalToken;
+use super::read::Vocab;
+use super::roles::SpecialRole;
+use crate::tokenizer::bytes::{byte_level_spelling, byte_token};
+use crate::tokenizer::TokenFamily;
 use tokenizers::Model;
 
 /// The source tokenizer, ready to spell target tokens.
-pub struct Speller {
+pub struct Speller<'t> {
     family: TokenFamily,
-    tokenizer: tokenizers::Tokenizer,
+    tokenizer: &'t tokenizers::Tokenizer,
     unk: Option<u32>,
 }
 
@@ -29,28 +31,19 @@ enum Piece {
     Byte(u8),
 }
 
-impl Speller {
-    /// Loads the source tokenizer of `source` (its `tokenizer.json`).
-    pub fn new(source: &Vocab) -> Result<Speller> {
-        let tokenizer = tokenizers::Tokenizer::from_file(&source.path).map_err(|e| {
-            Error::bad_file(
-                &source.path,
-                format!("does not load as a tokenizer ({e}); restore the original file"),
-            )
-        })?;
-        let unk = source
-            .special
-            .get(&super::SpecialRole::Unk)
-            .copied()
-            .or_else(|| {
-                let model = tokenizer.get_model();
-                ["<unk>", "[UNK]"].iter().find_map(|t| model.token_to_id(t))
-            });
-        Ok(Speller {
+impl<'t> Speller<'t> {
+    /// The speller of `source` with its tokenizer, as loaded when `source` was read (the
+    /// source tokenizer is parsed once per run).
+    pub fn new(source: &Vocab, tokenizer: &'t tokenizers::Tokenizer) -> Speller<'t> {
+        let unk = source.special.get(&SpecialRole::Unk).copied().or_else(|| {
+            let model = tokenizer.get_model();
+            ["<unk>", "[UNK]"].iter().find_map(|t| model.token_to_id(t))
+        });
+        Speller {
             family: source.family.clone(),
             tokenizer,
             unk,
-        })
+        }
     }
 
     /// The source ids that spell `form`, in order; `None` when the source family cannot write
@@ -61,7 +54,7 @@ impl Speller {
         let mut ids = Vec::new();
         for piece in self.pieces(form)? {
             match piece {
-                Piece::Byte(b) => ids.push(model.token_to_id(&format!("<0x{b:02X}>"))?),
+                Piece::Byte(b) => ids.push(model.token_to_id(&byte_token(b))?),
                 Piece::Text(text) => {
                     let tokens = model.tokenize(&text).ok()?;
                     ids.extend(tokens.iter().map(|t| t.id));
@@ -116,13 +109,13 @@ mod tests {
     use serde_json::json;
 
     /// Writes `tokenizer.json` of a BPE model (`vocab`, `merges`) with `extra` top-level keys
-    /// and reads it as a [`Vocab`].
+    /// and reads it as a [`Vocab`], with the tokenizer loaded.
     fn bpe(
         dir: &std::path::Path,
         vocab: serde_json::Value,
         merges: &[&str],
         extra: serde_json::Value,
-    ) -> Vocab {
+    ) -> (Vocab, crate::tokenizer::Loaded) {
         let mut tj = json!({
             "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
             "normalizer": null, "pre_tokenizer": null, "post_processor": null, "decoder": null,
@@ -138,7 +131,8 @@ mod tests {
             }
         }
         std::fs::write(dir.join("tokenizer.json"), tj.to_string()).unwrap();
-        Vocab::read(dir, None).unwrap()
+        let loaded = crate::tokenizer::read(dir).unwrap();
+        (Vocab::from_loaded(dir, &loaded, None).unwrap(), loaded)
     }
 
     fn form(text: &[u8], word_start: bool) -> CanonicalToken {
@@ -151,7 +145,7 @@ mod tests {
     #[test]
     fn byte_level_source_spells_words_as_its_model_splits_them() {
         let dir = tempfile::tempdir().unwrap();
-        let v = bpe(
+        let (v, loaded) = bpe(
             dir.path(),
             json!({"h": 0, "e": 1, "l": 2, "o": 3, "Ġ": 4, "Ġh": 5, "Ġhe": 6, "ll": 7, "Ã": 8, "¼": 9}),
             &["Ġ h", "Ġh e", "l l"],
@@ -159,7 +153,7 @@ mod tests {
                    "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true}}),
         );
         assert_eq!(v.family, TokenFamily::ByteLevel);
-        let s = Speller::new(&v).unwrap();
+        let s = Speller::new(&v, &loaded.tokenizer);
         // " hello" = Ġhe + ll + o; "hello" inside a word = h e ll o.
         assert_eq!(s.spell(&form(b"hello", true)), Some(vec![6, 7, 3]));
         assert_eq!(s.spell(&form(b"hello", false)), Some(vec![0, 1, 7, 3]));
@@ -171,7 +165,7 @@ mod tests {
     #[test]
     fn sentencepiece_source_uses_byte_fallback_for_lone_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        let v = bpe(
+        let (v, loaded) = bpe(
             dir.path(),
             json!({"<unk>": 0, "<0xE2>": 1, "<0xC3>": 2, "<0xA9>": 3, "▁": 4, "a": 5, "▁a": 6, "b": 7}),
             &["▁ a"],
@@ -187,7 +181,7 @@ mod tests {
                 ..
             }
         ));
-        let s = Speller::new(&v).unwrap();
+        let s = Speller::new(&v, &loaded.tokenizer);
         assert_eq!(s.spell(&form(b"ab", true)), Some(vec![6, 7]));
         // A lone 0xE2 (the first byte of a 3-byte character) is <0xE2>.
         assert_eq!(s.spell(&form(&[0xE2], false)), Some(vec![1]));

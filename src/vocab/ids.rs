@@ -14,7 +14,8 @@
 //! `unk_token_id` becomes null there). Otherwise the target has no counterpart and the caller
 //! drops the id, saying why ([`IdMiss`]).
 
-use super::{SpecialRole, Vocab};
+use super::read::Vocab;
+use super::roles::SpecialRole;
 
 /// Why a source id has no target counterpart, in words for a notice.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,7 +141,7 @@ mod tests {
             &["<|endoftext|>", "<unk>", "a", "<|im_end|>"],
             &[(Pad, 0), (Eos, 3)],
         )
-        .with_family(crate::vocab::canonical::TokenFamily::ByteLevel, [0, 3]);
+        .with_family(crate::tokenizer::TokenFamily::ByteLevel, [0, 3]);
         let miss = target_id_by_role(&s, &t, "unk_token_id", 3).unwrap_err();
         assert!(miss.why.contains("ordinary text"), "{miss:?}");
         // Without a role in the key, the source's role still rules it out.

@@ -10,6 +10,10 @@ use clp_gpu::synthetic::{embeddings, gaussian, Rng};
 use clp_gpu::{DType, Gpu, MatrixRef, TopK, Weighting};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
+#[path = "../fixtures/close.rs"]
+mod close;
+pub use close::assert_close;
+
 /// The test binary's engine, poisoning outputs. Tests lock it (lavapipe already uses every
 /// core, so running GPU tests one at a time costs nothing).
 pub fn engine() -> MutexGuard<'static, Engine> {
@@ -166,37 +170,6 @@ pub fn encode(dtype: DType, values: &[f32]) -> (Vec<u8>, Vec<f32>) {
 }
 
 pub const DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
-
-/// Asserts |got - want| ≤ tol(i) element-wise; on failure reports the count, the worst index and
-/// both values. A non-finite value on either side (NaN, ±inf in `got` or in `want`) always fails.
-pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: impl Fn(usize) -> f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let mut fails = 0usize;
-    let mut worst = (0usize, 0.0f64);
-    for i in 0..got.len() {
-        let err = (got[i] as f64 - want[i]).abs();
-        let excess = if got[i].is_finite() && want[i].is_finite() {
-            err / tol(i)
-        } else {
-            f64::INFINITY
-        };
-        if excess > 1.0 {
-            fails += 1;
-        }
-        if excess > worst.1 || (i == 0 && excess.is_nan()) {
-            worst = (i, excess);
-        }
-    }
-    let i = worst.0;
-    assert!(
-        fails == 0,
-        "{what}: {fails} of {} elements out of tolerance; worst at {i}: got {}, want {}, tol {}",
-        got.len(),
-        got[i],
-        want[i],
-        tol(i)
-    );
-}
 
 /// Max |x| of each row of a row-major matrix.
 pub fn row_max_abs(v: &[f64], cols: usize) -> Vec<f64> {

@@ -8,7 +8,7 @@
 //! `generate` otherwise).
 
 use crate::error::{Error, Result};
-use crate::model::json::read_optional_json_object;
+use crate::json::read_optional_json_object;
 use crate::model::rewrite;
 use crate::model::ModelDir;
 use crate::vocab::ids::target_id_by_role;

@@ -32,7 +32,7 @@ pub(super) struct Sources<'a> {
 impl Sources<'_> {
     /// Writes the FVT rows of `ids`; returns the spelling of each (`None`: no FVT row).
     fn write_fvt(&self, ids: &[u32], bar: &Bar) -> Result<Vec<Option<Vec<u32>>>> {
-        let speller = Speller::new(&self.pair.source_vocab)?;
+        let speller = Speller::new(&self.pair.source_vocab, &self.pair.source_tokenizer);
         let rows = FvtRows {
             pair: self.pair,
             speller: &speller,

@@ -26,7 +26,7 @@ pub(super) struct FvtRows<'a> {
     /// The source and the target tokenizer.
     pub pair: &'a SourceTarget,
     /// The source tokenizer, ready to spell target tokens.
-    pub speller: &'a Speller,
+    pub speller: &'a Speller<'a>,
     /// The source vocabulary tensors as stored, one per part.
     pub stored: &'a [Stored<'a>],
     /// The parts (for the tensor names in errors).

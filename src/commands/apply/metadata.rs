@@ -1,14 +1,14 @@
 //! Stage 5, **write metadata**: config.json and generation_config.json with the target's
 //! vocabulary size and special-token ids, the target tokenizer's files, the per-token
 //! provenance (`--provenance`, JSON Lines) and the report `clp_transfer.json`. Generic file
-//! writing (safetensors shards, JSON) is [`crate::model::writer`] and [`crate::model::json`].
+//! writing (safetensors shards, JSON) is [`crate::model::writer`] and [`crate::json`].
 
 use super::configs::OutConfigs;
 use super::options::{ApplyOptions, ApplySummary, Fallback, Method};
 use super::pad::{self, Pad};
 use super::rows::{Computed, FallbackRow};
 use crate::error::{Error, Result};
-use crate::model::json::write_json;
+use crate::json::write_json;
 use crate::model::pair::{Helper, SourceTarget};
 use crate::tensor::MatrixRef;
 use crate::vocab::{Matching, Vocab};

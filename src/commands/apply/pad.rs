@@ -11,7 +11,7 @@
 
 use super::options::ApplyOptions;
 use crate::error::{Error, Result};
-use crate::model::json::{read_json_object, read_optional_json_object, write_json};
+use crate::json::{read_json_object, read_optional_json_object, write_json};
 use crate::model::pair::SourceTarget;
 use crate::model::TOKENIZER_FILES;
 use crate::vocab::{Matching, RoleMapping, SpecialRole, Vocab};

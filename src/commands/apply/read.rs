@@ -7,7 +7,7 @@
 
 use super::options::{ApplyOptions, Method};
 use crate::error::{Error, Result};
-use crate::model::json::read_optional_json_object;
+use crate::json::read_optional_json_object;
 use crate::model::naming::Layout;
 use crate::model::pair::{read_helper, read_source_target, vocab_matrix, Helper, SourceTarget};
 use crate::model::{hub, writer, ModelDir};

@@ -123,9 +123,7 @@ impl LanguageModel {
         let model_type = config["model_type"].as_str().unwrap_or("").to_string();
         check_model_type(&config_path, &model_type)?;
         let tokenizer_path = dir.join("tokenizer.json");
-        let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer_path).map_err(|e| {
-            Error::bad_file(&tokenizer_path, format!("cannot load the tokenizer: {e}"))
-        })?;
+        let tokenizer = crate::tokenizer::load_file(&tokenizer_path)?;
         let fail = |e: candle_core::Error| Error::Candle {
             path: dir.to_path_buf(),
             model_type: model_type.clone(),

@@ -31,7 +31,7 @@ pub mod svd;
 pub use select::{select_layers, LayerChoice};
 
 use crate::error::{Error, Result};
-use crate::model::json::write_json;
+use crate::json::write_json;
 use crate::model::pair::vocab_tensors;
 use crate::model::rewrite::{self, TensorAction};
 use crate::model::safetensors::engine_dtype;

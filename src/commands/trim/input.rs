@@ -9,7 +9,7 @@ use crate::progress::Progress;
 use crate::vocab::Vocab;
 use std::path::{Path, PathBuf};
 
-use super::tokenizer_json::TokenizerJson;
+use crate::tokenizer::TokenizerJson;
 
 /// What `trim` needs to know.
 #[derive(Debug, Clone)]
@@ -111,10 +111,6 @@ fn check_options(opts: &TrimOptions) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-pub(super) fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// `--keep FILE`: one token string per line (exact vocabulary strings); blank lines skipped.

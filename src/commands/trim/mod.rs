@@ -11,7 +11,7 @@
 //!    corpus), byte alphabet (byte-level BPE and byte fallback, so any text stays encodable),
 //!    alphabet (the smallest pieces of a token seen but dropped by frequency, so its text stays
 //!    encodable), WordPiece unknown-word path, and finally BPE merge closure.
-//! 4. **tokenizer**: tokenizer.json edited as JSON ([`tokenizer_json`]), kept tokens renumbered
+//! 4. **tokenizer**: tokenizer.json edited as JSON ([`crate::tokenizer`]), kept tokens renumbered
 //!    0.. in their old order; reloaded with the tokenizers crate and every id checked; then each
 //!    corpus is tokenized again with both tokenizers and compared line by line.
 //! 5. **write**: kept rows of the vocabulary tensors in the new order (bytes copied), every
@@ -23,12 +23,11 @@
 pub mod corpus;
 mod input;
 mod select;
-pub mod tokenizer_json;
 mod write;
 
 use crate::commands::timer::Timer;
-use crate::error::{Error, Result};
-use crate::model::json::{read_optional_json_object, write_json};
+use crate::error::{one_line, Error, Result};
+use crate::json::{read_optional_json_object, write_json};
 use crate::model::rewrite;
 use crate::model::writer::Staging;
 use crate::progress::Unit;
@@ -36,12 +35,13 @@ use corpus::{CorpusCounts, Verification};
 pub use input::TrimOptions;
 pub use select::{CorpusSummary, KeptCounts};
 
-use input::{one_line, read, Read};
+use crate::tokenizer::rewrite::EditCounts;
+use crate::tokenizer::{write::to_pretty, ModelKind, TokenizerJson};
+use input::{read, Read};
 use select::Selection;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use tokenizer_json::{EditCounts, ModelKind, TokenizerJson};
 use write::{TrimmedTokenizer, WriteOutcome};
 
 /// What `trim` did (printed by the CLI; also `trim_report.json` in OUT).
@@ -130,7 +130,7 @@ pub fn trim(opts: &TrimOptions) -> Result<TrimReport> {
 /// Stage 2, **count**: every corpus through the model's own tokenizer.
 fn count(opts: &TrimOptions, input: &Read) -> Result<Vec<CorpusCounts>> {
     let unk_id = match input.tj.kind {
-        ModelKind::WordPiece => tj_model_unk(&input.tj).and_then(|t| input.vocab.id(&t)),
+        ModelKind::WordPiece => input.tj.unk_token().and_then(|t| input.vocab.id(&t)),
         _ => None,
     };
     let mut counts: Vec<CorpusCounts> = Vec::new();
@@ -159,7 +159,7 @@ fn trim_tokenizer(
 ) -> Result<(TrimmedTokenizer, EditCounts, Vec<Verification>)> {
     let tj = &input.tj;
     let (root, edit) = tj.trimmed(&sel.new_ids)?;
-    let text = tokenizer_json::to_pretty(&tj.path, &root)?;
+    let text = to_pretty(&tj.path, &root)?;
     let loaded = text.parse::<tokenizers::Tokenizer>().map_err(|e| {
         Error::Model(format!(
             "the trimmed tokenizer does not load ({}); (a bug in clp-gpu; please report it with {})",
@@ -252,13 +252,4 @@ fn report(
         files_dropped: outcome.files_dropped,
         timings_s: timer.stages().clone(),
     }
-}
-
-/// The model's `unk_token` when it has one.
-fn tj_model_unk(tj: &TokenizerJson) -> Option<String> {
-    tj.root
-        .get("model")?
-        .get("unk_token")?
-        .as_str()
-        .map(str::to_owned)
 }

@@ -3,9 +3,9 @@
 
 use super::corpus::CorpusCounts;
 use super::input::Read;
-use super::tokenizer_json::{ModelKind, TokenizerJson};
 use crate::error::Result;
 use crate::model::rewrite;
+use crate::tokenizer::{ModelKind, TokenizerJson};
 use crate::vocab::Vocab;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -239,7 +239,7 @@ fn pre_tokenized_words(tok: &tokenizers::Tokenizer, span: &str) -> Result<Vec<St
     let fail = |e: tokenizers::Error| {
         crate::error::Error::Model(format!(
             "the tokenizer failed on `{span}`: {}",
-            super::input::one_line(&e.to_string())
+            crate::error::one_line(&e.to_string())
         ))
     };
     let mut normalized = tokenizers::NormalizedString::from(span);

@@ -4,11 +4,12 @@
 
 use super::input::Read;
 use super::select::Selection;
-use super::tokenizer_json::{self, ModelKind, TokenizerJson};
 use crate::error::{Error, Result};
-use crate::model::json::{read_optional_json_object, write_json};
+use crate::json::{read_optional_json_object, write_json};
 use crate::model::rewrite::{self, numel, TensorAction, Written};
 use crate::model::ModelDir;
+use crate::tokenizer::write as tokenizer_files;
+use crate::tokenizer::{ModelKind, TokenizerJson};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -173,7 +174,7 @@ fn write_tokenizer_files(
     write_text(out_dir, "tokenizer.json", &tokenizer.text)?;
     let tc_path = model_dir.join("tokenizer_config.json");
     if let Some(tc) = read_optional_json_object(&tc_path)? {
-        let text = tokenizer_json::remap_tokenizer_config(&tc, map)?;
+        let text = tokenizer_files::remap_tokenizer_config(&tc, map)?;
         write_text(out_dir, "tokenizer_config.json", &text)?;
     }
     rewrite::copy_files(model_dir, out_dir, COPIED_FILES)?;
@@ -206,7 +207,7 @@ fn write_slow_vocab_files(
     let mut dropped = Vec::new();
     if model_dir.join("vocab.txt").is_file() {
         if tj.kind == ModelKind::WordPiece {
-            write_text(out_dir, "vocab.txt", &TokenizerJson::vocab_txt(root))?;
+            write_text(out_dir, "vocab.txt", &tokenizer_files::vocab_txt(root))?;
         } else {
             dropped.push("vocab.txt".to_string());
         }
@@ -221,7 +222,7 @@ fn write_slow_vocab_files(
             .ok()
             .and_then(|t| t.lines().next().map(str::to_owned))
             .filter(|l| l.starts_with("#version"));
-        let (vocab_json, merges) = TokenizerJson::vocab_json_and_merges(root, header.as_deref());
+        let (vocab_json, merges) = tokenizer_files::vocab_json_and_merges(root, header.as_deref());
         if has_vocab_json {
             write_text(out_dir, "vocab.json", &vocab_json)?;
         }

@@ -1,8 +1,10 @@
-//! Generic JSON file helpers shared by every reader and writer of model directories: read a
-//! file that must hold a JSON object (required or optional) and write pretty JSON the way
-//! `transformers` does.
+//! JSON files, shared by every reader and writer of model and tokenizer files: read a file that
+//! must hold a JSON object (required or optional), write pretty JSON the way `transformers`
+//! does, and [`Ordered`], an object whose entries are written in a given order (serde_json's
+//! `Map` sorts its keys). A leaf module: it imports nothing of the crate but the error type.
 
 use crate::error::{Error, Result};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -59,4 +61,18 @@ pub fn write_json(path: &Path, value: &Value) -> Result<()> {
         .map_err(|e| Error::bad_file(path, format!("cannot serialise JSON: {e}")))?;
     text.push('\n');
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
+}
+
+/// A JSON object whose entries are serialised in the order given (serde_json's `Map` would
+/// sort them): tokenizer vocabularies in id order, `added_tokens_decoder` in numeric order.
+pub struct Ordered<'a, V>(pub Vec<(&'a str, V)>);
+
+impl<V: Serialize> Serialize for Ordered<'_, V> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
 }
