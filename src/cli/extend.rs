@@ -1,10 +1,9 @@
 //! The `extend` subcommand: clap arguments and printing; the work is [`crate::commands::extend`].
 
-use super::args::{BackendArg, FallbackArg, OutputArgs, WeightingArg};
+use super::args::{BackendArg, ByteSize, FallbackArg, MatchArgs, OutputArgs, WeightingArg};
 use crate::commands::extend::{extend, ExtendOptions, ExtendSummary};
 use crate::defaults;
 use crate::progress::Progress;
-use crate::vocab::MatchMode;
 use crate::TopK;
 use std::path::PathBuf;
 
@@ -19,10 +18,10 @@ use std::path::PathBuf;
 #[derive(Debug, clap::Args)]
 pub struct ExtendArgs {
     /// The model to extend: a Hugging Face model directory, or an `org/name` id in the local HF cache.
-    #[arg(long, value_name = "DIR|ID")]
+    #[arg(long, value_name = "DIR|ID", value_hint = clap::ValueHint::DirPath)]
     pub model: String,
     /// Text in the language to add, one document per line (repeat for several files).
-    #[arg(long, value_name = "FILE", required = true)]
+    #[arg(long, value_name = "FILE", required = true, value_hint = clap::ValueHint::FilePath)]
     pub corpus: Vec<PathBuf>,
     /// How many tokens to add at most (in order of usefulness: merge rank or score; the
     /// intermediate tokens a merge chain needs count).
@@ -36,11 +35,11 @@ pub struct ExtendArgs {
     #[arg(long, value_name = "SHARE", default_value_t = 0.1)]
     pub holdout: f64,
     /// Output model directory (must not exist unless --force).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub out: PathBuf,
     /// A model that already knows the language (any tokenizer): the new rows combine the
     /// model's rows of the tokens nearest in the helper's embedding space (--weighting).
-    #[arg(long, value_name = "DIR|ID")]
+    #[arg(long, value_name = "DIR|ID", value_hint = clap::ValueHint::DirPath)]
     pub helper: Option<String>,
     /// How the new rows are built: fvt (default without --helper: the mean of the model's rows
     /// of the token's pieces) or, with --helper, clp, softmax (default with --helper),
@@ -53,10 +52,9 @@ pub struct ExtendArgs {
     /// Softmax temperature (with --helper).
     #[arg(long, default_value_t = defaults::TEMPERATURE)]
     pub temperature: f32,
-    /// How tokens of the extended vocabulary find the model's and the helper's tokens
-    /// (`canonical` or `exact`, as in `apply`).
-    #[arg(long = "match", value_name = "exact|canonical", default_value_t = defaults::MATCH)]
-    pub match_mode: MatchMode,
+    /// --match: how tokens of the extended vocabulary find the model's and the helper's tokens.
+    #[command(flatten)]
+    pub matching: MatchArgs,
     /// What rows the weighting cannot build get: fvt (the token's FVT row) or mean.
     #[arg(long, value_enum, value_name = "fvt|mean", default_value = "fvt")]
     pub fallback: FallbackArg,
@@ -64,13 +62,13 @@ pub struct ExtendArgs {
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     pub backend: BackendArg,
     /// Memory budget of the tile buffers, e.g. 512MiB or 2GiB.
-    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = crate::plan::parse_bytes)]
-    pub gpu_memory: u64,
+    #[arg(long, value_name = "SIZE", default_value = "1GiB")]
+    pub gpu_memory: ByteSize,
     /// Round the number of embedding rows up to a multiple of N (extra rows are zeros).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub pad_to_multiple: Option<u64>,
     /// Write per-token provenance (JSON Lines) to this file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub provenance: Option<PathBuf>,
     /// Replace OUT if it exists.
     #[arg(long)]
@@ -99,9 +97,9 @@ pub fn summary(
         helper: args.helper,
         method: weighting.method(args.top_k, args.temperature)?,
         fallback: args.fallback.into(),
-        match_mode: args.match_mode,
+        match_mode: args.matching.match_mode,
         backend: args.backend.into(),
-        memory_bytes: args.gpu_memory,
+        memory_bytes: args.gpu_memory.0,
         pad_to_multiple: args.pad_to_multiple.map(|n| n as usize),
         provenance: args.provenance,
         out: args.out,

@@ -24,7 +24,8 @@ use crate::backend::Backend;
 use crate::commands::apply::{ApplySummary, Fallback, Method};
 use crate::commands::timer::Timer;
 use crate::error::{Error, Result};
-use crate::model::{hub, json::write_json, writer};
+use crate::json::write_json;
+use crate::model::{hub, writer};
 use crate::progress::Progress;
 use crate::vocab::MatchMode;
 use learn::{Fertility, LearnOptions};
@@ -198,8 +199,8 @@ pub fn extend(opts: &ExtendOptions) -> Result<ExtendSummary> {
         )));
     }
     let bytes = std::fs::read(&tokenizer_json).map_err(|e| Error::io(&tokenizer_json, e))?;
-    let original = load_tokenizer(&tokenizer_json, &bytes)?;
-    let extended = load_tokenizer(&tokenizer_json, &extension.tokenizer_json)?;
+    let original = crate::tokenizer::load::from_bytes(&tokenizer_json, &bytes)?;
+    let extended = crate::tokenizer::load::from_bytes(&tokenizer_json, &extension.tokenizer_json)?;
     let fertility = check_corpora(&original, &extended, &corpora)?;
     timer.lap("check");
 
@@ -279,16 +280,6 @@ fn model_tokenizer(dir: &Path) -> Result<PathBuf> {
         ));
     }
     Ok(path)
-}
-
-/// A tokenizer from the bytes of a tokenizer.json (`path` names it in an error).
-fn load_tokenizer(path: &Path, bytes: &[u8]) -> Result<tokenizers::Tokenizer> {
-    tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| {
-        Error::bad_file(
-            path,
-            format!("does not load as a tokenizer ({e}); restore the original file"),
-        )
-    })
 }
 
 /// Every corpus checked: no line may take more tokens after, or decode differently.

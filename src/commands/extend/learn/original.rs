@@ -57,7 +57,7 @@ pub struct Original {
 impl Original {
     /// Reads `path` and checks that its family can be extended.
     pub fn read(path: &Path) -> Result<Original> {
-        let root = crate::model::json::read_json_object(
+        let root = crate::json::read_json_object(
             path,
             "extend needs a fast tokenizer: save one with AutoTokenizer.from_pretrained(...).save_pretrained(DIR)",
         )?;
@@ -265,5 +265,5 @@ pub fn load_for_counting(path: &Path, root: &Map<String, Value>) -> Result<token
     }
     root.insert("padding".into(), Value::Null);
     root.insert("truncation".into(), Value::Null);
-    crate::commands::trim::tokenizer_json::load(path, &Value::Object(root))
+    crate::tokenizer::load::from_json(path, &Value::Object(root))
 }

@@ -85,5 +85,5 @@ fn append_merges(model: &mut Map<String, Value>, merges: &[(String, String)]) {
 
 /// tokenizer.json bytes of `root`.
 pub fn to_bytes(orig: &Original, root: &Map<String, Value>) -> Result<Vec<u8>> {
-    crate::commands::trim::tokenizer_json::to_pretty(&orig.path, root).map(String::into_bytes)
+    crate::tokenizer::write::to_pretty(&orig.path, root).map(String::into_bytes)
 }
