@@ -63,7 +63,9 @@ impl Trained {
         let mut model = BPE::default();
         trainer.train(&mut model).map_err(train_err)?;
         let json = serde_json::to_value(&model).map_err(|e| {
-            Error::Model(format!("cannot read the trained BPE back ({e}) (a bug in clp-gpu)"))
+            Error::Model(format!(
+                "cannot read the trained BPE back ({e}) (a bug in clp-gpu)"
+            ))
         })?;
         let mut results = Vec::new();
         let mut rank_of = HashMap::new();
@@ -80,7 +82,9 @@ impl Trained {
 
 /// BPE merges of a JSON list (`"a b"` strings or `["a", "b"]` pairs), unreadable ones skipped.
 pub fn merge_pairs(list: Option<&Value>) -> Vec<(String, String)> {
-    let list = list.and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    let list = list
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
     list.iter()
         .filter_map(|m| match m {
             Value::String(s) => {
@@ -243,7 +247,12 @@ impl Table {
     }
 
     /// Adds `content` as a new token.
-    fn new_token(&mut self, content: String, add: usize, banned: &HashSet<String>) -> Result<u32, ()> {
+    fn new_token(
+        &mut self,
+        content: String,
+        add: usize,
+        banned: &HashSet<String>,
+    ) -> Result<u32, ()> {
         if self.added.len() >= add || banned.contains(&content) || self.known.contains(&content) {
             return Err(());
         }

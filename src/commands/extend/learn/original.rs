@@ -52,6 +52,8 @@ pub struct Original {
     pub first_new_id: u32,
     /// WordPiece `continuing_subword_prefix` (`##`).
     pub prefix: String,
+    /// Added tokens outside the model vocabulary, with their ids.
+    pub added_outside: Vec<(String, u32)>,
 }
 
 impl Original {
@@ -70,17 +72,32 @@ impl Original {
         let vocab = model_vocab(family, model, &bad)?;
         let mut known: HashSet<String> = vocab.keys().cloned().collect();
         let mut largest = vocab.values().copied().max();
+        let mut added_outside = Vec::new();
+        let taken: HashSet<u32> = vocab.values().copied().collect();
         for t in root
             .get("added_tokens")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
         {
-            if let Some(c) = t.get("content").and_then(Value::as_str) {
-                known.insert(c.to_string());
-            }
+            let content = t.get("content").and_then(Value::as_str);
             let id = t.get("id").and_then(Value::as_u64).map(|i| i as u32);
-            largest = largest.max(id);
+            let (Some(content), Some(id)) = (content, id) else {
+                return Err(bad(
+                    "an `added_tokens` entry has no content or id; restore the original file"
+                        .into(),
+                ));
+            };
+            known.insert(content.to_string());
+            largest = largest.max(Some(id));
+            if !vocab.contains_key(content) {
+                if taken.contains(&id) {
+                    return Err(bad(format!(
+                        "added token {content:?} has id {id}, which the model vocabulary gives another token; restore the original file"
+                    )));
+                }
+                added_outside.push((content.to_string(), id));
+            }
         }
         let first_new_id = largest.map_or(0, |l| l + 1);
         if family == Family::Unigram && first_new_id as usize != vocab.len() {
@@ -105,6 +122,7 @@ impl Original {
             known,
             first_new_id,
             prefix,
+            added_outside,
         })
     }
 
@@ -242,13 +260,11 @@ fn model_vocab(
         (_, Some(Value::Object(v))) if !v.is_empty() => v
             .iter()
             .map(|(t, id)| {
-                id.as_u64()
-                    .map(|i| (t.clone(), i as u32))
-                    .ok_or_else(|| {
-                        bad(format!(
-                            "vocabulary entry {t:?} has no integer id; restore the original file"
-                        ))
-                    })
+                id.as_u64().map(|i| (t.clone(), i as u32)).ok_or_else(|| {
+                    bad(format!(
+                        "vocabulary entry {t:?} has no integer id; restore the original file"
+                    ))
+                })
             })
             .collect(),
         _ => Err(missing()),

@@ -31,7 +31,10 @@ pub struct Listed {
     pub note: Option<String>,
 }
 
-fn train_err<'a>(orig: &'a Original, what: &'static str) -> impl Fn(tokenizers::Error) -> Error + 'a {
+fn train_err<'a>(
+    orig: &'a Original,
+    what: &'static str,
+) -> impl Fn(tokenizers::Error) -> Error + 'a {
     move |e| {
         Error::Model(format!(
             "{}: training a {what} on the corpus failed ({e}); check the corpus text",
@@ -61,17 +64,17 @@ pub fn unigram(orig: &Original, counts: &WordCounts, opts: &LearnOptions) -> Res
     let mut model = Unigram::default();
     pool.install(|| trainer.do_train(sentences, &mut model))
         .map_err(train_err(orig, "Unigram"))?;
-    let trained: Vec<(String, f64)> = model
+    let mut trained: Vec<(String, f64)> = model
         .iter()
         .filter(|(p, s)| !p.is_empty() && s.is_finite() && p != "<UNK>")
         .cloned()
         .collect();
+    // The trainer orders equal scores in hash order: sort, so that sums below run in one order.
+    trained.sort_by(|a, b| a.0.cmp(&b.0));
+    tie_rare_characters(&mut trained);
     let orig_scores = unigram_scores(orig);
     let (scale, offset, note) = fit_scale(&trained, &orig_scores);
-    let floor = orig_scores
-        .values()
-        .copied()
-        .fold(f64::INFINITY, f64::min);
+    let floor = orig_scores.values().copied().fold(f64::INFINITY, f64::min);
     let mut candidates: Vec<Candidate> = trained
         .iter()
         .filter(|(p, _)| !orig.known.contains(p))
@@ -89,6 +92,19 @@ pub fn unigram(orig: &Original, counts: &WordCounts, opts: &LearnOptions) -> Res
         candidates,
         note: Some(note),
     })
+}
+
+/// The trainer gives characters its model dropped the lowest score plus 1e-4 per character,
+/// counted in hash order (different in every process): those scores become the lowest one.
+fn tie_rare_characters(trained: &mut [(String, f64)]) {
+    let lowest = trained.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let chars = trained.iter().filter(|p| p.0.chars().count() == 1).count();
+    let window = 1e-4 * (chars as f64 + 1.0);
+    for (p, s) in trained.iter_mut() {
+        if p.chars().count() == 1 && *s < lowest + window {
+            *s = lowest;
+        }
+    }
 }
 
 /// The original Unigram's scores by piece.
@@ -117,7 +133,11 @@ fn fit_scale(
         .collect();
     let n = pairs.len() as f64;
     if pairs.is_empty() {
-        return (1.0, 0.0, "Unigram scores kept as trained (no piece shared with the model)".into());
+        return (
+            1.0,
+            0.0,
+            "Unigram scores kept as trained (no piece shared with the model)".into(),
+        );
     }
     let mx = pairs.iter().map(|p| p.0).sum::<f64>() / n;
     let my = pairs.iter().map(|p| p.1).sum::<f64>() / n;
@@ -148,7 +168,12 @@ pub fn wordpiece(orig: &Original, counts: &WordCounts, opts: &LearnOptions) -> R
         .vocab_size(2 * chars.len() + opts.add.saturating_mul(3) + 256)
         .min_frequency(opts.min_freq)
         .continuing_subword_prefix(prefix.clone())
-        .special_tokens(continued.iter().map(|t| AddedToken::from(t.clone(), true)).collect())
+        .special_tokens(
+            continued
+                .iter()
+                .map(|t| AddedToken::from(t.clone(), true))
+                .collect(),
+        )
         .build();
     let occurrences = counts
         .iter()
@@ -157,9 +182,14 @@ pub fn wordpiece(orig: &Original, counts: &WordCounts, opts: &LearnOptions) -> R
         .feed(occurrences, |w| Ok(vec![w.to_string()]))
         .map_err(train_err(orig, "WordPiece"))?;
     let mut model = BPE::default();
-    trainer.train(&mut model).map_err(train_err(orig, "WordPiece"))?;
-    let json = serde_json::to_value(&model)
-        .map_err(|e| Error::Model(format!("cannot read the trained BPE back ({e}) (a bug in clp-gpu)")))?;
+    trainer
+        .train(&mut model)
+        .map_err(train_err(orig, "WordPiece"))?;
+    let json = serde_json::to_value(&model).map_err(|e| {
+        Error::Model(format!(
+            "cannot read the trained BPE back ({e}) (a bug in clp-gpu)"
+        ))
+    })?;
     let mut seen: HashSet<String> = HashSet::new();
     let mut candidates = Vec::new();
     for (a, b) in merge_pairs(json.get("merges")) {

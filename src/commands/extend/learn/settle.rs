@@ -91,7 +91,15 @@ pub fn settle(
     let mut notes = Notes::default();
     let mut pool: Option<HashSet<String>> = None;
     for round in 0.. {
-        let built = build(orig, proposal, table.as_mut(), counts, opts.add, &banned, pool.as_ref());
+        let built = build(
+            orig,
+            proposal,
+            table.as_mut(),
+            counts,
+            opts.add,
+            &banned,
+            pool.as_ref(),
+        );
         let entries: Vec<Entry> = built
             .tokens
             .iter()
@@ -106,12 +114,16 @@ pub fn settle(
         let (freq, mut blamed) = check_words(orig, &ext, &words, &before, unk, &built)?;
         for t in &built.tokens {
             if freq.get(&t.id).copied().unwrap_or(0) < opts.min_freq {
-                blamed.entry(t.content.clone()).or_insert("seen fewer than --min-freq times");
+                blamed
+                    .entry(t.content.clone())
+                    .or_insert("seen fewer than --min-freq times");
             }
         }
+        let mut line_failures = false;
         if blamed.is_empty() {
             let ext_lines = encode_lines(&ext, lines);
             let (_, failing) = compare(&orig_lines, &ext_lines, lines, unk_text.as_deref());
+            line_failures = !failing.is_empty();
             for i in failing {
                 for id in ext_lines[i].as_ref().map_or(&[][..], |e| &e.0[..]) {
                     if let Some(t) = built.tokens.iter().find(|t| t.id == *id) {
@@ -122,8 +134,18 @@ pub fn settle(
                 }
             }
         }
-        if blamed.is_empty() {
+        if blamed.is_empty() && !line_failures {
             return finish(orig, proposal, built, &freq, &root, notes);
+        }
+        if blamed.is_empty() {
+            // A failing line none of whose tokens is new: drop the whole build rather than
+            // keep an extension that breaks a line (never seen; a guard, not a strategy).
+            for t in &built.tokens {
+                blamed.insert(
+                    t.content.clone(),
+                    "in a build whose failure could not be attributed",
+                );
+            }
         }
         for (t, reason) in blamed {
             notes.add(reason, &t);
@@ -240,21 +262,33 @@ fn check_words(
         .collect::<Result<_>>()?;
     let mut used: HashMap<u32, u64> = HashMap::new();
     let mut blamed = BTreeMap::new();
-    for (((_, n), b), a) in words.iter().zip(before).zip(&after) {
+    for (((w, n), b), a) in words.iter().zip(before).zip(&after) {
         let spelled_out = a
             .unknown
             .iter()
             .any(|&(s, e)| !b.unknown.iter().any(|&(bs, be)| bs <= s && e <= be));
         let longer = a.tokens > b.tokens;
-        for (id, value) in &a.new {
+        for (id, _) in &a.new {
             *used.entry(*id).or_default() += n;
-            if longer || spelled_out {
-                let reason = if longer {
-                    "that made a training word longer"
-                } else {
-                    "that turned a training word into an unknown token"
-                };
-                blamed.entry(value.clone()).or_insert(reason);
+        }
+        if longer || spelled_out {
+            let reason = if longer {
+                "that made a training word longer"
+            } else {
+                "that turned a training word into an unknown token"
+            };
+            let mut culprits: Vec<String> = a.new.iter().map(|t| t.1.clone()).collect();
+            if culprits.is_empty() && orig.family == Family::WordPiece {
+                // The word became one unknown token: blame the new entries the greedy walk
+                // took before it failed.
+                culprits = wordpiece_walk(model, w, &orig.prefix)
+                    .into_iter()
+                    .filter(|&id| id >= first)
+                    .filter_map(|id| model.id_to_token(id))
+                    .collect();
+            }
+            for c in culprits {
+                blamed.entry(c).or_insert(reason);
             }
         }
     }
@@ -267,13 +301,45 @@ fn check_words(
             continue;
         }
         let reached = model.tokenize(&t.content).ok();
-        if reached.as_deref().map(|r| r.iter().map(|x| x.id).collect::<Vec<_>>()) != Some(vec![t.id]) {
+        if reached
+            .as_deref()
+            .map(|r| r.iter().map(|x| x.id).collect::<Vec<_>>())
+            != Some(vec![t.id])
+        {
             blamed
                 .entry(t.content.clone())
                 .or_insert("that its own text does not reach (another segmentation scores higher)");
         }
     }
     Ok((used, blamed))
+}
+
+/// The ids WordPiece's greedy longest-prefix walk takes on `word` before it ends or fails.
+fn wordpiece_walk(model: &impl Model, word: &str, prefix: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < word.len() {
+        let found = (start + 1..=word.len())
+            .rev()
+            .filter(|&end| word.is_char_boundary(end))
+            .find_map(|end| {
+                let sub = &word[start..end];
+                let piece = if start > 0 {
+                    format!("{prefix}{sub}")
+                } else {
+                    sub.to_string()
+                };
+                Some((end, model.token_to_id(&piece)?))
+            });
+        match found {
+            Some((end, id)) => {
+                out.push(id);
+                start = end;
+            }
+            None => break,
+        }
+    }
+    out
 }
 
 /// Every line encoded (no special tokens) and decoded; `None` where encoding failed.
@@ -310,7 +376,8 @@ fn compare(
         f.tokens_before += oi.len() as u64;
         f.tokens_after += ei.len() as u64;
         let longer = ei.len() > oi.len();
-        let same = od == ed || unk_text.is_some_and(|u| od.contains(u) && wildcard_match(od, u, ed));
+        let same =
+            od == ed || unk_text.is_some_and(|u| od.contains(u) && wildcard_match(od, u, ed));
         f.longer += usize::from(longer);
         f.roundtrip_failures += usize::from(!same);
         if longer || !same {
@@ -364,7 +431,7 @@ fn unk_token_text(tok: &tokenizers::Tokenizer) -> Option<String> {
         ModelWrapper::Unigram(u) => {
             // The Unigram model does not expose its unk id: ask it for a private-use character.
             let t = u.tokenize("\u{10FFFD}").ok()?;
-            (t.len() == 1).then(|| t[0].value.clone())
+            (t.len() == 1).then(|| u.id_to_token(t[0].id)).flatten()
         }
         _ => None,
     }
@@ -417,7 +484,9 @@ fn pieces_before(orig: &Original, content: &str) -> Vec<u32> {
                     .rev()
                     .filter(|&end| body.is_char_boundary(end))
                     .find_map(|end| {
-                        let id = orig.vocab.get(&format!("{}{}", orig.prefix, &body[start..end]))?;
+                        let id =
+                            orig.vocab
+                                .get(&format!("{}{}", orig.prefix, &body[start..end]))?;
                         Some((end, *id))
                     });
                 match found {

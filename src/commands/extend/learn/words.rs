@@ -74,10 +74,7 @@ mod tests {
 
     #[test]
     fn marker_starts_words() {
-        assert_eq!(
-            split_at_marker("▁a▁▁bc▁"),
-            vec!["▁a", "▁", "▁bc", "▁"]
-        );
+        assert_eq!(split_at_marker("▁a▁▁bc▁"), vec!["▁a", "▁", "▁bc", "▁"]);
         assert_eq!(split_at_marker("ab▁c"), vec!["ab", "▁c"]);
     }
 }

@@ -41,6 +41,13 @@ pub fn extended_root(
             }
         }
         (_, Some(Value::Object(vocab))) => {
+            // The tokenizers crate numbers an added token outside the model vocabulary after
+            // the vocabulary's size, which the new entries would shift: such tokens go into the
+            // vocabulary at their own ids (the added vocabulary takes their text out before the
+            // model sees it, and no merge produces them).
+            for (content, id) in &orig.added_outside {
+                vocab.insert(content.clone(), Value::from(*id));
+            }
             for e in entries {
                 vocab.insert(e.content.to_string(), Value::from(e.id));
             }
@@ -66,7 +73,9 @@ fn append_merges(model: &mut Map<String, Value>, merges: &[(String, String)]) {
         _ => Vec::new(),
     };
     let as_strings = list.first().is_some_and(Value::is_string)
-        && merges.iter().all(|(a, b)| !a.contains(' ') && !b.contains(' '));
+        && merges
+            .iter()
+            .all(|(a, b)| !a.contains(' ') && !b.contains(' '));
     if !as_strings && list.first().is_some_and(Value::is_string) {
         list = super::bpe::merge_pairs(Some(&Value::Array(list)))
             .into_iter()
