@@ -19,6 +19,7 @@ pub mod commands;
 pub mod defaults;
 pub mod error;
 pub mod kernels;
+pub mod method;
 pub mod model;
 pub mod plan;
 pub mod progress;
@@ -26,9 +27,8 @@ pub mod rows;
 pub mod synthetic;
 pub mod tensor;
 pub mod vocab;
-pub mod weights;
 
 pub use backend::gpu::{Engine, Gpu};
 pub use error::{Error, Result};
+pub use method::{ClpOutput, RejectReason, RejectedRow, Selection, TopK, Weighting};
 pub use tensor::{DType, MatrixRef};
-pub use weights::{ClpOutput, RejectReason, RejectedRow, Selection, TopK, Weighting};

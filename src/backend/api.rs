@@ -7,10 +7,10 @@
 //! a whole vocabulary. [`collect`] is the sink that keeps everything (tests, small problems).
 
 use crate::error::{Error, Result};
+use crate::method::{ClpOutput, RejectReason, RejectedRow, Selection, TopK, Weighting};
 use crate::plan::{Problem, TilePlan};
 use crate::rows::RowSet;
 use crate::tensor::MatrixRef;
-use crate::weights::{ClpOutput, RejectReason, RejectedRow, Selection, TopK, Weighting};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

@@ -8,12 +8,12 @@
 
 use crate::backend::api::{self, stage, ClpBackend, Stats, TileOut};
 use crate::error::Result;
+use crate::method::{
+    closed_form_weights, FinishRule, RejectReason, RowStatus, Weighting, WEIGHT_SUM_TOLERANCE,
+};
 use crate::plan::{plan, PlanLimits, Problem, TilePlan, OVERLAP_BLOCK_ROWS};
 use crate::rows::RowSet;
 use crate::tensor::DType;
-use crate::weights::{
-    closed_form_weights, FinishRule, RejectReason, RowStatus, Weighting, WEIGHT_SUM_TOLERANCE,
-};
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 use std::time::Instant;
@@ -498,7 +498,7 @@ impl Run<'_, '_> {
             Weighting::Omp { atoms } => {
                 let indices: Vec<u32> = best.iter().flat_map(|b| b.iter().map(|p| p.1)).collect();
                 let Sets { hm, ho, .. } = self.sets;
-                crate::weights::omp_tile_weights(hm, ho, m0, m1, &indices, kk, atoms)?
+                crate::method::omp_tile_weights(hm, ho, m0, m1, &indices, kk, atoms)?
             }
             _ => best
                 .par_iter()

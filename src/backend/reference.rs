@@ -4,15 +4,15 @@
 
 use crate::backend::api::{self, stage, ClpBackend, Stats, TileOut};
 use crate::error::Result;
-use crate::plan::{Problem, TilePlan};
-use crate::rows::RowSet;
-use crate::tensor::MatrixRef;
-use crate::weights::{
+use crate::method::{
     closed_form_weights, omp, ClpOutput, FinishRule, RejectReason, RejectedRow, RowStatus,
     Selection, TopK, Weighting, WEIGHT_SUM_TOLERANCE,
 };
+use crate::plan::{Problem, TilePlan};
+use crate::rows::RowSet;
+use crate::tensor::MatrixRef;
 
-pub use crate::weights::normalize_rows as normalize;
+pub use crate::method::normalize_rows as normalize;
 
 /// `a · bᵀ` for row-major `a` (ra × dim) and `b` (rb × dim): ra × rb.
 pub fn similarity(a: &[f64], b: &[f64], ra: usize, rb: usize, dim: usize) -> Vec<f64> {

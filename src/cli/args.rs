@@ -3,9 +3,9 @@
 
 use crate::backend::Backend;
 use crate::commands::apply::{Fallback, Method};
+use crate::method::{TopK, Weighting};
 use crate::progress::Progress;
 use crate::tensor::DType;
-use crate::weights::{TopK, Weighting};
 use std::io::IsTerminal;
 
 /// Compute backend on the command line.

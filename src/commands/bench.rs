@@ -14,10 +14,10 @@
 use crate::backend::reference;
 use crate::backend::{stage, ClpBackend, Stats, TileOut};
 use crate::error::{Error, Result};
+use crate::method::{TopK, Weighting};
 use crate::rows::{RowSet, Storage, Stored};
 use crate::synthetic::{embeddings, sample_ids, write_embedding_file, Rng};
 use crate::tensor::{DType, MatrixRef};
-use crate::weights::{TopK, Weighting};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;

@@ -18,12 +18,12 @@
 use crate::backend::{Backend, ClpBackend, TileOut};
 use crate::commands::stream::{mean_rows, sd_rows};
 use crate::error::{Error, Result};
+use crate::method::{RejectReason, Weighting};
 use crate::model::pair::{file_stored, open_files, read_pair, ModelPair};
 use crate::rows::RowSet;
 use crate::synthetic::Rng;
 use crate::tensor::MatrixRef;
 use crate::vocab::{match_tokens, MatchMode};
-use crate::weights::{RejectReason, Weighting};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::time::Instant;

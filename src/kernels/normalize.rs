@@ -1,5 +1,5 @@
 //! `normalize`: L2-normalises rows (f32/f16/bf16 in, f32 out) and records each row's status
-//! (0 ok, 1 zero, 2 non-finite; see [`crate::weights::RowStatus`]).
+//! (0 ok, 1 zero, 2 non-finite; see [`crate::method::RowStatus`]).
 
 use super::pipeline::{Access, Pipeline, Recorder, Shader};
 use crate::backend::gpu::context::{grid_2d, Gpu};

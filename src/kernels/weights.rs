@@ -23,7 +23,7 @@ pub struct WeightsParams {
     pub rows: u32,
     /// Entries per row.
     pub k: u32,
-    /// [`crate::weights::Weighting::shader_mode`].
+    /// [`crate::method::Weighting::shader_mode`].
     pub mode: u32,
     /// Softmax temperature (ignored by the other modes).
     pub temperature: f32,

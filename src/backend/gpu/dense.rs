@@ -5,8 +5,8 @@ use super::stream::{Host, Run};
 use crate::backend::stage;
 use crate::error::Result;
 use crate::kernels::{FinishBuffers, FinishParams, MatmulBuffers, MatmulParams};
+use crate::method::{FinishRule, WEIGHT_SUM_TOLERANCE};
 use crate::tensor::DType;
-use crate::weights::{FinishRule, WEIGHT_SUM_TOLERANCE};
 
 impl Run<'_> {
     /// G = Ĥ_Oᵀ [E_O | 1], accumulated over overlap tiles.

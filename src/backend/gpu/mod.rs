@@ -34,10 +34,10 @@ mod topk;
 
 use crate::backend::api::{self, ClpBackend, Stats, TileOut};
 use crate::kernels::Kernels;
+use crate::method::{ClpOutput, Weighting};
 use crate::plan::{plan, PlanLimits, Problem, TilePlan};
 use crate::rows::RowSet;
 use crate::tensor::MatrixRef;
-use crate::weights::{ClpOutput, Weighting};
 pub use context::{grid_2d, ParamArena, Readback, MAX_WORKGROUPS_PER_DIMENSION};
 pub use context::{list_adapters, AdapterSummary, Gpu};
 pub use faults::REQUIRED_STORAGE_BUFFERS;

@@ -7,8 +7,8 @@ use crate::kernels::{
     MatmulBuffers, MatmulParams, NormalizeBuffers, NormalizeParams, Recorder, TopKBuffers,
     TopKParams, MAX_TOP_K,
 };
+use crate::method::{RowStatus, Selection};
 use crate::tensor::MatrixRef;
-use crate::weights::{RowStatus, Selection};
 
 impl Engine {
     fn submit(&self, encoder: wgpu::CommandEncoder, arena: &mut ParamArena) -> Result<()> {

@@ -8,9 +8,9 @@ use super::{u32_of, Engine, ParamArena};
 use crate::backend::api::{self, stage, Stats, TileOut};
 use crate::error::Result;
 use crate::kernels::{NormalizeBuffers, NormalizeParams, Recorder};
+use crate::method::{FinishRule, Weighting};
 use crate::plan::{BufferPlan, Problem};
 use crate::rows::RowSet;
-use crate::weights::{FinishRule, Weighting};
 use std::time::Instant;
 
 /// The inputs of one run.

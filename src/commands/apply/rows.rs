@@ -11,12 +11,12 @@ use super::read::Part;
 use crate::backend::{ClpBackend, TileOut};
 use crate::commands::stream::mean_rows;
 use crate::error::{Error, Result};
+use crate::method::{RejectReason, Selection, Weighting};
 use crate::model::pair::{file_stored, Helper, SourceTarget};
 use crate::progress::{Bar, Progress, Unit};
 use crate::rows::{RowSet, Stored};
 use crate::tensor::MatrixRef;
 use crate::vocab::Matching;
-use crate::weights::{RejectReason, Selection, Weighting};
 use std::collections::BTreeMap;
 use std::fs::File;
 
