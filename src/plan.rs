@@ -3,7 +3,6 @@
 //! buffers together fit the GPU-memory budget. Buffers are allocated once from the plan and
 //! reused for every tile.
 
-use crate::backend::gpu::context::MAX_WORKGROUPS_PER_DIMENSION;
 use crate::error::{Error, Result};
 use crate::tensor::DType;
 
@@ -38,6 +37,10 @@ pub struct PlanLimits {
     /// Upper bound on overlap rows per tile.
     pub max_o_rows: usize,
 }
+
+/// Most workgroups one dispatch dimension may have (WebGPU's default limit, which every adapter
+/// offers).
+pub const MAX_WORKGROUPS_PER_DIMENSION: u32 = 65_535;
 
 /// Preferred tile sizes before limits shrink them: large enough to keep a GPU busy, small
 /// enough that one similarity tile (4096 × 8192 f32 = 128 MiB) fits lavapipe's binding limit.

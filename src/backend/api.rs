@@ -7,7 +7,9 @@
 //! a whole vocabulary. [`collect`] is the sink that keeps everything (tests, small problems).
 
 use crate::error::{Error, Result};
-use crate::method::{ClpOutput, RejectReason, RejectedRow, Selection, TopK, Weighting};
+use crate::method::{
+    selectable, ClpOutput, RejectReason, RejectedRow, Selection, TopK, Weighting, MAX_SELECTED,
+};
 use crate::plan::{Problem, TilePlan};
 use crate::rows::RowSet;
 use crate::tensor::MatrixRef;
@@ -15,7 +17,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Largest supported k (the GPU top-k keeps its candidates in workgroup memory).
-pub use crate::kernels::MAX_TOP_K;
 
 /// The results of one missing tile: rows `start .. start + status.len()`.
 #[derive(Debug)]
@@ -145,10 +146,9 @@ pub fn problem(
     weighting.validate().map_err(Error::Argument)?;
     let k = match weighting.top_k() {
         TopK::All => None,
-        TopK::K(0) => return Err(Error::Argument("top-k must be at least 1".into())),
-        TopK::K(k) if k > MAX_TOP_K => {
+        TopK::K(k) if !selectable(k) => {
             return Err(Error::Argument(format!(
-                "top-k {k} exceeds the supported {MAX_TOP_K}; use a smaller k or `all` (the dense original)"
+                "top-k {k}: give 1 to {MAX_SELECTED}, or `all` (the dense original)"
             )))
         }
         TopK::K(k) => Some(k.min(h_overlap.rows())),

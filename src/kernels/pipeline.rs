@@ -2,7 +2,7 @@
 //! explicit bind-group layout and pipeline ([`Pipeline`]), and the [`Recorder`] a dispatch is
 //! recorded into.
 
-use crate::backend::gpu::context::{Gpu, ParamArena};
+use super::dispatch::ParamArena;
 
 /// One kernel's shader: its name (= file stem = entry point), WGSL source and the values of its
 /// `override` constants.
@@ -24,11 +24,13 @@ pub(super) enum Access {
     ReadWrite,
 }
 
-/// Where a kernel records its dispatch: the GPU, the open encoder and the uniform arena of the
-/// current submission.
+/// Where a kernel records its dispatch: the device and queue (handed in by the backend, which
+/// owns them), the open encoder and the uniform arena of the current submission.
 pub struct Recorder<'a> {
-    /// The GPU context.
-    pub gpu: &'a Gpu,
+    /// The device bind groups are created on.
+    pub device: &'a wgpu::Device,
+    /// The queue parameter blocks are written through.
+    pub queue: &'a wgpu::Queue,
     /// The open command encoder.
     pub encoder: &'a mut wgpu::CommandEncoder,
     /// Uniform slots of the current submission.
@@ -58,11 +60,10 @@ fn layout_entry(binding: u32, ty: wgpu::BufferBindingType, min: u64) -> wgpu::Bi
 impl Pipeline {
     /// Builds `shader` with a `P` params uniform at binding 0 followed by `storage`.
     pub(super) fn new<P: bytemuck::Pod>(
-        gpu: &Gpu,
+        device: &wgpu::Device,
         shader: &Shader,
         storage: &[Access],
     ) -> Pipeline {
-        let device = &gpu.device;
         let name = shader.name;
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(name),
@@ -121,10 +122,9 @@ impl Pipeline {
         if groups.0 == 0 || groups.1 == 0 {
             return;
         }
-        let gpu = rec.gpu;
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
-            resource: wgpu::BindingResource::Buffer(rec.arena.push(gpu, params)),
+            resource: wgpu::BindingResource::Buffer(rec.arena.push(rec.queue, params)),
         }];
         for (i, b) in buffers.iter().enumerate() {
             entries.push(wgpu::BindGroupEntry {
@@ -132,7 +132,7 @@ impl Pipeline {
                 resource: b.as_entire_binding(),
             });
         }
-        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        let bind_group = rec.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(self.name),
             layout: &self.layout,
             entries: &entries,

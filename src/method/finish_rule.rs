@@ -4,7 +4,7 @@
 use crate::rows::RowSet;
 use crate::tensor::MatrixRef;
 
-use super::Weighting;
+use super::weighting::Weighting;
 
 /// A row whose weights would be meaningless: |Σw| ≤ this × Σ|w| (top-k) or × ‖Σ_j ĥ_j‖ (dense)
 /// amplifies rounding error by more than 1000× and is what produces garbage/NaN in the original.

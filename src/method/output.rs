@@ -1,6 +1,6 @@
 //! What a CLP computation returns: the rows, the rejected rows and, in top-k mode, the selection.
 
-use super::RejectedRow;
+use super::status::RejectedRow;
 
 /// The neighbours chosen for each missing row in top-k mode.
 #[derive(Debug, Clone, PartialEq)]

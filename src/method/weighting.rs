@@ -2,7 +2,7 @@
 //! them ([`Weighting`], every method of it in one `impl`), and the closed-form weights the
 //! reference and the CPU path compute from a row's scores.
 
-use super::omp::omp_candidates;
+use super::omp::{omp_candidates, MAX_OMP_ATOMS, OMP_CANDIDATES_PER_ATOM};
 
 /// How many overlapping tokens each missing token is built from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +83,11 @@ impl Weighting {
             "sparsemax" => Weighting::Sparsemax { top_k },
             "omp" => match top_k {
                 TopK::K(atoms) => Weighting::Omp { atoms },
-                TopK::All => return Err("--weighting omp needs --top-k K (its atoms, ≤ 64)".into()),
+                TopK::All => {
+                    return Err(format!(
+                        "--weighting omp needs --top-k K (its atoms, ≤ {MAX_OMP_ATOMS})"
+                    ))
+                }
             },
             other => {
                 return Err(format!(
@@ -144,12 +148,12 @@ impl Weighting {
                 Err(format!("--temperature {temperature}: give a number > 0, e.g. 0.1"))
             }
             Weighting::Softmax { top_k: TopK::All, .. } | Weighting::Sparsemax { top_k: TopK::All } => Err(format!(
-                "--weighting {} needs --top-k K (a number ≤ 256); only clp has a dense (`all`) form",
+                "--weighting {} needs --top-k K (a number ≤ {MAX_SELECTED}); only clp has a dense (`all`) form",
                 self.name()
             )),
             Weighting::Omp { atoms: 0 } => Err("--top-k for omp (its atoms) must be at least 1".into()),
-            Weighting::Omp { atoms } if atoms > 64 => Err(format!(
-                "omp with {atoms} atoms: at most 64 are supported (candidates are 4 × atoms ≤ 256)"
+            Weighting::Omp { atoms } if atoms > MAX_OMP_ATOMS => Err(format!(
+                "omp with {atoms} atoms: at most {MAX_OMP_ATOMS} are supported (candidates are {OMP_CANDIDATES_PER_ATOM} × atoms ≤ {MAX_SELECTED})"
             )),
             _ => Ok(()),
         }
@@ -178,11 +182,11 @@ impl Weighting {
             w => w,
         };
         match w.top_k() {
-            TopK::K(k) if k > MAX_SELECTED && k >= overlap => Err(format!(
+            TopK::K(k) if !selectable(k) && k >= overlap => Err(format!(
                 "--weighting {} over all {overlap} overlapping tokens: at most {MAX_SELECTED} can be selected per token; use --top-k {MAX_SELECTED} or less (or --weighting clp --top-k all)",
                 w.name()
             )),
-            TopK::K(k) if k > MAX_SELECTED => Err(format!(
+            TopK::K(k) if !selectable(k) => Err(format!(
                 "--top-k {k}: at most {MAX_SELECTED} neighbours can be selected per token, and {overlap} tokens overlap; use --top-k {MAX_SELECTED} or less, or `all`"
             )),
             _ => {
@@ -193,9 +197,15 @@ impl Weighting {
     }
 }
 
-/// The most neighbours a top-k selection keeps per row (the GPU top-k holds its candidates in
-/// workgroup memory).
-pub const MAX_SELECTED: usize = crate::kernels::MAX_TOP_K;
+/// The most neighbours a top-k selection keeps per row, on every backend (the GPU top-k holds its
+/// candidates in workgroup memory, one invocation each: `kernels::TOPK_WORKGROUP`).
+pub const MAX_SELECTED: usize = 256;
+
+/// Whether a selection can hold `k` neighbours per row (1 to [`MAX_SELECTED`]): the one top-k
+/// limit check, used by the method, the backend contract and the GPU kernel.
+pub fn selectable(k: usize) -> bool {
+    (1..=MAX_SELECTED).contains(&k)
+}
 
 /// Weights of one row from its selected similarities (best first), for the closed-form
 /// weightings (not OMP). f64; the GPU kernel does the same in f32.

@@ -1,7 +1,8 @@
 //! Device buffers of one run, allocated once from the plan's [`BufferPlan`] (the same table the
 //! planner budgets with) and reused for every tile; poisoning for tests.
 
-use super::{Engine, Gpu, Readback, POISON};
+use super::context::{Gpu, Readback};
+use super::engine::{Engine, POISON};
 use crate::plan::{BufferPlan, BufferSpec, BufferUse};
 
 /// Device buffers of one run; see [`BufferPlan`] for what each holds.

@@ -2,7 +2,7 @@
 //! missing tile is Ĥ_M G divided by its last column.
 
 use super::stream::{Host, Run};
-use crate::backend::stage;
+use crate::backend::api::stage;
 use crate::error::Result;
 use crate::kernels::{FinishBuffers, FinishParams, MatmulBuffers, MatmulParams};
 use crate::method::{FinishRule, WEIGHT_SUM_TOLERANCE};

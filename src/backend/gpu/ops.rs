@@ -1,13 +1,14 @@
 //! Single kernels run alone on small inputs (tests and benches): each allocates its own
 //! buffers, records one kernel, and reads the result back.
 
-use super::{u32_of, Engine, ParamArena, Readback};
+use super::context::Readback;
+use super::engine::{u32_of, Engine};
 use crate::error::{Error, Result};
 use crate::kernels::{
-    MatmulBuffers, MatmulParams, NormalizeBuffers, NormalizeParams, Recorder, TopKBuffers,
-    TopKParams, MAX_TOP_K,
+    MatmulBuffers, MatmulParams, NormalizeBuffers, NormalizeParams, ParamArena, Recorder,
+    TopKBuffers, TopKParams,
 };
-use crate::method::{RowStatus, Selection};
+use crate::method::{selectable, RowStatus, Selection};
 use crate::tensor::MatrixRef;
 
 impl Engine {
@@ -27,7 +28,7 @@ impl Engine {
         let dst = g.storage_buffer("normalize output", (m.rows * m.cols * 4) as u64);
         let status = g.storage_buffer("normalize status", (m.rows * 4) as u64);
         self.poison(&[&dst, &status]);
-        let mut arena = ParamArena::new(g, 1);
+        let mut arena = ParamArena::new(&g.device, 1);
         g.upload(&src, m.data);
         let mut enc = self.encoder("normalize");
         let params = NormalizeParams {
@@ -42,7 +43,8 @@ impl Engine {
             status: &status,
         };
         let mut rec = Recorder {
-            gpu: g,
+            device: &g.device,
+            queue: &g.queue,
             encoder: &mut enc,
             arena: &mut arena,
         };
@@ -80,7 +82,7 @@ impl Engine {
             Some(c) => g.upload(&c_buf, bytemuck::cast_slice(c)),
             None => self.poison(&[&c_buf]),
         }
-        let mut arena = ParamArena::new(g, 1);
+        let mut arena = ParamArena::new(&g.device, 1);
         let mut enc = self.encoder("matmul");
         let buffers = MatmulBuffers {
             a: &a_buf,
@@ -88,7 +90,8 @@ impl Engine {
             c: &c_buf,
         };
         let mut rec = Recorder {
-            gpu: g,
+            device: &g.device,
+            queue: &g.queue,
             encoder: &mut enc,
             arena: &mut arena,
         };
@@ -109,7 +112,7 @@ impl Engine {
         k: usize,
         tile_cols: usize,
     ) -> Result<Selection> {
-        if k == 0 || k > MAX_TOP_K || k > cols || tile_cols < k || scores.len() != rows * cols {
+        if !selectable(k) || k > cols || tile_cols < k || scores.len() != rows * cols {
             return Err(Error::Argument(format!(
                 "top_k_scores: rows {rows}, cols {cols}, k {k}, tile {tile_cols}"
             )));
@@ -119,7 +122,7 @@ impl Engine {
         let best_score = g.storage_buffer("topk best scores", (rows * k * 4) as u64);
         let best_index = g.storage_buffer("topk best indices", (rows * k * 4) as u64);
         self.poison(&[&best_score, &best_index]);
-        let mut arena = ParamArena::new(g, 1);
+        let mut arena = ParamArena::new(&g.device, 1);
         for c0 in (0..cols).step_by(tile_cols) {
             let c1 = (c0 + tile_cols).min(cols);
             let packed: Vec<f32> = (0..rows)
@@ -135,7 +138,8 @@ impl Engine {
                 best_index: &best_index,
             };
             let mut rec = Recorder {
-                gpu: g,
+                device: &g.device,
+                queue: &g.queue,
                 encoder: &mut enc,
                 arena: &mut arena,
             };

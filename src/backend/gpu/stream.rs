@@ -4,10 +4,10 @@
 //! tiles: gather + upload, normalise, combine (`dense` or `topk`), read back, hand to the sink.
 
 use super::buffers::Buffers;
-use super::{u32_of, Engine, ParamArena};
+use super::engine::{u32_of, Engine};
 use crate::backend::api::{self, stage, Stats, TileOut};
 use crate::error::Result;
-use crate::kernels::{NormalizeBuffers, NormalizeParams, Recorder};
+use crate::kernels::{NormalizeBuffers, NormalizeParams, ParamArena, Recorder};
 use crate::method::{FinishRule, Weighting};
 use crate::plan::{BufferPlan, Problem};
 use crate::rows::RowSet;
@@ -62,7 +62,7 @@ impl<'e> Flow<'e> {
         Flow {
             engine,
             enc: engine.encoder("clp"),
-            arena: ParamArena::new(&engine.gpu, ARENA_SLOTS),
+            arena: ParamArena::new(&engine.gpu.device, ARENA_SLOTS),
             in_flight: None,
             staging: Staging::default(),
             stats: Stats::default(),
@@ -72,7 +72,8 @@ impl<'e> Flow<'e> {
     /// Where the next kernel records.
     pub fn rec(&mut self) -> Recorder<'_> {
         Recorder {
-            gpu: &self.engine.gpu,
+            device: &self.engine.gpu.device,
+            queue: &self.engine.gpu.queue,
             encoder: &mut self.enc,
             arena: &mut self.arena,
         }

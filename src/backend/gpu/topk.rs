@@ -3,8 +3,8 @@
 //! on the host), the weighted source sums over overlap tiles, then the division (or OMP's norm
 //! bounds) and guards.
 
+use super::engine::u32_of;
 use super::stream::{Host, Run};
-use super::u32_of;
 use crate::backend::api::stage;
 use crate::error::Result;
 use crate::kernels::{
