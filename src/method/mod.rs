@@ -10,10 +10,10 @@ pub mod status;
 pub mod weighting;
 
 pub use finish_rule::{FinishRule, NormRange, NORM_RANGE_SLACK, WEIGHT_SUM_TOLERANCE};
-pub use omp::{
-    affine_fit, omp, omp_candidates, omp_tile_weights, MAX_OMP_ATOMS, OMP_CANDIDATES_PER_ATOM,
-    OMP_RIDGE,
-};
+pub use omp::{affine_fit, omp, omp_tile_weights, OMP_RIDGE};
 pub use output::{ClpOutput, Selection};
 pub use status::{normalize_rows, RejectReason, RejectedRow, RowStatus};
-pub use weighting::{closed_form_weights, selectable, TopK, Weighting, MAX_SELECTED};
+pub use weighting::{
+    closed_form_weights, omp_candidates, selectable, TopK, Weighting, MAX_OMP_ATOMS, MAX_SELECTED,
+    OMP_CANDIDATES_PER_ATOM,
+};

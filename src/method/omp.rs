@@ -1,20 +1,8 @@
 //! Orthogonal matching pursuit ([`super::Weighting::Omp`]): the greedy atom choice, the affine
 //! refit on the raw helper rows, and the host step every backend runs for a tile of rows.
 
-use super::weighting::MAX_SELECTED;
 use crate::rows::RowSet;
 use crate::tensor::MatrixRef;
-
-/// Candidates OMP chooses its atoms from: the most similar overlap tokens.
-pub fn omp_candidates(atoms: usize) -> usize {
-    (OMP_CANDIDATES_PER_ATOM * atoms).clamp(atoms, MAX_SELECTED)
-}
-
-/// OMP chooses each atom from this many candidates (the selection's size per atom).
-pub const OMP_CANDIDATES_PER_ATOM: usize = 4;
-
-/// Most OMP atoms: their candidates must fit one selection ([`MAX_SELECTED`]).
-pub const MAX_OMP_ATOMS: usize = MAX_SELECTED / OMP_CANDIDATES_PER_ATOM;
 
 /// Orthogonal matching pursuit of one missing row: `target` is its raw helper row and
 /// `candidates` the raw helper rows (`n × dim`) of the overlap tokens to choose from. Up to

@@ -2,8 +2,6 @@
 //! them ([`Weighting`], every method of it in one `impl`), and the closed-form weights the
 //! reference and the CPU path compute from a row's scores.
 
-use super::omp::{omp_candidates, MAX_OMP_ATOMS, OMP_CANDIDATES_PER_ATOM};
-
 /// How many overlapping tokens each missing token is built from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TopK {
@@ -206,6 +204,17 @@ pub const MAX_SELECTED: usize = 256;
 pub fn selectable(k: usize) -> bool {
     (1..=MAX_SELECTED).contains(&k)
 }
+
+/// Candidates OMP chooses its atoms from: the most similar overlap tokens.
+pub fn omp_candidates(atoms: usize) -> usize {
+    (OMP_CANDIDATES_PER_ATOM * atoms).clamp(atoms, MAX_SELECTED)
+}
+
+/// OMP chooses each atom from this many candidates (the selection's size per atom).
+pub const OMP_CANDIDATES_PER_ATOM: usize = 4;
+
+/// Most OMP atoms: their candidates must fit one selection ([`MAX_SELECTED`]).
+pub const MAX_OMP_ATOMS: usize = MAX_SELECTED / OMP_CANDIDATES_PER_ATOM;
 
 /// Weights of one row from its selected similarities (best first), for the closed-form
 /// weightings (not OMP). f64; the GPU kernel does the same in f32.

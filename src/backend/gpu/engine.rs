@@ -1,14 +1,12 @@
 //! The GPU engine: the one [`Gpu`] context plus every compiled kernel, its options, and the
-//! [`ClpBackend`] implementation that hands a run to the tile loop (`stream`).
+//! everything a run needs from it (the [`ClpBackend`] implementation is the tile loop, `stream`).
 
 use super::context::Gpu;
-use super::stream;
-use crate::backend::api::{self, ClpBackend, Stats, TileOut};
+use crate::backend::api;
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
 use crate::method::{ClpOutput, Weighting};
 use crate::plan::{plan, PlanLimits, Problem, TilePlan};
-use crate::rows::RowSet;
 use crate::tensor::MatrixRef;
 
 /// Tunables of the engine.
@@ -48,31 +46,6 @@ pub struct Engine {
     pub(super) gpu: Gpu,
     pub(super) kernels: Kernels,
     pub(super) options: EngineOptions,
-}
-
-impl ClpBackend for Engine {
-    fn describe(&self) -> String {
-        self.gpu.adapter().to_string()
-    }
-    fn plan(&self, problem: &Problem) -> Result<TilePlan> {
-        Engine::plan(self, problem)
-    }
-    fn run(
-        &self,
-        h_missing: &RowSet,
-        h_overlap: &RowSet,
-        e_overlap: &RowSet,
-        weighting: &Weighting,
-        sink: &mut dyn FnMut(&TileOut) -> Result<()>,
-    ) -> Result<Stats> {
-        let inputs = stream::Inputs {
-            hm: h_missing,
-            ho: h_overlap,
-            eo: e_overlap,
-            weighting,
-        };
-        self.run_streamed(inputs, sink)
-    }
 }
 
 pub(super) fn u32_of(n: usize, what: &str) -> Result<u32> {

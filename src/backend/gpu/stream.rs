@@ -5,13 +5,38 @@
 
 use super::buffers::Buffers;
 use super::engine::{u32_of, Engine};
-use crate::backend::api::{self, stage, Stats, TileOut};
+use crate::backend::api::{self, stage, ClpBackend, Stats, TileOut};
 use crate::error::Result;
 use crate::kernels::{NormalizeBuffers, NormalizeParams, ParamArena, Recorder};
 use crate::method::{FinishRule, Weighting};
-use crate::plan::{BufferPlan, Problem};
+use crate::plan::{BufferPlan, Problem, TilePlan};
 use crate::rows::RowSet;
 use std::time::Instant;
+
+impl ClpBackend for Engine {
+    fn describe(&self) -> String {
+        self.gpu.adapter().to_string()
+    }
+    fn plan(&self, problem: &Problem) -> Result<TilePlan> {
+        Engine::plan(self, problem)
+    }
+    fn run(
+        &self,
+        h_missing: &RowSet,
+        h_overlap: &RowSet,
+        e_overlap: &RowSet,
+        weighting: &Weighting,
+        sink: &mut dyn FnMut(&TileOut) -> Result<()>,
+    ) -> Result<Stats> {
+        let inputs = Inputs {
+            hm: h_missing,
+            ho: h_overlap,
+            eo: e_overlap,
+            weighting,
+        };
+        self.run_streamed(inputs, sink)
+    }
+}
 
 /// The inputs of one run.
 #[derive(Clone, Copy)]
