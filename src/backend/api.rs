@@ -206,7 +206,7 @@ pub fn collect_sets(
     backend.run(hm, ho, eo, weighting, &mut |t: &TileOut| {
         out.rows.extend_from_slice(t.rows);
         for (i, &code) in t.status.iter().enumerate() {
-            if let Some(reason) = RejectReason::from_code(code) {
+            if let Some(reason) = RejectReason::from_code(code)? {
                 out.rejected.push(RejectedRow {
                     row: t.start + i,
                     reason,

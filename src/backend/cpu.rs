@@ -8,6 +8,7 @@
 
 use crate::backend::api::{self, stage, ClpBackend, Stats, TileOut};
 use crate::error::Result;
+use crate::method::status::code as status_code;
 use crate::method::{
     closed_form_weights, FinishRule, RejectReason, RowStatus, Weighting, WEIGHT_SUM_TOLERANCE,
 };
@@ -176,7 +177,7 @@ fn finish_row(
             for (o, &v) in out.iter_mut().zip(numer) {
                 *o = v / sum;
             }
-            return 0;
+            return status_code::OK;
         }
         FinishRule::AsSolved(range) => range,
     };
@@ -195,7 +196,7 @@ fn finish_row(
         return RejectReason::NormOutOfRange.code();
     }
     out.copy_from_slice(numer);
-    0
+    status_code::OK
 }
 
 /// Buffers of one run, reused for every tile.

@@ -369,7 +369,7 @@ fn score_weighting(backend: &dyn ClpBackend, rows: &Rows, w: &Weighting) -> Resu
     let sink = &mut |tile: &TileOut| {
         for (i, &code) in tile.status.iter().enumerate() {
             let truth = &rows.truth[tile.start + i];
-            if let Some(reason) = RejectReason::from_code(code) {
+            if let Some(reason) = RejectReason::from_code(code)? {
                 rejected += 1;
                 *by_reason.entry(reason.name().to_string()).or_default() += 1;
                 scored.push(RowScore::of(&rows.mean, truth));

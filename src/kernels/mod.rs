@@ -29,7 +29,7 @@ mod dispatch;
 mod pipeline;
 
 pub use dispatch::{grid_2d, ParamArena};
-pub use pipeline::{Recorder, Shader};
+pub use pipeline::{Recorder, Shader, COMMON_WGSL};
 
 /// Every kernel's shader (also walked by the naga validation test).
 pub const SHADERS: &[Shader] = &[

@@ -4,6 +4,10 @@
 
 use super::dispatch::ParamArena;
 
+/// What several shaders share (status codes, dtypes, element decoding, `is_finite`): composed in
+/// front of every kernel's own source by [`Shader::source`].
+pub const COMMON_WGSL: &str = include_str!("../../shaders/common.wgsl");
+
 /// One kernel's shader: its name (= file stem = entry point), WGSL source and the values of its
 /// `override` constants.
 #[derive(Debug, Clone, Copy)]
@@ -14,6 +18,13 @@ pub struct Shader {
     pub wgsl: &'static str,
     /// `(override name, value)` for every override the shader declares.
     pub constants: &'static [(&'static str, f64)],
+}
+
+impl Shader {
+    /// The source a pipeline is built from: [`COMMON_WGSL`], then the kernel's own file.
+    pub fn source(&self) -> String {
+        format!("{COMMON_WGSL}\n{}", self.wgsl)
+    }
 }
 
 /// How a storage binding is accessed; storage bindings follow the params uniform (binding 0) and
@@ -67,7 +78,7 @@ impl Pipeline {
         let name = shader.name;
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(shader.wgsl.into()),
+            source: wgpu::ShaderSource::Wgsl(shader.source().into()),
         });
         let params_bytes = std::mem::size_of::<P>() as u64;
         let mut entries = vec![layout_entry(

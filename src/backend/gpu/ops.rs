@@ -58,8 +58,9 @@ impl Engine {
             let (r, s) = bytes.split_at(rows_bytes as usize);
             let rows = bytemuck::pod_collect_to_vec::<u8, f32>(r);
             let st = bytemuck::pod_collect_to_vec::<u8, u32>(&s[..m.rows * 4]);
-            (rows, st.into_iter().map(RowStatus::from_code).collect())
-        })
+            let st: Result<Vec<RowStatus>> = st.into_iter().map(RowStatus::from_code).collect();
+            Ok((rows, st?))
+        })?
     }
 
     /// Runs `matmul` alone (for tests): returns C (params.m × params.ldc) after C (+)= A · B,

@@ -252,7 +252,7 @@ impl<'a> RowWriter<'a> {
     /// it (`code`) or it is not finite in the source dtype (f16 overflow); the fallback stage
     /// may replace that by the row's FVT row.
     fn write_row(&mut self, m: usize, values: &[f32], code: u32) -> Result<()> {
-        let mut reason = RejectReason::from_code(code).map(|r| r.name().to_string());
+        let mut reason = RejectReason::from_code(code)?.map(|r| r.name().to_string());
         if reason.is_none() && !encode_parts(self.targets, values, &mut self.encoded) {
             reason = Some(RejectReason::NonFiniteResult.name().to_string());
         }
