@@ -81,7 +81,6 @@ pub struct Gpu {
 }
 
 fn instance() -> wgpu::Instance {
-    quiet_mesa_device_select();
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = default_backends();
     wgpu::Instance::new(desc.with_env())
@@ -93,19 +92,28 @@ fn instance() -> wgpu::Instance {
 /// created. We choose the adapter ourselves, so the layer has nothing to do: it is switched off
 /// (`NODEVICE_SELECT=1`) for this process, unless the user configured it (`NODEVICE_SELECT` or
 /// `MESA_VK_DEVICE_SELECT` set).
-fn quiet_mesa_device_select() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let user_set = ["NODEVICE_SELECT", "MESA_VK_DEVICE_SELECT"]
-            .iter()
-            .any(|k| std::env::var_os(k).is_some());
-        if !user_set {
-            // SAFETY: done once, before the first Vulkan instance, by the thread creating it;
-            // the process's other threads (the Ctrl-C handler, idle workers) do not read the
-            // environment at that moment.
-            unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
-        }
-    });
+///
+/// The Vulkan loader reads the variable when an instance is created, so it can only be set in
+/// the environment, and setting a variable is sound only while no other thread reads or writes
+/// the environment (glibc's `getenv` is not synchronised with `setenv`). A library cannot know
+/// that inside `Gpu::new` (the Python module runs it on a worker thread beside the interpreter's),
+/// so the front ends call this once, at the one moment they can vouch for: the CLI as the first
+/// statement of `main`, before any thread exists; the Python module in its init, at import,
+/// while the importing thread holds the GIL and before the module has started any thread of its
+/// own. A library user who skips it only sees the layer's messages.
+///
+/// # Safety
+///
+/// No other thread may read or write the environment while this runs: call it before the
+/// process starts threads.
+pub unsafe fn quiet_mesa_device_select() {
+    let user_set = ["NODEVICE_SELECT", "MESA_VK_DEVICE_SELECT"]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some());
+    if !user_set {
+        // SAFETY: the caller guarantees no other thread touches the environment meanwhile.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
 }
 
 /// `WGPU_BACKEND` if set, else the primary backends (Vulkan, Metal, DX12): GL is opt-in, since

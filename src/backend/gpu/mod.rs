@@ -32,6 +32,6 @@ mod ops;
 mod stream;
 mod topk;
 
-pub use context::{list_adapters, AdapterSummary, Gpu, Readback};
+pub use context::{list_adapters, quiet_mesa_device_select, AdapterSummary, Gpu, Readback};
 pub use engine::{Engine, EngineOptions};
 pub use faults::REQUIRED_STORAGE_BUFFERS;
