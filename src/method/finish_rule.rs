@@ -2,7 +2,6 @@
 //! cancellation guard, OMP's rows as solved and the norm range that bounds them.
 
 use crate::rows::RowSet;
-use crate::tensor::MatrixRef;
 
 use super::weighting::Weighting;
 
@@ -36,13 +35,8 @@ impl NormRange {
     /// accumulated in f64. Rows whose norm is not finite are left out (their selection is
     /// rejected as a non-finite result anyway); with none left the range is [0, 0].
     pub fn of_rows(set: &RowSet) -> crate::Result<NormRange> {
-        const CHUNK: usize = 4096;
         let mut max = None::<f64>;
-        let mut bytes = Vec::new();
-        for r0 in (0..set.rows()).step_by(CHUNK) {
-            let r1 = (r0 + CHUNK).min(set.rows());
-            set.gather(r0, r1, &mut bytes)?;
-            let m = MatrixRef::new(set.name(), &bytes, set.dtype(), r1 - r0, set.cols())?;
+        set.for_each_chunk(|_, m| {
             for r in 0..m.rows {
                 let norm = (0..m.cols)
                     .map(|c| (m.get(r, c) as f64).powi(2))
@@ -52,7 +46,8 @@ impl NormRange {
                     max = Some(max.map_or(norm, |m| m.max(norm)));
                 }
             }
-        }
+            Ok(())
+        })?;
         Ok(match max {
             Some(max) => NormRange::widened(0.0, max),
             None => NormRange { lo: 0.0, hi: 0.0 },
@@ -111,6 +106,7 @@ impl FinishRule {
 mod tests {
     use super::*;
     use crate::method::TopK;
+    use crate::tensor::MatrixRef;
 
     #[test]
     fn the_norm_range_holds_the_source_norms_and_only_omp_reads_it() {
