@@ -16,8 +16,6 @@ use crate::tensor::MatrixRef;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// Largest supported k (the GPU top-k keeps its candidates in workgroup memory).
-
 /// The results of one missing tile: rows `start .. start + status.len()`.
 #[derive(Debug)]
 pub struct TileOut<'a> {
@@ -102,7 +100,7 @@ pub trait ClpBackend {
     /// What runs the math (adapter or CPU), for reports.
     fn describe(&self) -> String;
     /// The tiling this backend would use.
-    fn plan(&self, problem: &Problem) -> Result<TilePlan>;
+    fn tile_plan(&self, problem: &Problem) -> Result<TilePlan>;
     /// Runs CLP over the row sets, handing every finished missing tile to `sink` in order.
     fn run(
         &self,

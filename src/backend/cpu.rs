@@ -12,7 +12,7 @@ use crate::method::status::code as status_code;
 use crate::method::{
     closed_form_weights, FinishRule, RejectReason, RowStatus, Weighting, WEIGHT_SUM_TOLERANCE,
 };
-use crate::plan::{plan, PlanLimits, Problem, TilePlan, OVERLAP_BLOCK_ROWS};
+use crate::plan::{choose_tiles, Problem, TileLimits, TilePlan, OVERLAP_BLOCK_ROWS};
 use crate::rows::RowSet;
 use crate::tensor::DType;
 use half::slice::HalfFloatSliceExt;
@@ -239,10 +239,10 @@ impl ClpBackend for CpuBackend {
         )
     }
 
-    fn plan(&self, problem: &Problem) -> Result<TilePlan> {
-        plan(
+    fn tile_plan(&self, problem: &Problem) -> Result<TilePlan> {
+        choose_tiles(
             problem,
-            &PlanLimits {
+            &TileLimits {
                 max_binding_bytes: self.memory_bytes,
                 budget_bytes: self.memory_bytes,
                 max_m_rows: self.max_m_rows,
@@ -263,7 +263,7 @@ impl ClpBackend for CpuBackend {
         if p.missing == 0 {
             return Ok(Stats::default());
         }
-        let tp = ClpBackend::plan(self, &p)?;
+        let tp = ClpBackend::tile_plan(self, &p)?;
         let mut run = Run {
             sets: Sets { hm, ho, eo },
             weighting,

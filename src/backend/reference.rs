@@ -333,7 +333,7 @@ impl ClpBackend for ReferenceBackend {
     fn describe(&self) -> String {
         "CPU f64 reference".into()
     }
-    fn plan(&self, p: &Problem) -> Result<TilePlan> {
+    fn tile_plan(&self, p: &Problem) -> Result<TilePlan> {
         Ok(TilePlan {
             m_rows: p.missing.max(1),
             o_rows: p.overlap.max(1),

@@ -16,7 +16,7 @@
 //! ([`Rows`]); score the baselines, then every weighting.
 
 use crate::backend::{Backend, ClpBackend, TileOut};
-use crate::commands::stream::{mean_rows, sd_rows};
+use crate::commands::column_stats::{mean_rows, sd_rows};
 use crate::error::{Error, Result};
 use crate::method::{RejectReason, Weighting};
 use crate::model::pair::{file_stored, open_files, read_pair, ModelPair};

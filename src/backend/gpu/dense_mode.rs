@@ -1,7 +1,7 @@
 //! Dense mode (k = all): G = Ĥ_Oᵀ [E_O | 1] is accumulated over overlap tiles once, then each
 //! missing tile is Ĥ_M G divided by its last column.
 
-use super::stream::{Host, Run};
+use super::tile_loop::{Host, Run};
 use crate::backend::api::stage;
 use crate::error::Result;
 use crate::kernels::{FinishBuffers, FinishParams, MatmulBuffers, MatmulParams};

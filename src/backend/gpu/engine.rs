@@ -1,12 +1,12 @@
 //! The GPU engine: the one [`Gpu`] context plus every compiled kernel, its options, and the
-//! everything a run needs from it (the [`ClpBackend`] implementation is the tile loop, `stream`).
+//! everything a run needs from it (the [`ClpBackend`] implementation is the tile loop, `tile_loop`).
 
 use super::context::Gpu;
 use crate::backend::api;
 use crate::error::{Error, Result};
 use crate::kernels::Kernels;
 use crate::method::{ClpOutput, Weighting};
-use crate::plan::{plan, PlanLimits, Problem, TilePlan};
+use crate::plan::{choose_tiles, Problem, TileLimits, TilePlan};
 use crate::tensor::MatrixRef;
 
 /// Tunables of the engine.
@@ -85,8 +85,8 @@ impl Engine {
         self.options = options;
     }
 
-    fn limits(&self) -> PlanLimits {
-        PlanLimits {
+    fn limits(&self) -> TileLimits {
+        TileLimits {
             max_binding_bytes: self.gpu.max_binding_bytes(),
             budget_bytes: self.options.gpu_memory_bytes,
             max_m_rows: self.options.max_m_rows,
@@ -95,8 +95,8 @@ impl Engine {
     }
 
     /// The tile plan this engine would use for a problem.
-    pub fn plan(&self, problem: &Problem) -> Result<TilePlan> {
-        plan(problem, &self.limits())
+    pub fn tile_plan(&self, problem: &Problem) -> Result<TilePlan> {
+        choose_tiles(problem, &self.limits())
     }
 
     /// Runs CLP-Transfer on the GPU over in-memory matrices and keeps every result (tests and

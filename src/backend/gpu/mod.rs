@@ -17,20 +17,22 @@
 //! tile n+1 as the GPU works on tile n; uploads alternate between two device slots.
 //! `EngineOptions::time_stages` serialises the stages instead, to time each one.
 //!
-//! Layout: `engine` holds the engine and its options (this file only declares and re-exports); `buffers` allocates the device buffers
-//! from the plan's [`crate::plan::BufferPlan`]; `stream` is the tile loop over missing tiles
-//! (its [`stream::Flow`] owns the encoder, uniform arena, submissions and timings); `dense` and
-//! `topk` are the two ways a missing tile is combined; `ops` runs single kernels for tests.
+//! Layout: `engine` holds the engine and its options (this file only declares and
+//! re-exports); `buffers` allocates the device buffers from the plan's
+//! [`crate::plan::BufferTable`]; `tile_loop` is the tile loop over missing tiles (its
+//! [`tile_loop::Flow`] owns the encoder, uniform arena, submissions and timings); `dense_mode`
+//! and `topk_mode` are the two ways a missing tile is combined; `ops` runs single kernels for
+//! tests.
 
 pub mod context;
 
 mod buffers;
-mod dense;
+mod dense_mode;
 mod engine;
 mod faults;
 mod ops;
-mod stream;
-mod topk;
+mod tile_loop;
+mod topk_mode;
 
 pub use context::{list_adapters, quiet_mesa_device_select, AdapterSummary, Gpu, Readback};
 pub use engine::{Engine, EngineOptions};

@@ -1,7 +1,7 @@
 //! The tile loop of one run: [`Flow`] owns the open encoder, the uniform arena, the submission
 //! in flight, the host staging buffers and the stage timings; [`Run`] holds what every stage of
 //! a run reads (problem, buffers, inputs, overlap tiles) beside the flow, and walks the missing
-//! tiles: gather + upload, normalise, combine (`dense` or `topk`), read back, hand to the sink.
+//! tiles: gather + upload, normalise, combine (`dense_mode` or `topk_mode`), read back, hand to the sink.
 
 use super::buffers::Buffers;
 use super::engine::{u32_of, Engine};
@@ -9,7 +9,7 @@ use crate::backend::api::{self, stage, ClpBackend, Stats, TileOut};
 use crate::error::Result;
 use crate::kernels::{NormalizeBuffers, NormalizeParams, ParamArena, Recorder};
 use crate::method::{FinishRule, Weighting};
-use crate::plan::{BufferPlan, Problem, TilePlan};
+use crate::plan::{BufferTable, Problem, TilePlan};
 use crate::rows::RowSet;
 use std::time::Instant;
 
@@ -17,8 +17,8 @@ impl ClpBackend for Engine {
     fn describe(&self) -> String {
         self.gpu.adapter().to_string()
     }
-    fn plan(&self, problem: &Problem) -> Result<TilePlan> {
-        Engine::plan(self, problem)
+    fn tile_plan(&self, problem: &Problem) -> Result<TilePlan> {
+        Engine::tile_plan(self, problem)
     }
     fn run(
         &self,
@@ -278,9 +278,9 @@ impl Engine {
         if p.missing == 0 {
             return Ok(Stats::default());
         }
-        let tp = self.plan(&p)?;
+        let tp = self.tile_plan(&p)?;
         let rule = FinishRule::for_run(inputs.weighting, inputs.eo)?;
-        let buffers = BufferPlan::new(&p, tp.m_rows, tp.o_rows);
+        let buffers = BufferTable::new(&p, tp.m_rows, tp.o_rows);
         let (b, mut flow) = self.gpu.checked("allocating the tile buffers", || {
             (Buffers::new(&self.gpu, &buffers), Flow::new(self))
         })?;

@@ -4,7 +4,7 @@
 //! bounds) and guards.
 
 use super::engine::u32_of;
-use super::stream::{Host, Run};
+use super::tile_loop::{Host, Run};
 use crate::backend::api::stage;
 use crate::error::Result;
 use crate::kernels::{

@@ -9,7 +9,7 @@ use super::layout::OutPart;
 use super::options::Fallback;
 use super::read::Part;
 use crate::backend::{ClpBackend, TileOut};
-use crate::commands::stream::mean_rows;
+use crate::commands::column_stats::mean_rows;
 use crate::error::{Error, Result};
 use crate::method::{RejectReason, Selection, Weighting};
 use crate::model::pair::{file_stored, Helper, SourceTarget};
