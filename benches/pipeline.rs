@@ -15,24 +15,22 @@ use clp_gpu::backend::cpu::CpuBackend;
 use clp_gpu::backend::Backend;
 use clp_gpu::backend::{ClpBackend, TileOut};
 use clp_gpu::commands::apply::{apply, ApplyOptions, Fallback, Method};
+use clp_gpu::model::safetensors::data_offset;
 use clp_gpu::rows::{RowSet, Storage, Stored};
 use clp_gpu::synthetic::{sample_ids, write_embedding_file, Rng};
 use clp_gpu::{DType, Engine, Gpu, TopK, Weighting};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use fixtures::{build_model, Arch, Lang, ModelSpec, Vocab};
 use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
 fn stored<'a>(f: &'a File, p: &'a Path, rows: usize, cols: usize) -> Stored<'a> {
-    let mut n = [0u8; 8];
-    (&*f).read_exact(&mut n).expect("header length");
     Stored {
         storage: Storage::File {
             file: f,
             path: p,
-            offset: 8 + u64::from_le_bytes(n),
+            offset: data_offset(f, p).expect("header length"),
         },
         dtype: DType::F16,
         rows,

@@ -13,6 +13,7 @@
 // (accumulate = 1) or 0 and takes the tile's selections in ascending index order, so over tiles
 // in order every row's selections are added in ascending index order whatever the tiling.
 // Bounds: columns > dim and rows ≥ params.rows skip; accumulate = 0 overwrites numer.
+// Composed after common.wgsl (status codes, dtypes, decode_word, is_finite).
 
 struct Params {
     rows: u32,
@@ -43,19 +44,7 @@ var<workgroup> local_row: array<u32, WG>;
 var<workgroup> local_w: array<f32, WG>;
 
 fn decode(i: u32) -> f32 {
-    switch params.dtype {
-        case 1u: {
-            let h = unpack2x16float(source[i >> 1u]);
-            return select(h.x, h.y, (i & 1u) == 1u);
-        }
-        case 2u: {
-            let w = source[i >> 1u];
-            return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (i & 1u) == 1u));
-        }
-        default: {
-            return bitcast<f32>(source[i]);
-        }
-    }
+    return decode_word(params.dtype, source[word_of(params.dtype, i)], i);
 }
 
 @compute @workgroup_size(WG)

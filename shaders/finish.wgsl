@@ -15,6 +15,7 @@
 // num_workgroups.x. Overrides (no defaults; set from Rust): WG = FINISH_WORKGROUP, a power of
 // two. Precision: f32 division; norms max-abs scaled as in normalize; every reduction is a
 // fixed-order tree over fixed strided partials (deterministic).
+// Composed after common.wgsl (status codes, dtypes, decode_word, is_finite).
 
 struct Params {
     rows: u32,
@@ -42,10 +43,6 @@ override WG: u32;
 
 var<workgroup> partial: array<f32, WG>;
 var<workgroup> bad: atomic<u32>;
-
-fn is_finite(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
-}
 
 // The max (take_max) or sum of partial[0..WG], as a fixed tree; every invocation gets it and
 // partial may be reused afterwards.
@@ -128,18 +125,18 @@ fn finish(
     let base = row * stride;
     let sum = numer[base + params.dim];
     let d = select(1.0, sum, params.divide == 1u);
-    var code = 0u;
+    var code = STATUS_OK;
     let hs = h_status[row];
-    if hs == 1u || hs == 2u {
+    if hs == STATUS_ZERO_HELPER_ROW || hs == STATUS_NON_FINITE_HELPER_ROW {
         code = hs;
     } else if params.divide == 1u {
         if !(abs(sum) > params.tolerance * scale) || !is_finite(sum) {
-            code = 3u;
+            code = STATUS_WEIGHT_SUM_NEAR_ZERO;
         }
     } else if !(scale > 0.0) {
-        code = 3u;
+        code = STATUS_WEIGHT_SUM_NEAR_ZERO;
     }
-    if code == 0u {
+    if code == STATUS_OK {
         for (var c = lid; c < params.dim; c += WG) {
             if !is_finite(numer[base + c] / d) {
                 atomicOr(&bad, 1u);
@@ -147,18 +144,18 @@ fn finish(
         }
     }
     workgroupBarrier();
-    if code == 0u && atomicLoad(&bad) != 0u {
-        code = 4u;
+    if code == STATUS_OK && atomicLoad(&bad) != 0u {
+        code = STATUS_NON_FINITE_RESULT;
     }
     if params.bound_norm == 1u {
         let norm = row_norm(lid, base, d);
-        if code == 0u && !(norm >= params.norm_lo && norm <= params.norm_hi) {
-            code = 5u;
+        if code == STATUS_OK && !(norm >= params.norm_lo && norm <= params.norm_hi) {
+            code = STATUS_NORM_OUT_OF_RANGE;
         }
     }
     for (var c = lid; c < params.dim; c += WG) {
         var v = 0.0;
-        if code == 0u {
+        if code == STATUS_OK {
             v = numer[base + c] / d;
         }
         out[row * params.dim + c] = v;

@@ -21,6 +21,7 @@
 // split into dispatches at multiples of K_BLOCK has the same bits as one dispatch over all of K
 // (dense mode's G over overlap tiles). Bounds: out-of-range elements of A and B load as 0; C is
 // read and written only inside m × n.
+// Composed after common.wgsl (status codes, dtypes, decode_word, is_finite).
 
 struct Params {
     m: u32,
@@ -53,19 +54,7 @@ var<workgroup> a_tile: array<f32, TILE_ELEMS>; // [TK][TILE]
 var<workgroup> b_tile: array<f32, TILE_ELEMS>; // [TK][TILE]
 
 fn decode_b(i: u32) -> f32 {
-    switch params.b_dtype {
-        case 1u: {
-            let h = unpack2x16float(b[i >> 1u]);
-            return select(h.x, h.y, (i & 1u) == 1u);
-        }
-        case 2u: {
-            let w = b[i >> 1u];
-            return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (i & 1u) == 1u));
-        }
-        default: {
-            return bitcast<f32>(b[i]);
-        }
-    }
+    return decode_word(params.b_dtype, b[word_of(params.b_dtype, i)], i);
 }
 
 fn load_a(r: u32, t: u32) -> f32 {

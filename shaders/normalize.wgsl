@@ -9,6 +9,7 @@
 // Precision: inputs decoded to f32; the row is scaled by its max-abs before squaring, so the sum
 // of squares neither overflows nor underflows; reductions are fixed-order trees (deterministic).
 // Bounds: rows ≥ params.rows return at once; zero and non-finite rows are written as zeros.
+// Composed after common.wgsl (status codes, dtypes, decode_word, is_finite).
 
 struct Params {
     rows: u32,
@@ -28,23 +29,7 @@ var<workgroup> partial: array<f32, WG>;
 var<workgroup> bad: atomic<u32>;
 
 fn decode(i: u32) -> f32 {
-    switch params.dtype {
-        case 1u: {
-            let h = unpack2x16float(src[i >> 1u]);
-            return select(h.x, h.y, (i & 1u) == 1u);
-        }
-        case 2u: {
-            let w = src[i >> 1u];
-            return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (i & 1u) == 1u));
-        }
-        default: {
-            return bitcast<f32>(src[i]);
-        }
-    }
-}
-
-fn is_finite(x: f32) -> bool {
-    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+    return decode_word(params.dtype, src[word_of(params.dtype, i)], i);
 }
 
 // Tree reduction of partial[0..WG] with op 0 = max, 1 = sum; result in partial[0].
@@ -97,23 +82,23 @@ fn normalize(
     workgroupBarrier();
 
     // No early return past this point: every invocation must reach the barriers in reduce().
-    var code = 0u;
+    var code = STATUS_OK;
     if any_bad != 0u {
-        code = 2u;
+        code = STATUS_NON_FINITE_HELPER_ROW;
     } else if max_abs == 0.0 {
-        code = 1u;
+        code = STATUS_ZERO_HELPER_ROW;
     }
-    let inv_max = select(0.0, 1.0 / max_abs, code == 0u);
+    let inv_max = select(0.0, 1.0 / max_abs, code == STATUS_OK);
     var ss = 0.0;
-    for (var c = lid; c < params.cols && code == 0u; c += WG) {
+    for (var c = lid; c < params.cols && code == STATUS_OK; c += WG) {
         let y = decode(base + c) * inv_max;
         ss += y * y;
     }
     partial[lid] = ss;
     reduce(lid, 1u);
-    let inv_norm = select(0.0, inverseSqrt(partial[0]), code == 0u);
+    let inv_norm = select(0.0, inverseSqrt(partial[0]), code == STATUS_OK);
     for (var c = lid; c < params.cols; c += WG) {
-        dst[base + c] = select(0.0, (decode(base + c) * inv_max) * inv_norm, code == 0u);
+        dst[base + c] = select(0.0, (decode(base + c) * inv_max) * inv_norm, code == STATUS_OK);
     }
     if lid == 0u {
         status[row] = code;

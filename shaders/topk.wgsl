@@ -14,6 +14,7 @@
 // Overrides (no defaults; set from Rust): WG = MAX_TOP_K, a power of two (one invocation per
 // list entry; the bitonic sort).
 // Precision: scores are compared exactly as f32 (no arithmetic). Output is deterministic.
+// Composed after common.wgsl (status codes, dtypes, decode_word, is_finite).
 
 struct Params {
     rows: u32,

@@ -13,6 +13,7 @@
 // Dispatch: ceil(rows / WG) workgroups of WG, one invocation per row (k ≤ MAX_TOP_K terms
 // each). Overrides (no defaults; set from Rust): WG = WEIGHTS_WORKGROUP.
 // Precision: f32, summed in index order (deterministic). Bounds: rows ≥ params.rows skip.
+// Composed after common.wgsl (status codes, dtypes, decode_word, is_finite).
 
 struct Params {
     rows: u32,

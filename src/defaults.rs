@@ -8,8 +8,8 @@
 //! than random rows there, because exact matching misses most of the overlap across tokenizer
 //! families and dense clp weights are nearly uniform. README's method section has the numbers.
 
+use crate::method::{TopK, Weighting};
 use crate::vocab::MatchMode;
-use crate::weights::{TopK, Weighting};
 
 /// Default token matching.
 pub const MATCH: MatchMode = MatchMode::Canonical;

@@ -20,6 +20,7 @@ pub mod defaults;
 pub mod error;
 pub mod json;
 pub mod kernels;
+pub mod method;
 pub mod model;
 pub mod plan;
 pub mod progress;
@@ -28,9 +29,8 @@ pub mod synthetic;
 pub mod tensor;
 pub mod tokenizer;
 pub mod vocab;
-pub mod weights;
 
 pub use backend::gpu::{Engine, Gpu};
 pub use error::{Error, Result};
+pub use method::{ClpOutput, RejectReason, RejectedRow, Selection, TopK, Weighting};
 pub use tensor::{DType, MatrixRef};
-pub use weights::{ClpOutput, RejectReason, RejectedRow, Selection, TopK, Weighting};

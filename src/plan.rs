@@ -3,7 +3,6 @@
 //! buffers together fit the GPU-memory budget. Buffers are allocated once from the plan and
 //! reused for every tile.
 
-use crate::backend::gpu::context::MAX_WORKGROUPS_PER_DIMENSION;
 use crate::error::{Error, Result};
 use crate::tensor::DType;
 
@@ -28,7 +27,7 @@ pub struct Problem {
 
 /// Caps and budget a plan must respect.
 #[derive(Debug, Clone, Copy)]
-pub struct PlanLimits {
+pub struct TileLimits {
     /// Largest single storage binding in bytes.
     pub max_binding_bytes: u64,
     /// GPU memory all buffers together may use.
@@ -38,6 +37,10 @@ pub struct PlanLimits {
     /// Upper bound on overlap rows per tile.
     pub max_o_rows: usize,
 }
+
+/// Most workgroups one dispatch dimension may have (WebGPU's default limit, which every adapter
+/// offers).
+pub const MAX_WORKGROUPS_PER_DIMENSION: u32 = 65_535;
 
 /// Preferred tile sizes before limits shrink them: large enough to keep a GPU busy, small
 /// enough that one similarity tile (4096 × 8192 f32 = 128 MiB) fits lavapipe's binding limit.
@@ -91,7 +94,7 @@ pub struct BufferSpec {
 /// Every device buffer of one run for tiles of `m_rows` × `o_rows`: the one table the planner
 /// budgets with and the engine allocates from.
 #[derive(Debug, Clone, Copy)]
-pub struct BufferPlan {
+pub struct BufferTable {
     /// Raw missing helper rows.
     pub hm_raw: BufferSpec,
     /// Normalised missing rows (f32).
@@ -128,9 +131,9 @@ pub struct BufferPlan {
     pub readback: BufferSpec,
 }
 
-impl BufferPlan {
+impl BufferTable {
     /// The buffers of problem `p` for tiles of `m_rows` × `o_rows`.
-    pub fn new(p: &Problem, m_rows: usize, o_rows: usize) -> BufferPlan {
+    pub fn new(p: &Problem, m_rows: usize, o_rows: usize) -> BufferTable {
         let (dh, ds) = (p.helper_dim as u64, p.source_dim as u64);
         let (mt, ot) = (m_rows as u64, o_rows as u64);
         let he = p.helper_dtype.size_bytes() as u64;
@@ -143,7 +146,7 @@ impl BufferPlan {
             bytes,
             usage: BufferUse::Storage,
         };
-        BufferPlan {
+        BufferTable {
             hm_raw: storage("missing helper rows", mt * dh * he),
             hm_hat: storage("normalised missing rows", mt * dh * 4),
             hm_status: storage("missing row status", mt * 4),
@@ -214,15 +217,15 @@ impl BufferPlan {
 }
 
 /// Chooses tile sizes for `p` within `limits`.
-pub fn plan(p: &Problem, limits: &PlanLimits) -> Result<TilePlan> {
+pub fn choose_tiles(p: &Problem, limits: &TileLimits) -> Result<TilePlan> {
     let mut mt = p
         .missing
         .clamp(1, PREFERRED_M_ROWS.min(limits.max_m_rows.max(1)));
     mt = mt.min(MAX_DISPATCH_ROWS);
     let mut ot = first_o_rows(p, limits.max_o_rows);
     loop {
-        let total_of = |mt: usize, ot: usize| BufferPlan::new(p, mt, ot).total_bytes();
-        let buffers = BufferPlan::new(p, mt, ot);
+        let total_of = |mt: usize, ot: usize| BufferTable::new(p, mt, ot).total_bytes();
+        let buffers = BufferTable::new(p, mt, ot);
         let total = buffers.total_bytes();
         let (big_name, big) = (buffers.largest().name, buffers.largest().bytes);
         if big <= limits.max_binding_bytes && total <= limits.budget_bytes {

@@ -18,6 +18,10 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+/// Rows per chunk when a whole set is streamed ([`RowSet::for_each_chunk`]): the column
+/// means and deviations, FVT rows, OMP's norm range and the reference's streamed passes.
+pub const CHUNK_ROWS: usize = 4096;
+
 /// Where the bytes of one stored matrix are.
 #[derive(Debug, Clone, Copy)]
 pub enum Storage<'a> {
@@ -241,6 +245,34 @@ impl<'a> RowSet<'a> {
                 Storage::Memory(_) => None,
             })
             .collect()
+    }
+
+    /// Streams the whole set through `f` in chunks of at most [`CHUNK_ROWS`] rows, in row order
+    /// (`f` gets each chunk's first row and its rows), through one reused buffer: never the
+    /// whole set at once. The first error stops the stream, and so does a requested stop
+    /// (checked by [`RowSet::gather`] before every chunk).
+    pub fn for_each_chunk(&self, f: impl FnMut(usize, &MatrixRef) -> Result<()>) -> Result<()> {
+        self.for_chunks(0..self.rows().div_ceil(CHUNK_ROWS), f)
+    }
+
+    /// [`RowSet::for_each_chunk`] over the chunks numbered `chunks` only (chunk `c` holds rows
+    /// `c × CHUNK_ROWS..`), in the order given.
+    pub fn for_chunks(
+        &self,
+        chunks: impl IntoIterator<Item = usize>,
+        mut f: impl FnMut(usize, &MatrixRef) -> Result<()>,
+    ) -> Result<()> {
+        let mut bytes = Vec::new();
+        for c in chunks {
+            let r0 = c * CHUNK_ROWS;
+            let r1 = (r0 + CHUNK_ROWS).min(self.rows());
+            self.gather(r0, r1, &mut bytes)?;
+            f(
+                r0,
+                &MatrixRef::new(self.name(), &bytes, self.dtype(), r1 - r0, self.cols())?,
+            )?;
+        }
+        Ok(())
     }
 
     /// Gathers logical rows `start..end` into `dst` (resized to exactly their bytes). Fails

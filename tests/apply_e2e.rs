@@ -4,8 +4,8 @@
 
 mod fixtures;
 
+use clp_gpu::method::{TopK, Weighting};
 use clp_gpu::tensor::DType;
-use clp_gpu::weights::{TopK, Weighting};
 
 /// The paper's method (`--preset original`), which most runs here check against.
 const ORIGINAL: Weighting = Weighting::Clp { top_k: TopK::All };

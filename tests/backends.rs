@@ -10,13 +10,13 @@ mod common;
 use clp_gpu::backend::reference;
 use clp_gpu::backend::{collect, collect_sets};
 use clp_gpu::kernels::MatmulParams;
+use clp_gpu::method::{RowStatus, OMP_RIDGE};
+use clp_gpu::model::safetensors::data_offset;
 use clp_gpu::rows::{RowSet, Storage, Stored};
 use clp_gpu::synthetic::{gaussian, sample_ids, write_embedding_file, Rng};
-use clp_gpu::weights::{RowStatus, OMP_RIDGE};
 use clp_gpu::{DType, Error, MatrixRef, RejectReason, TopK, Weighting};
 use common::*;
 use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 
 // ---- Single kernels (GPU engine only) ----
@@ -430,13 +430,11 @@ fn stored_file<'a>(
     rows: usize,
     cols: usize,
 ) -> Stored<'a> {
-    let mut n = [0u8; 8];
-    (&*file).read_exact(&mut n).unwrap();
     Stored {
         storage: Storage::File {
             file,
             path,
-            offset: 8 + u64::from_le_bytes(n),
+            offset: data_offset(file, path).unwrap(),
         },
         dtype,
         rows,
@@ -487,7 +485,7 @@ fn both_backends_stream_scattered_rows_from_files_under_tiny_budgets() {
             let label = format!("{name} from files, {label} budget");
             if budget < 1 << 20 {
                 let p = clp_gpu::backend::problem(&hm, &ho, &eo, &top_k).unwrap();
-                let tiles = backend.plan(&p).unwrap();
+                let tiles = backend.tile_plan(&p).unwrap();
                 assert!(
                     tiles.m_rows < m && tiles.o_rows < o,
                     "{label}: a 96 KiB budget must tile both sides: {tiles:?}"

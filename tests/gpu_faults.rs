@@ -5,8 +5,8 @@
 //! device refuses. Needs an adapter (lavapipe in CI), like every GPU test.
 
 use clp_gpu::backend::gpu::{Engine, Gpu, REQUIRED_STORAGE_BUFFERS};
+use clp_gpu::method::{TopK, Weighting};
 use clp_gpu::tensor::MatrixRef;
-use clp_gpu::weights::{TopK, Weighting};
 use clp_gpu::Error;
 
 #[test]

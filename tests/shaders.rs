@@ -3,7 +3,9 @@
 //! shader or a bad workgroup/tile size is caught even on machines that never run the path that
 //! uses it. Every failure is collected and reported together.
 
-use clp_gpu::kernels::{Shader, SHADERS};
+use clp_gpu::kernels::{Shader, COMMON_WGSL, SHADERS};
+use clp_gpu::method::status::code;
+use clp_gpu::DType;
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
 fn validator() -> Validator {
@@ -101,7 +103,14 @@ fn every_shader_validates_with_its_overrides() {
             .and_then(|s| s.to_str())
             .expect("utf-8 name");
         let src = std::fs::read_to_string(path).expect("readable shader");
-        // Every file on disk is the one the crate embeds, with its override values.
+        if name == "common" {
+            if src != COMMON_WGSL {
+                problems.push("common: the embedded source differs from the file".into());
+            }
+            continue;
+        }
+        // Every file on disk is the one the crate embeds, with its override values; what is
+        // validated is the composed source pipelines are built from.
         let Some(shader) = embedded(name) else {
             problems.push(format!("{name}: not embedded in kernels::SHADERS"));
             continue;
@@ -109,11 +118,11 @@ fn every_shader_validates_with_its_overrides() {
         if shader.wgsl != src {
             problems.push(format!("{name}: the embedded source differs from the file"));
         }
-        problems.extend(check(name, &src, shader.constants));
+        problems.extend(check(name, &shader.source(), shader.constants));
     }
-    if SHADERS.len() != files.len() {
+    if SHADERS.len() + 1 != files.len() {
         problems.push(format!(
-            "{} shaders embedded, {} files",
+            "{} shaders embedded (and common.wgsl), {} files",
             SHADERS.len(),
             files.len()
         ));
@@ -132,17 +141,17 @@ fn a_bad_override_value_is_caught() {
         let (key, _) = shader.constants[0];
         let bad = [(key, 0.0)];
         assert!(
-            !check(shader.name, shader.wgsl, &bad).is_empty(),
+            !check(shader.name, &shader.source(), &bad).is_empty(),
             "{}: {key} = 0 was accepted",
             shader.name
         );
         let too_big = [(key, 4096.0)];
         assert!(
-            !check(shader.name, shader.wgsl, &too_big).is_empty(),
+            !check(shader.name, &shader.source(), &too_big).is_empty(),
             "{}: {key} = 4096 was accepted",
             shader.name
         );
-        let missing = check(shader.name, shader.wgsl, &[]);
+        let missing = check(shader.name, &shader.source(), &[]);
         assert!(
             !missing.is_empty(),
             "{}: validated without its override values",
@@ -158,4 +167,53 @@ fn every_failure_is_reported() {
     let mut problems = check("broken", broken, &[]);
     problems.extend(check("bad", bad_types, &[]));
     assert_eq!(problems.len(), 2, "{problems:?}");
+}
+
+/// The `u32` value of every module-level `const` of `src`.
+fn u32_consts(src: &str) -> std::collections::BTreeMap<String, u32> {
+    let module = naga::front::wgsl::parse_str(src).expect("common.wgsl parses");
+    let mut out = std::collections::BTreeMap::new();
+    for (_, c) in module.constants.iter() {
+        let expr = &module.global_expressions[c.init];
+        if let (Some(name), naga::Expression::Literal(naga::Literal::U32(v))) = (&c.name, expr) {
+            out.insert(name.clone(), *v);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_wgsl_status_codes_and_dtypes_are_the_rust_ones() {
+    let wgsl = u32_consts(COMMON_WGSL);
+    let statuses: Vec<_> = wgsl.keys().filter(|k| k.starts_with("STATUS_")).collect();
+    assert_eq!(statuses.len(), code::ALL.len(), "{statuses:?}");
+    for (name, value) in code::ALL {
+        assert_eq!(
+            wgsl.get(&format!("STATUS_{name}")),
+            Some(&value),
+            "STATUS_{name}"
+        );
+    }
+    for (name, dtype) in [
+        ("F32", DType::F32),
+        ("F16", DType::F16),
+        ("BF16", DType::BF16),
+    ] {
+        assert_eq!(
+            wgsl.get(&format!("DTYPE_{name}")),
+            Some(&dtype.shader_code()),
+            "DTYPE_{name}"
+        );
+    }
+    // No kernel spells a status as a bare number: `code = 3u` would bypass the names.
+    for shader in SHADERS {
+        for line in shader
+            .wgsl
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+        {
+            let bare = line.contains("code = ") && line.trim_end().ends_with("u;");
+            assert!(!bare, "{}: a bare status code: {line}", shader.name);
+        }
+    }
 }

@@ -45,6 +45,9 @@ fn main(py: Python<'_>, argv: Vec<OsString>) -> u8 {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // SAFETY: module init runs once, at import, on the importing thread holding the GIL, before
+    // this module has started any thread (runs start theirs later); see the function's docs.
+    unsafe { clp_gpu::backend::gpu::quiet_mesa_device_select() };
     m.add("ClpError", m.py().get_type::<ClpError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(run, m)?)?;

@@ -7,15 +7,14 @@
 //! a whole vocabulary. [`collect`] is the sink that keeps everything (tests, small problems).
 
 use crate::error::{Error, Result};
+use crate::method::{
+    selectable, ClpOutput, RejectReason, RejectedRow, Selection, TopK, Weighting, MAX_SELECTED,
+};
 use crate::plan::{Problem, TilePlan};
 use crate::rows::RowSet;
 use crate::tensor::MatrixRef;
-use crate::weights::{ClpOutput, RejectReason, RejectedRow, Selection, TopK, Weighting};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-
-/// Largest supported k (the GPU top-k keeps its candidates in workgroup memory).
-pub use crate::kernels::MAX_TOP_K;
 
 /// The results of one missing tile: rows `start .. start + status.len()`.
 #[derive(Debug)]
@@ -101,7 +100,7 @@ pub trait ClpBackend {
     /// What runs the math (adapter or CPU), for reports.
     fn describe(&self) -> String;
     /// The tiling this backend would use.
-    fn plan(&self, problem: &Problem) -> Result<TilePlan>;
+    fn tile_plan(&self, problem: &Problem) -> Result<TilePlan>;
     /// Runs CLP over the row sets, handing every finished missing tile to `sink` in order.
     fn run(
         &self,
@@ -145,10 +144,9 @@ pub fn problem(
     weighting.validate().map_err(Error::Argument)?;
     let k = match weighting.top_k() {
         TopK::All => None,
-        TopK::K(0) => return Err(Error::Argument("top-k must be at least 1".into())),
-        TopK::K(k) if k > MAX_TOP_K => {
+        TopK::K(k) if !selectable(k) => {
             return Err(Error::Argument(format!(
-                "top-k {k} exceeds the supported {MAX_TOP_K}; use a smaller k or `all` (the dense original)"
+                "top-k {k}: give 1 to {MAX_SELECTED}, or `all` (the dense original)"
             )))
         }
         TopK::K(k) => Some(k.min(h_overlap.rows())),
@@ -206,7 +204,7 @@ pub fn collect_sets(
     backend.run(hm, ho, eo, weighting, &mut |t: &TileOut| {
         out.rows.extend_from_slice(t.rows);
         for (i, &code) in t.status.iter().enumerate() {
-            if let Some(reason) = RejectReason::from_code(code) {
+            if let Some(reason) = RejectReason::from_code(code)? {
                 out.rejected.push(RejectedRow {
                     row: t.start + i,
                     reason,

@@ -8,12 +8,13 @@
 
 use crate::backend::api::{self, stage, ClpBackend, Stats, TileOut};
 use crate::error::Result;
-use crate::plan::{plan, PlanLimits, Problem, TilePlan, OVERLAP_BLOCK_ROWS};
-use crate::rows::RowSet;
-use crate::tensor::DType;
-use crate::weights::{
+use crate::method::status::code as status_code;
+use crate::method::{
     closed_form_weights, FinishRule, RejectReason, RowStatus, Weighting, WEIGHT_SUM_TOLERANCE,
 };
+use crate::plan::{choose_tiles, Problem, TileLimits, TilePlan, OVERLAP_BLOCK_ROWS};
+use crate::rows::RowSet;
+use crate::tensor::DType;
 use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 use std::time::Instant;
@@ -176,7 +177,7 @@ fn finish_row(
             for (o, &v) in out.iter_mut().zip(numer) {
                 *o = v / sum;
             }
-            return 0;
+            return status_code::OK;
         }
         FinishRule::AsSolved(range) => range,
     };
@@ -195,7 +196,7 @@ fn finish_row(
         return RejectReason::NormOutOfRange.code();
     }
     out.copy_from_slice(numer);
-    0
+    status_code::OK
 }
 
 /// Buffers of one run, reused for every tile.
@@ -238,10 +239,10 @@ impl ClpBackend for CpuBackend {
         )
     }
 
-    fn plan(&self, problem: &Problem) -> Result<TilePlan> {
-        plan(
+    fn tile_plan(&self, problem: &Problem) -> Result<TilePlan> {
+        choose_tiles(
             problem,
-            &PlanLimits {
+            &TileLimits {
                 max_binding_bytes: self.memory_bytes,
                 budget_bytes: self.memory_bytes,
                 max_m_rows: self.max_m_rows,
@@ -262,7 +263,7 @@ impl ClpBackend for CpuBackend {
         if p.missing == 0 {
             return Ok(Stats::default());
         }
-        let tp = ClpBackend::plan(self, &p)?;
+        let tp = ClpBackend::tile_plan(self, &p)?;
         let mut run = Run {
             sets: Sets { hm, ho, eo },
             weighting,
@@ -498,7 +499,7 @@ impl Run<'_, '_> {
             Weighting::Omp { atoms } => {
                 let indices: Vec<u32> = best.iter().flat_map(|b| b.iter().map(|p| p.1)).collect();
                 let Sets { hm, ho, .. } = self.sets;
-                crate::weights::omp_tile_weights(hm, ho, m0, m1, &indices, kk, atoms)?
+                crate::method::omp_tile_weights(hm, ho, m0, m1, &indices, kk, atoms)?
             }
             _ => best
                 .par_iter()

@@ -8,7 +8,7 @@ pub mod cpu;
 pub mod gpu;
 pub mod reference;
 
-pub use crate::weights::omp_tile_weights;
+pub use crate::method::omp_tile_weights;
 pub use api::*;
 
 use crate::error::Result;

@@ -4,15 +4,15 @@
 
 use crate::backend::api::{self, stage, ClpBackend, Stats, TileOut};
 use crate::error::Result;
-use crate::plan::{Problem, TilePlan};
-use crate::rows::RowSet;
-use crate::tensor::MatrixRef;
-use crate::weights::{
+use crate::method::{
     closed_form_weights, omp, ClpOutput, FinishRule, RejectReason, RejectedRow, RowStatus,
     Selection, TopK, Weighting, WEIGHT_SUM_TOLERANCE,
 };
+use crate::plan::{Problem, TilePlan};
+use crate::rows::{RowSet, CHUNK_ROWS};
+use crate::tensor::MatrixRef;
 
-pub use crate::weights::normalize_rows as normalize;
+pub use crate::method::normalize_rows as normalize;
 
 /// `a · bᵀ` for row-major `a` (ra × dim) and `b` (rb × dim): ra × rb.
 pub fn similarity(a: &[f64], b: &[f64], ra: usize, rb: usize, dim: usize) -> Vec<f64> {
@@ -211,9 +211,6 @@ pub struct ReferenceRow {
     pub rejected: Option<RejectReason>,
 }
 
-/// Rows of the overlap sets are streamed in chunks of this many rows by [`clp_rows`].
-const CHUNK: usize = 4096;
-
 /// `v / ‖v‖` with the row's status (zeros for a non-finite row, unchanged for a zero row).
 fn unit(v: Vec<f64>) -> (Vec<f64>, RowStatus) {
     if v.iter().any(|x| !x.is_finite()) {
@@ -235,13 +232,9 @@ fn streamed_cosines(
     let (o, dh) = (h_overlap.rows(), h_overlap.cols());
     let mut sims = vec![vec![0.0f64; o]; targets.len()];
     let mut s = vec![0.0f64; dh];
-    let mut bytes = Vec::new();
-    for o0 in (0..o).step_by(CHUNK) {
-        let o1 = (o0 + CHUNK).min(o);
-        h_overlap.gather(o0, o1, &mut bytes)?;
-        let chunk = MatrixRef::new("overlap chunk", &bytes, h_overlap.dtype(), o1 - o0, dh)?;
-        let (hat, _) = normalize(&chunk);
-        for j in 0..o1 - o0 {
+    h_overlap.for_each_chunk(|o0, chunk| {
+        let (hat, _) = normalize(chunk);
+        for j in 0..chunk.rows {
             let hj = &hat[j * dh..(j + 1) * dh];
             for (si, x) in s.iter_mut().zip(hj) {
                 *si += x;
@@ -250,7 +243,8 @@ fn streamed_cosines(
                 sim[o0 + j] = t.0.iter().zip(hj).map(|(a, b)| a * b).sum();
             }
         }
-    }
+        Ok(())
+    })?;
     Ok((sims, s))
 }
 
@@ -258,27 +252,21 @@ fn streamed_cosines(
 fn streamed_sums(chosen: &[Vec<(u32, f64)>], e_overlap: &RowSet) -> Result<Vec<Vec<f64>>> {
     let (o, ds) = (e_overlap.rows(), e_overlap.cols());
     let mut acc = vec![vec![0.0f64; ds]; chosen.len()];
-    let mut by_row: Vec<Vec<(usize, usize, f64)>> = vec![Vec::new(); o.div_ceil(CHUNK)];
+    let mut by_chunk: Vec<Vec<(usize, usize, f64)>> = vec![Vec::new(); o.div_ceil(CHUNK_ROWS)];
     for (i, c) in chosen.iter().enumerate() {
         for &(j, w) in c {
-            by_row[j as usize / CHUNK].push((i, j as usize, w));
+            by_chunk[j as usize / CHUNK_ROWS].push((i, j as usize, w));
         }
     }
-    let mut bytes = Vec::new();
-    for (ci, list) in by_row.iter().enumerate() {
-        if list.is_empty() {
-            continue;
-        }
-        let o0 = ci * CHUNK;
-        let o1 = (o0 + CHUNK).min(o);
-        e_overlap.gather(o0, o1, &mut bytes)?;
-        let chunk = MatrixRef::new("source chunk", &bytes, e_overlap.dtype(), o1 - o0, ds)?;
-        for &(i, j, w) in list {
+    let needed = (0..by_chunk.len()).filter(|&c| !by_chunk[c].is_empty());
+    e_overlap.for_chunks(needed, |o0, chunk| {
+        for &(i, j, w) in &by_chunk[o0 / CHUNK_ROWS] {
             for (c, a) in acc[i].iter_mut().enumerate() {
                 *a += w * chunk.get(j - o0, c) as f64;
             }
         }
-    }
+        Ok(())
+    })?;
     Ok(acc)
 }
 
@@ -345,7 +333,7 @@ impl ClpBackend for ReferenceBackend {
     fn describe(&self) -> String {
         "CPU f64 reference".into()
     }
-    fn plan(&self, p: &Problem) -> Result<TilePlan> {
+    fn tile_plan(&self, p: &Problem) -> Result<TilePlan> {
         Ok(TilePlan {
             m_rows: p.missing.max(1),
             o_rows: p.overlap.max(1),

@@ -3,10 +3,10 @@
 
 use crate::backend::Backend;
 use crate::commands::apply::{Fallback, Method};
+use crate::method::{TopK, Weighting};
 use crate::progress::Progress;
 use crate::tensor::DType;
 use crate::vocab::MatchMode;
-use crate::weights::{TopK, Weighting};
 use clap::builder::PossibleValue;
 use std::io::IsTerminal;
 

@@ -14,13 +14,13 @@
 use crate::backend::reference;
 use crate::backend::{stage, ClpBackend, Stats, TileOut};
 use crate::error::{Error, Result};
+use crate::method::{TopK, Weighting};
+use crate::model::safetensors::data_offset;
 use crate::rows::{RowSet, Storage, Stored};
 use crate::synthetic::{embeddings, sample_ids, write_embedding_file, Rng};
 use crate::tensor::{DType, MatrixRef};
-use crate::weights::{TopK, Weighting};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -253,13 +253,6 @@ enum Inputs {
     },
 }
 
-/// Offset of the data of a single-tensor safetensors file.
-fn data_offset(file: &mut File, path: &Path) -> Result<u64> {
-    let mut n = [0u8; 8];
-    file.read_exact(&mut n).map_err(|e| Error::io(path, e))?;
-    Ok(8 + u64::from_le_bytes(n))
-}
-
 /// The file `dir/name`, generated unless it already exists with the expected size.
 fn ensure_file(
     dir: &Path,
@@ -273,11 +266,11 @@ fn ensure_file(
     let path = dir.join(name);
     let data_len = (rows * cols * dtype.size_bytes()) as u64;
     let ok = |path: &Path| -> Result<Option<(File, u64)>> {
-        let Ok(mut f) = File::open(path) else {
+        let Ok(f) = File::open(path) else {
             return Ok(None);
         };
         let size = f.metadata().map_err(|e| Error::io(path, e))?.len();
-        let off = data_offset(&mut f, path)?;
+        let off = data_offset(&f, path)?;
         Ok((size == off + data_len).then_some((f, off)))
     };
     if let Some((f, off)) = ok(&path)? {

@@ -16,14 +16,14 @@
 //! ([`Rows`]); score the baselines, then every weighting.
 
 use crate::backend::{Backend, ClpBackend, TileOut};
-use crate::commands::stream::{mean_rows, sd_rows};
+use crate::commands::column_stats::{mean_rows, sd_rows};
 use crate::error::{Error, Result};
+use crate::method::{RejectReason, Weighting};
 use crate::model::pair::{file_stored, open_files, read_pair, ModelPair};
 use crate::rows::RowSet;
 use crate::synthetic::Rng;
 use crate::tensor::MatrixRef;
 use crate::vocab::{match_tokens, MatchMode};
-use crate::weights::{RejectReason, Weighting};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::time::Instant;
@@ -369,7 +369,7 @@ fn score_weighting(backend: &dyn ClpBackend, rows: &Rows, w: &Weighting) -> Resu
     let sink = &mut |tile: &TileOut| {
         for (i, &code) in tile.status.iter().enumerate() {
             let truth = &rows.truth[tile.start + i];
-            if let Some(reason) = RejectReason::from_code(code) {
+            if let Some(reason) = RejectReason::from_code(code)? {
                 rejected += 1;
                 *by_reason.entry(reason.name().to_string()).or_default() += 1;
                 scored.push(RowScore::of(&rows.mean, truth));

@@ -2,14 +2,14 @@
 //! rows that fall in one overlap tile.
 
 use super::pipeline::{Access, Pipeline, Recorder, Shader};
-use crate::backend::gpu::context::{Gpu, MAX_WORKGROUPS_PER_DIMENSION};
+use crate::plan::MAX_WORKGROUPS_PER_DIMENSION;
 
 /// Invocations per workgroup (one per output column); the shader's `WG` override. Also the
-/// most selections per row a workgroup can stage, so it must be at least [`super::topk::MAX_TOP_K`].
+/// most selections per row a workgroup can stage, so it must be at least
+/// [`crate::method::MAX_SELECTED`].
 pub const COMBINE_WORKGROUP: u32 = 256;
-const _: () = assert!(COMBINE_WORKGROUP as usize >= super::topk::MAX_TOP_K);
+const _: () = assert!(COMBINE_WORKGROUP as usize >= crate::method::MAX_SELECTED);
 
-/// Values of the shader's `override` constants.
 /// The `combine` shader and the values of its `override` constants.
 pub(super) const SHADER: Shader = Shader {
     name: "combine",
@@ -57,10 +57,10 @@ pub struct CombineKernel(Pipeline);
 
 impl CombineKernel {
     /// Builds the pipeline.
-    pub fn new(gpu: &Gpu) -> Self {
+    pub fn new(device: &wgpu::Device) -> Self {
         use Access::*;
         CombineKernel(Pipeline::new::<CombineParams>(
-            gpu,
+            device,
             &SHADER,
             &[Read, Read, Read, ReadWrite],
         ))

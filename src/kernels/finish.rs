@@ -1,9 +1,9 @@
 //! `finish`: out = numer / Σw per row (or numer as it is, for OMP, within norm bounds), or a
-//! zeroed row with a reject status (see [`crate::weights::RejectReason::from_code`]).
+//! zeroed row with a reject status (see [`crate::method::RejectReason::from_code`]).
 
+use super::dispatch::grid_2d;
 use super::pipeline::{Access, Pipeline, Recorder, Shader};
-use crate::backend::gpu::context::{grid_2d, Gpu};
-use crate::weights::FinishRule;
+use crate::method::FinishRule;
 
 /// Invocations per workgroup (one workgroup per row); the shader's `WG` override.
 pub const FINISH_WORKGROUP: u32 = 256;
@@ -86,10 +86,10 @@ pub struct FinishKernel(Pipeline);
 
 impl FinishKernel {
     /// Builds the pipeline.
-    pub fn new(gpu: &Gpu) -> Self {
+    pub fn new(device: &wgpu::Device) -> Self {
         use Access::*;
         FinishKernel(Pipeline::new::<FinishParams>(
-            gpu,
+            device,
             &SHADER,
             &[Read, Read, Read, ReadWrite, ReadWrite],
         ))

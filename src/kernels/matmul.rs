@@ -4,7 +4,6 @@
 //! (see `shaders/matmul.wgsl` for the layouts).
 
 use super::pipeline::{Access, Pipeline, Recorder, Shader};
-use crate::backend::gpu::context::Gpu;
 use crate::plan::OVERLAP_BLOCK_ROWS;
 
 /// Output tile side of one workgroup; the shader's `TILE` override. The workgroup is
@@ -71,10 +70,10 @@ pub struct MatmulKernel(Pipeline);
 
 impl MatmulKernel {
     /// Builds the pipeline.
-    pub fn new(gpu: &Gpu) -> Self {
+    pub fn new(device: &wgpu::Device) -> Self {
         use Access::*;
         MatmulKernel(Pipeline::new::<MatmulParams>(
-            gpu,
+            device,
             &SHADER,
             &[Read, Read, ReadWrite],
         ))

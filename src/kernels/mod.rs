@@ -22,14 +22,14 @@ pub use combine::{CombineBuffers, CombineKernel, CombineParams, COMBINE_WORKGROU
 pub use finish::{FinishBuffers, FinishKernel, FinishParams, FINISH_WORKGROUP};
 pub use matmul::{MatmulBuffers, MatmulKernel, MatmulParams, MATMUL_TILE};
 pub use normalize::{NormalizeBuffers, NormalizeKernel, NormalizeParams, NORMALIZE_WORKGROUP};
-pub use topk::{TopKBuffers, TopKKernel, TopKParams, MAX_TOP_K};
+pub use topk::{TopKBuffers, TopKKernel, TopKParams, TOPK_WORKGROUP};
 pub use weights::{WeightsBuffers, WeightsKernel, WeightsParams, WEIGHTS_WORKGROUP};
 
+mod dispatch;
 mod pipeline;
 
-pub use pipeline::{Recorder, Shader};
-
-use crate::backend::gpu::context::Gpu;
+pub use dispatch::{grid_2d, ParamArena};
+pub use pipeline::{Recorder, Shader, COMMON_WGSL};
 
 /// Every kernel's shader (also walked by the naga validation test).
 pub const SHADERS: &[Shader] = &[
@@ -59,14 +59,14 @@ pub struct Kernels {
 
 impl Kernels {
     /// Builds every pipeline.
-    pub fn new(gpu: &Gpu) -> Kernels {
+    pub fn new(device: &wgpu::Device) -> Kernels {
         Kernels {
-            normalize: NormalizeKernel::new(gpu),
-            matmul: MatmulKernel::new(gpu),
-            topk: TopKKernel::new(gpu),
-            weights: WeightsKernel::new(gpu),
-            combine: CombineKernel::new(gpu),
-            finish: FinishKernel::new(gpu),
+            normalize: NormalizeKernel::new(device),
+            matmul: MatmulKernel::new(device),
+            topk: TopKKernel::new(device),
+            weights: WeightsKernel::new(device),
+            combine: CombineKernel::new(device),
+            finish: FinishKernel::new(device),
         }
     }
 }

@@ -1,8 +1,8 @@
 //! `normalize`: L2-normalises rows (f32/f16/bf16 in, f32 out) and records each row's status
-//! (0 ok, 1 zero, 2 non-finite; see [`crate::weights::RowStatus`]).
+//! (0 ok, 1 zero, 2 non-finite; see [`crate::method::RowStatus`]).
 
+use super::dispatch::grid_2d;
 use super::pipeline::{Access, Pipeline, Recorder, Shader};
-use crate::backend::gpu::context::{grid_2d, Gpu};
 
 /// Invocations per workgroup (one workgroup per row); the shader's `WG` override.
 pub const NORMALIZE_WORKGROUP: u32 = 256;
@@ -45,10 +45,10 @@ pub struct NormalizeKernel(Pipeline);
 
 impl NormalizeKernel {
     /// Builds the pipeline.
-    pub fn new(gpu: &Gpu) -> Self {
+    pub fn new(device: &wgpu::Device) -> Self {
         use Access::*;
         NormalizeKernel(Pipeline::new::<NormalizeParams>(
-            gpu,
+            device,
             &SHADER,
             &[Read, ReadWrite, ReadWrite],
         ))

@@ -2,7 +2,11 @@
 //! explicit bind-group layout and pipeline ([`Pipeline`]), and the [`Recorder`] a dispatch is
 //! recorded into.
 
-use crate::backend::gpu::context::{Gpu, ParamArena};
+use super::dispatch::ParamArena;
+
+/// What several shaders share (status codes, dtypes, element decoding, `is_finite`): composed in
+/// front of every kernel's own source by [`Shader::source`].
+pub const COMMON_WGSL: &str = include_str!("../../shaders/common.wgsl");
 
 /// One kernel's shader: its name (= file stem = entry point), WGSL source and the values of its
 /// `override` constants.
@@ -16,6 +20,13 @@ pub struct Shader {
     pub constants: &'static [(&'static str, f64)],
 }
 
+impl Shader {
+    /// The source a pipeline is built from: [`COMMON_WGSL`], then the kernel's own file.
+    pub fn source(&self) -> String {
+        format!("{COMMON_WGSL}\n{}", self.wgsl)
+    }
+}
+
 /// How a storage binding is accessed; storage bindings follow the params uniform (binding 0) and
 /// are numbered in the order given.
 #[derive(Clone, Copy)]
@@ -24,11 +35,13 @@ pub(super) enum Access {
     ReadWrite,
 }
 
-/// Where a kernel records its dispatch: the GPU, the open encoder and the uniform arena of the
-/// current submission.
+/// Where a kernel records its dispatch: the device and queue (handed in by the backend, which
+/// owns them), the open encoder and the uniform arena of the current submission.
 pub struct Recorder<'a> {
-    /// The GPU context.
-    pub gpu: &'a Gpu,
+    /// The device bind groups are created on.
+    pub device: &'a wgpu::Device,
+    /// The queue parameter blocks are written through.
+    pub queue: &'a wgpu::Queue,
     /// The open command encoder.
     pub encoder: &'a mut wgpu::CommandEncoder,
     /// Uniform slots of the current submission.
@@ -58,15 +71,14 @@ fn layout_entry(binding: u32, ty: wgpu::BufferBindingType, min: u64) -> wgpu::Bi
 impl Pipeline {
     /// Builds `shader` with a `P` params uniform at binding 0 followed by `storage`.
     pub(super) fn new<P: bytemuck::Pod>(
-        gpu: &Gpu,
+        device: &wgpu::Device,
         shader: &Shader,
         storage: &[Access],
     ) -> Pipeline {
-        let device = &gpu.device;
         let name = shader.name;
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(name),
-            source: wgpu::ShaderSource::Wgsl(shader.wgsl.into()),
+            source: wgpu::ShaderSource::Wgsl(shader.source().into()),
         });
         let params_bytes = std::mem::size_of::<P>() as u64;
         let mut entries = vec![layout_entry(
@@ -121,10 +133,9 @@ impl Pipeline {
         if groups.0 == 0 || groups.1 == 0 {
             return;
         }
-        let gpu = rec.gpu;
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
-            resource: wgpu::BindingResource::Buffer(rec.arena.push(gpu, params)),
+            resource: wgpu::BindingResource::Buffer(rec.arena.push(rec.queue, params)),
         }];
         for (i, b) in buffers.iter().enumerate() {
             entries.push(wgpu::BindGroupEntry {
@@ -132,7 +143,7 @@ impl Pipeline {
                 resource: b.as_entire_binding(),
             });
         }
-        let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        let bind_group = rec.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(self.name),
             layout: &self.layout,
             entries: &entries,

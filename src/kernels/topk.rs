@@ -1,20 +1,20 @@
 //! `topk`: merges a tile of similarity scores into each row's running best-k list (exact radix
 //! select plus bitonic sort; order: score descending, index ascending).
 
+use super::dispatch::grid_2d;
 use super::pipeline::{Access, Pipeline, Recorder, Shader};
-use crate::backend::gpu::context::{grid_2d, Gpu};
+use crate::method::{selectable, MAX_SELECTED};
 
-/// Largest k the kernel supports: one invocation per list entry, so this is also the
-/// workgroup size (the shader's `WG` override). A power of two (the bitonic sort).
-pub const MAX_TOP_K: usize = 256;
-const _: () = assert!(MAX_TOP_K.is_power_of_two());
+/// Invocations per workgroup, one per list entry: the largest k a selection holds
+/// ([`MAX_SELECTED`]), and the shader's `WG` override. A power of two (the bitonic sort).
+pub const TOPK_WORKGROUP: u32 = MAX_SELECTED as u32;
+const _: () = assert!(TOPK_WORKGROUP.is_power_of_two());
 
-/// Values of the shader's `override` constants.
 /// The `topk` shader and the values of its `override` constants.
 pub(super) const SHADER: Shader = Shader {
     name: "topk",
     wgsl: include_str!("../../shaders/topk.wgsl"),
-    constants: &[("WG", MAX_TOP_K as f64)],
+    constants: &[("WG", TOPK_WORKGROUP as f64)],
 };
 
 /// Mirrors `Params` in `shaders/topk.wgsl`.
@@ -29,7 +29,7 @@ pub struct TopKParams {
     pub score_stride: u32,
     /// Global index of the tile's first column.
     pub col_offset: u32,
-    /// Entries kept per row (1..=[`MAX_TOP_K`]).
+    /// Entries kept per row (1..=[`MAX_SELECTED`]).
     pub k: u32,
     /// 1: merge with the current list; 0: start a new one.
     pub has_prev: u32,
@@ -71,10 +71,10 @@ pub struct TopKKernel(Pipeline);
 
 impl TopKKernel {
     /// Builds the pipeline.
-    pub fn new(gpu: &Gpu) -> Self {
+    pub fn new(device: &wgpu::Device) -> Self {
         use Access::*;
         TopKKernel(Pipeline::new::<TopKParams>(
-            gpu,
+            device,
             &SHADER,
             &[Read, ReadWrite, ReadWrite],
         ))
@@ -82,10 +82,10 @@ impl TopKKernel {
 
     /// Records the merge of `scores` into `best_score` / `best_index`.
     ///
-    /// Preconditions (checked): 1 ≤ k ≤ [`MAX_TOP_K`] and k ≤ cols + (has_prev ? k : 0).
+    /// Preconditions (checked): k [`selectable`] and k ≤ cols + (has_prev ? k : 0).
     pub fn encode(&self, rec: &mut Recorder, params: TopKParams, b: TopKBuffers) {
         assert!(
-            params.k >= 1 && params.k as usize <= MAX_TOP_K,
+            selectable(params.k as usize),
             "top-k {} out of range",
             params.k
         );

@@ -2,7 +2,6 @@
 //! come from the host) and the per-row guard scale Σ|w|.
 
 use super::pipeline::{Access, Pipeline, Recorder, Shader};
-use crate::backend::gpu::context::Gpu;
 
 /// Invocations per workgroup (one invocation per row); the shader's `WG` override.
 pub const WEIGHTS_WORKGROUP: u32 = 64;
@@ -23,7 +22,7 @@ pub struct WeightsParams {
     pub rows: u32,
     /// Entries per row.
     pub k: u32,
-    /// [`crate::weights::Weighting::shader_mode`].
+    /// [`crate::method::Weighting::shader_mode`].
     pub mode: u32,
     /// Softmax temperature (ignored by the other modes).
     pub temperature: f32,
@@ -45,10 +44,10 @@ pub struct WeightsKernel(Pipeline);
 
 impl WeightsKernel {
     /// Builds the pipeline.
-    pub fn new(gpu: &Gpu) -> Self {
+    pub fn new(device: &wgpu::Device) -> Self {
         use Access::*;
         WeightsKernel(Pipeline::new::<WeightsParams>(
-            gpu,
+            device,
             &SHADER,
             &[Read, ReadWrite, ReadWrite],
         ))

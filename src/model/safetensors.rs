@@ -290,6 +290,24 @@ impl Weights {
     }
 }
 
+/// Absolute offset of the tensor data of the safetensors file `file` (at `path`): 8 + the
+/// header length its first 8 bytes store, read with a positioned read (the cursor does not
+/// move). For callers that read one single-tensor file with positioned reads instead of mapping
+/// a model directory ([`Weights::open`] maps and validates whole checkpoints): `bench` on disk,
+/// the file-backed backend tests and benches.
+pub fn data_offset(file: &File, path: &Path) -> Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut n = [0u8; 8];
+    file.read_exact_at(&mut n, 0)
+        .map_err(|e| Error::io(path, e))?;
+    8u64.checked_add(u64::from_le_bytes(n)).ok_or_else(|| {
+        Error::bad_file(
+            path,
+            "bad header length (the file is not a safetensors file); re-download or re-convert it",
+        )
+    })
+}
+
 /// Opens and maps one file, checking its header; also returns the header length and metadata.
 fn map_file(
     path: &Path,

@@ -1,10 +1,11 @@
-//! Device buffers of one run, allocated once from the plan's [`BufferPlan`] (the same table the
+//! Device buffers of one run, allocated once from the plan's [`BufferTable`] (the same table the
 //! planner budgets with) and reused for every tile; poisoning for tests.
 
-use super::{Engine, Gpu, Readback, POISON};
-use crate::plan::{BufferPlan, BufferSpec, BufferUse};
+use super::context::{Gpu, Readback};
+use super::engine::{Engine, POISON};
+use crate::plan::{BufferSpec, BufferTable, BufferUse};
 
-/// Device buffers of one run; see [`BufferPlan`] for what each holds.
+/// Device buffers of one run; see [`BufferTable`] for what each holds.
 pub(super) struct Buffers {
     pub hm_raw: wgpu::Buffer,
     pub hm_hat: wgpu::Buffer,
@@ -32,27 +33,27 @@ fn storage(gpu: &Gpu, spec: &BufferSpec) -> wgpu::Buffer {
 
 impl Buffers {
     /// Allocates every buffer of `plan`.
-    pub fn new(gpu: &Gpu, plan: &BufferPlan) -> Buffers {
+    pub fn new(gpu: &Gpu, table: &BufferTable) -> Buffers {
         let s = |spec: &BufferSpec| storage(gpu, spec);
-        debug_assert_eq!(plan.readback.usage, BufferUse::Readback);
+        debug_assert_eq!(table.readback.usage, BufferUse::Readback);
         Buffers {
-            hm_raw: s(&plan.hm_raw),
-            hm_hat: s(&plan.hm_hat),
-            hm_status: s(&plan.hm_status),
-            ho_raw: [s(&plan.ho_raw[0]), s(&plan.ho_raw[1])],
-            ho_hat: s(&plan.ho_hat),
-            ho_status: s(&plan.ho_status),
-            eo_raw: [s(&plan.eo_raw[0]), s(&plan.eo_raw[1])],
-            numer: s(&plan.numer),
-            out: s(&plan.out),
-            status: s(&plan.status),
-            scores: s(&plan.scores),
-            best_score: s(&plan.best_score),
-            best_index: s(&plan.best_index),
-            weight: s(&plan.weight),
-            guard: s(&plan.guard),
-            gram: s(&plan.gram),
-            readback: Readback::new(gpu, plan.readback.name, plan.readback.bytes),
+            hm_raw: s(&table.hm_raw),
+            hm_hat: s(&table.hm_hat),
+            hm_status: s(&table.hm_status),
+            ho_raw: [s(&table.ho_raw[0]), s(&table.ho_raw[1])],
+            ho_hat: s(&table.ho_hat),
+            ho_status: s(&table.ho_status),
+            eo_raw: [s(&table.eo_raw[0]), s(&table.eo_raw[1])],
+            numer: s(&table.numer),
+            out: s(&table.out),
+            status: s(&table.status),
+            scores: s(&table.scores),
+            best_score: s(&table.best_score),
+            best_index: s(&table.best_index),
+            weight: s(&table.weight),
+            guard: s(&table.guard),
+            gram: s(&table.gram),
+            readback: Readback::new(gpu, table.readback.name, table.readback.bytes),
         }
     }
 }

@@ -81,7 +81,6 @@ pub struct Gpu {
 }
 
 fn instance() -> wgpu::Instance {
-    quiet_mesa_device_select();
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = default_backends();
     wgpu::Instance::new(desc.with_env())
@@ -93,19 +92,28 @@ fn instance() -> wgpu::Instance {
 /// created. We choose the adapter ourselves, so the layer has nothing to do: it is switched off
 /// (`NODEVICE_SELECT=1`) for this process, unless the user configured it (`NODEVICE_SELECT` or
 /// `MESA_VK_DEVICE_SELECT` set).
-fn quiet_mesa_device_select() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let user_set = ["NODEVICE_SELECT", "MESA_VK_DEVICE_SELECT"]
-            .iter()
-            .any(|k| std::env::var_os(k).is_some());
-        if !user_set {
-            // SAFETY: done once, before the first Vulkan instance, by the thread creating it;
-            // the process's other threads (the Ctrl-C handler, idle workers) do not read the
-            // environment at that moment.
-            unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
-        }
-    });
+///
+/// The Vulkan loader reads the variable when an instance is created, so it can only be set in
+/// the environment, and setting a variable is sound only while no other thread reads or writes
+/// the environment (glibc's `getenv` is not synchronised with `setenv`). A library cannot know
+/// that inside `Gpu::new` (the Python module runs it on a worker thread beside the interpreter's),
+/// so the front ends call this once, at the one moment they can vouch for: the CLI as the first
+/// statement of `main`, before any thread exists; the Python module in its init, at import,
+/// while the importing thread holds the GIL and before the module has started any thread of its
+/// own. A library user who skips it only sees the layer's messages.
+///
+/// # Safety
+///
+/// No other thread may read or write the environment while this runs: call it before the
+/// process starts threads.
+pub unsafe fn quiet_mesa_device_select() {
+    let user_set = ["NODEVICE_SELECT", "MESA_VK_DEVICE_SELECT"]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some());
+    if !user_set {
+        // SAFETY: the caller guarantees no other thread touches the environment meanwhile.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
 }
 
 /// `WGPU_BACKEND` if set, else the primary backends (Vulkan, Metal, DX12): GL is opt-in, since
@@ -339,75 +347,5 @@ impl Readback {
         };
         self.buffer.unmap();
         Ok(out)
-    }
-}
-
-/// Uniform parameter blocks for the dispatches of one submission, one 256-byte slot each.
-///
-/// A single uniform rewritten between dispatches would be wrong: queued writes land before the
-/// whole submission runs, so every dispatch would see the last value. Slots restart at 0 after
-/// every submit (queue order makes the reuse safe).
-pub struct ParamArena {
-    buffer: wgpu::Buffer,
-    slots: u32,
-    next: u32,
-}
-
-/// Alignment of a uniform binding offset that every adapter accepts.
-const PARAM_SLOT_BYTES: u64 = 256;
-
-impl ParamArena {
-    /// An arena of `slots` parameter blocks.
-    pub fn new(gpu: &Gpu, slots: u32) -> ParamArena {
-        let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("params arena"),
-            size: PARAM_SLOT_BYTES * slots as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        ParamArena {
-            buffer,
-            slots,
-            next: 0,
-        }
-    }
-
-    /// Queues `params` into the next slot and returns its binding.
-    pub fn push<P: bytemuck::Pod>(&mut self, gpu: &Gpu, params: &P) -> wgpu::BufferBinding<'_> {
-        assert!(
-            self.next < self.slots,
-            "more dispatches in one submission than arena slots"
-        );
-        let bytes = bytemuck::bytes_of(params);
-        assert!(bytes.len() as u64 <= PARAM_SLOT_BYTES);
-        let offset = self.next as u64 * PARAM_SLOT_BYTES;
-        gpu.queue.write_buffer(&self.buffer, offset, bytes);
-        self.next += 1;
-        wgpu::BufferBinding {
-            buffer: &self.buffer,
-            offset,
-            size: std::num::NonZeroU64::new(bytes.len() as u64),
-        }
-    }
-
-    /// Marks the submission done: slots may be reused.
-    pub fn reset(&mut self) {
-        self.next = 0;
-    }
-}
-
-/// Most workgroups one dispatch dimension may have (WebGPU's default limit, which every adapter
-/// offers).
-pub const MAX_WORKGROUPS_PER_DIMENSION: u32 = 65_535;
-
-/// Workgroup counts `(x, y)` covering `n` one-dimensional items within the 65,535-per-dimension
-/// limit; shaders recover the item as `x + y * num_workgroups.x`. `n = 0` gives `(0, 0)`, which
-/// the dispatch helper skips.
-pub fn grid_2d(n: u32) -> (u32, u32) {
-    const MAX: u32 = MAX_WORKGROUPS_PER_DIMENSION;
-    if n <= MAX {
-        (n, (n > 0) as u32)
-    } else {
-        (MAX, n.div_ceil(MAX))
     }
 }

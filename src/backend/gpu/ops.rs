@@ -1,14 +1,15 @@
 //! Single kernels run alone on small inputs (tests and benches): each allocates its own
 //! buffers, records one kernel, and reads the result back.
 
-use super::{u32_of, Engine, ParamArena, Readback};
+use super::context::Readback;
+use super::engine::{u32_of, Engine};
 use crate::error::{Error, Result};
 use crate::kernels::{
-    MatmulBuffers, MatmulParams, NormalizeBuffers, NormalizeParams, Recorder, TopKBuffers,
-    TopKParams, MAX_TOP_K,
+    MatmulBuffers, MatmulParams, NormalizeBuffers, NormalizeParams, ParamArena, Recorder,
+    TopKBuffers, TopKParams,
 };
+use crate::method::{selectable, RowStatus, Selection};
 use crate::tensor::MatrixRef;
-use crate::weights::{RowStatus, Selection};
 
 impl Engine {
     fn submit(&self, encoder: wgpu::CommandEncoder, arena: &mut ParamArena) -> Result<()> {
@@ -27,7 +28,7 @@ impl Engine {
         let dst = g.storage_buffer("normalize output", (m.rows * m.cols * 4) as u64);
         let status = g.storage_buffer("normalize status", (m.rows * 4) as u64);
         self.poison(&[&dst, &status]);
-        let mut arena = ParamArena::new(g, 1);
+        let mut arena = ParamArena::new(&g.device, 1);
         g.upload(&src, m.data);
         let mut enc = self.encoder("normalize");
         let params = NormalizeParams {
@@ -42,7 +43,8 @@ impl Engine {
             status: &status,
         };
         let mut rec = Recorder {
-            gpu: g,
+            device: &g.device,
+            queue: &g.queue,
             encoder: &mut enc,
             arena: &mut arena,
         };
@@ -56,8 +58,9 @@ impl Engine {
             let (r, s) = bytes.split_at(rows_bytes as usize);
             let rows = bytemuck::pod_collect_to_vec::<u8, f32>(r);
             let st = bytemuck::pod_collect_to_vec::<u8, u32>(&s[..m.rows * 4]);
-            (rows, st.into_iter().map(RowStatus::from_code).collect())
-        })
+            let st: Result<Vec<RowStatus>> = st.into_iter().map(RowStatus::from_code).collect();
+            Ok((rows, st?))
+        })?
     }
 
     /// Runs `matmul` alone (for tests): returns C (params.m × params.ldc) after C (+)= A · B,
@@ -80,7 +83,7 @@ impl Engine {
             Some(c) => g.upload(&c_buf, bytemuck::cast_slice(c)),
             None => self.poison(&[&c_buf]),
         }
-        let mut arena = ParamArena::new(g, 1);
+        let mut arena = ParamArena::new(&g.device, 1);
         let mut enc = self.encoder("matmul");
         let buffers = MatmulBuffers {
             a: &a_buf,
@@ -88,7 +91,8 @@ impl Engine {
             c: &c_buf,
         };
         let mut rec = Recorder {
-            gpu: g,
+            device: &g.device,
+            queue: &g.queue,
             encoder: &mut enc,
             arena: &mut arena,
         };
@@ -109,7 +113,7 @@ impl Engine {
         k: usize,
         tile_cols: usize,
     ) -> Result<Selection> {
-        if k == 0 || k > MAX_TOP_K || k > cols || tile_cols < k || scores.len() != rows * cols {
+        if !selectable(k) || k > cols || tile_cols < k || scores.len() != rows * cols {
             return Err(Error::Argument(format!(
                 "top_k_scores: rows {rows}, cols {cols}, k {k}, tile {tile_cols}"
             )));
@@ -119,7 +123,7 @@ impl Engine {
         let best_score = g.storage_buffer("topk best scores", (rows * k * 4) as u64);
         let best_index = g.storage_buffer("topk best indices", (rows * k * 4) as u64);
         self.poison(&[&best_score, &best_index]);
-        let mut arena = ParamArena::new(g, 1);
+        let mut arena = ParamArena::new(&g.device, 1);
         for c0 in (0..cols).step_by(tile_cols) {
             let c1 = (c0 + tile_cols).min(cols);
             let packed: Vec<f32> = (0..rows)
@@ -135,7 +139,8 @@ impl Engine {
                 best_index: &best_index,
             };
             let mut rec = Recorder {
-                gpu: g,
+                device: &g.device,
+                queue: &g.queue,
                 encoder: &mut enc,
                 arena: &mut arena,
             };

@@ -8,7 +8,7 @@ use super::layout::OutPart;
 use super::options::Fallback;
 use super::read::Part;
 use super::rows::{self, name_token, Computed, FallbackRow};
-use crate::commands::stream::mean_rows;
+use crate::commands::column_stats::mean_rows;
 use crate::error::Result;
 use crate::model::pair::SourceTarget;
 use crate::progress::{Bar, Progress, Unit};

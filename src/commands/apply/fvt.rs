@@ -14,7 +14,7 @@
 use super::layout::OutPart;
 use super::read::Part;
 use super::rows::{encode_parts, name_token, source_rows};
-use crate::commands::stream::try_for_each_chunk;
+use crate::commands::column_stats::try_for_each_chunk;
 use crate::error::Result;
 use crate::model::pair::SourceTarget;
 use crate::progress::Bar;

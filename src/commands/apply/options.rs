@@ -3,9 +3,9 @@
 
 use crate::backend::Backend;
 use crate::defaults::Preset;
+use crate::method::{TopK, Weighting};
 use crate::progress::Progress;
 use crate::vocab::{MatchCounts, MatchMode};
-use crate::weights::{TopK, Weighting};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

@@ -9,14 +9,14 @@ use super::layout::OutPart;
 use super::options::Fallback;
 use super::read::Part;
 use crate::backend::{ClpBackend, TileOut};
-use crate::commands::stream::mean_rows;
+use crate::commands::column_stats::mean_rows;
 use crate::error::{Error, Result};
+use crate::method::{RejectReason, Selection, Weighting};
 use crate::model::pair::{file_stored, Helper, SourceTarget};
 use crate::progress::{Bar, Progress, Unit};
 use crate::rows::{RowSet, Stored};
 use crate::tensor::MatrixRef;
 use crate::vocab::Matching;
-use crate::weights::{RejectReason, Selection, Weighting};
 use std::collections::BTreeMap;
 use std::fs::File;
 
@@ -252,7 +252,7 @@ impl<'a> RowWriter<'a> {
     /// it (`code`) or it is not finite in the source dtype (f16 overflow); the fallback stage
     /// may replace that by the row's FVT row.
     fn write_row(&mut self, m: usize, values: &[f32], code: u32) -> Result<()> {
-        let mut reason = RejectReason::from_code(code).map(|r| r.name().to_string());
+        let mut reason = RejectReason::from_code(code)?.map(|r| r.name().to_string());
         if reason.is_none() && !encode_parts(self.targets, values, &mut self.encoded) {
             reason = Some(RejectReason::NonFiniteResult.name().to_string());
         }

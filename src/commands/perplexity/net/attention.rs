@@ -3,7 +3,7 @@
 //! masks. Inputs are `[batch, positions, hidden]`; positions start at 0.
 
 use super::blocks::Norm;
-use super::{Cfg, Weights};
+use super::checkpoint::{Cfg, Weights};
 use candle_core::{bail, Device, Result, Tensor, D};
 use candle_nn::{Linear, Module};
 

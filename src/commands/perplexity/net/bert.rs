@@ -4,8 +4,8 @@
 
 use super::attention::{Attention, Mask};
 use super::blocks::{linear, Act, Mlp, Norm};
+use super::checkpoint::{Cfg, Weights};
 use super::encoder::{Encoder, EncoderLayer, Positions};
-use super::{Cfg, Weights};
 use candle_core::{bail, Result};
 use candle_nn::Linear;
 

@@ -1,7 +1,7 @@
 //! The blocks every family shares: norms, projections, activations and MLPs. Activations run on
 //! `[batch, positions, features]` tensors; norms act on the last dimension.
 
-use super::{Cfg, Weights};
+use super::checkpoint::{Cfg, Weights};
 use candle_core::{bail, DType, Result, Tensor, D};
 use candle_nn::{Linear, Module};
 

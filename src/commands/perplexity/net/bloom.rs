@@ -3,8 +3,8 @@
 
 use super::attention::{alibi_slopes, Attention};
 use super::blocks::{linear, split_per_head_qkv, Act, Mlp, Norm};
+use super::checkpoint::{Cfg, Weights};
 use super::decoder::{head, Decoder, Layer};
-use super::{Cfg, Weights};
 use candle_core::Result;
 
 /// Builds a BLOOM model from `cfg` and the tensors under `transformer.`.

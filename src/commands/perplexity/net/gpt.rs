@@ -4,8 +4,8 @@
 
 use super::attention::{Attention, Rope};
 use super::blocks::{conv1d, linear, split_per_head_qkv, split_rows, Act, Mlp, Norm};
+use super::checkpoint::{Cfg, Weights};
 use super::decoder::{head, Decoder, Layer};
-use super::{Cfg, Weights};
 use candle_core::{bail, Result};
 
 /// The model types this module builds.

@@ -5,8 +5,8 @@
 
 use super::attention::{Attention, Mask, QkNorm, Rope};
 use super::blocks::{linear, Act, Mlp, Norm};
+use super::checkpoint::{Cfg, Weights};
 use super::decoder::{head, Decoder, Layer};
-use super::{Cfg, Weights};
 use candle_core::{bail, Result};
 use candle_nn::Linear;
 

@@ -4,9 +4,9 @@
 
 use super::attention::{Attention, Mask, Rope};
 use super::blocks::{linear, split_rows, Act, Mlp, Norm};
+use super::checkpoint::{Cfg, Weights};
 use super::decoder::Layer;
 use super::encoder::{Encoder, EncoderLayer};
-use super::{Cfg, Weights};
 use candle_core::Result;
 use candle_nn::Linear;
 

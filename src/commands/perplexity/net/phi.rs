@@ -4,8 +4,8 @@
 
 use super::attention::{Attention, QkNorm, Rope};
 use super::blocks::{linear, split_rows, Act, Mlp, Norm};
+use super::checkpoint::{Cfg, Weights};
 use super::decoder::{head, Decoder, Layer};
-use super::{Cfg, Weights};
 use candle_core::{bail, Result};
 
 /// The model types this module builds.

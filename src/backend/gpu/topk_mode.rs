@@ -3,16 +3,16 @@
 //! on the host), the weighted source sums over overlap tiles, then the division (or OMP's norm
 //! bounds) and guards.
 
-use super::stream::{Host, Run};
-use super::u32_of;
+use super::engine::u32_of;
+use super::tile_loop::{Host, Run};
 use crate::backend::api::stage;
 use crate::error::Result;
 use crate::kernels::{
     CombineBuffers, CombineParams, FinishBuffers, FinishParams, MatmulBuffers, MatmulParams,
     TopKBuffers, TopKParams, WeightsBuffers, WeightsParams,
 };
+use crate::method::{Weighting, WEIGHT_SUM_TOLERANCE};
 use crate::tensor::DType;
-use crate::weights::{Weighting, WEIGHT_SUM_TOLERANCE};
 use std::time::Instant;
 
 impl Run<'_> {
@@ -91,7 +91,7 @@ impl Run<'_> {
             .readback
             .read(gpu, bytes, bytemuck::pod_collect_to_vec::<u8, u32>)?;
         let t = Instant::now();
-        let w = crate::weights::omp_tile_weights(inputs.hm, inputs.ho, m0, m1, &indices, k, atoms)?;
+        let w = crate::method::omp_tile_weights(inputs.hm, inputs.ho, m0, m1, &indices, k, atoms)?;
         self.flow.stats.add(stage::COMBINE, t.elapsed());
         gpu.upload(&b.weight, bytemuck::cast_slice(&w));
         Ok(())
@@ -149,7 +149,7 @@ impl Run<'_> {
         self.flow.stage_end(stage::COMBINE)
     }
 
-    /// The run's [`crate::weights::FinishRule`]: division by the weight sum guarded by Σ|w| per
+    /// The run's [`crate::method::FinishRule`]: division by the weight sum guarded by Σ|w| per
     /// row, or (OMP) the sums as solved, bounded in norm.
     fn encode_finish(&mut self, mt: u32) {
         let (e, b) = (self.engine, &self.b);

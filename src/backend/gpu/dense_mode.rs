@@ -1,12 +1,12 @@
 //! Dense mode (k = all): G = Ĥ_Oᵀ [E_O | 1] is accumulated over overlap tiles once, then each
 //! missing tile is Ĥ_M G divided by its last column.
 
-use super::stream::{Host, Run};
-use crate::backend::stage;
+use super::tile_loop::{Host, Run};
+use crate::backend::api::stage;
 use crate::error::Result;
 use crate::kernels::{FinishBuffers, FinishParams, MatmulBuffers, MatmulParams};
+use crate::method::{FinishRule, WEIGHT_SUM_TOLERANCE};
 use crate::tensor::DType;
-use crate::weights::{FinishRule, WEIGHT_SUM_TOLERANCE};
 
 impl Run<'_> {
     /// G = Ĥ_Oᵀ [E_O | 1], accumulated over overlap tiles.

@@ -7,10 +7,7 @@ use crate::error::Result;
 use crate::rows::RowSet;
 use crate::tensor::MatrixRef;
 
-/// Rows gathered per chunk.
-const CHUNK: usize = 4096;
-
-/// Feeds `set` to `f` in chunks of at most 4,096 rows, in row order.
+/// Feeds `set` to `f` in chunks of [`crate::rows::CHUNK_ROWS`] rows, in row order.
 pub fn for_each_chunk(set: &RowSet, mut f: impl FnMut(&MatrixRef)) -> Result<()> {
     try_for_each_chunk(set, |m| {
         f(m);
@@ -21,15 +18,7 @@ pub fn for_each_chunk(set: &RowSet, mut f: impl FnMut(&MatrixRef)) -> Result<()>
 /// [`for_each_chunk`] with a fallible `f`: its first error stops the stream and is returned, and
 /// so does a requested stop ([`crate::cancel`]), checked before every chunk.
 pub fn try_for_each_chunk(set: &RowSet, mut f: impl FnMut(&MatrixRef) -> Result<()>) -> Result<()> {
-    let mut bytes = Vec::new();
-    for r0 in (0..set.rows()).step_by(CHUNK) {
-        let r1 = (r0 + CHUNK).min(set.rows());
-        crate::cancel::check()?;
-        set.gather(r0, r1, &mut bytes)?;
-        let m = MatrixRef::new(set.name(), &bytes, set.dtype(), r1 - r0, set.cols())?;
-        f(&m)?;
-    }
-    Ok(())
+    set.for_each_chunk(|_, m| f(m))
 }
 
 /// Column means of `set`, accumulated in f64.

@@ -1,17 +1,42 @@
 //! The tile loop of one run: [`Flow`] owns the open encoder, the uniform arena, the submission
 //! in flight, the host staging buffers and the stage timings; [`Run`] holds what every stage of
 //! a run reads (problem, buffers, inputs, overlap tiles) beside the flow, and walks the missing
-//! tiles: gather + upload, normalise, combine (`dense` or `topk`), read back, hand to the sink.
+//! tiles: gather + upload, normalise, combine (`dense_mode` or `topk_mode`), read back, hand to the sink.
 
 use super::buffers::Buffers;
-use super::{u32_of, Engine, ParamArena};
-use crate::backend::api::{self, stage, Stats, TileOut};
+use super::engine::{u32_of, Engine};
+use crate::backend::api::{self, stage, ClpBackend, Stats, TileOut};
 use crate::error::Result;
-use crate::kernels::{NormalizeBuffers, NormalizeParams, Recorder};
-use crate::plan::{BufferPlan, Problem};
+use crate::kernels::{NormalizeBuffers, NormalizeParams, ParamArena, Recorder};
+use crate::method::{FinishRule, Weighting};
+use crate::plan::{BufferTable, Problem, TilePlan};
 use crate::rows::RowSet;
-use crate::weights::{FinishRule, Weighting};
 use std::time::Instant;
+
+impl ClpBackend for Engine {
+    fn describe(&self) -> String {
+        self.gpu.adapter().to_string()
+    }
+    fn tile_plan(&self, problem: &Problem) -> Result<TilePlan> {
+        Engine::tile_plan(self, problem)
+    }
+    fn run(
+        &self,
+        h_missing: &RowSet,
+        h_overlap: &RowSet,
+        e_overlap: &RowSet,
+        weighting: &Weighting,
+        sink: &mut dyn FnMut(&TileOut) -> Result<()>,
+    ) -> Result<Stats> {
+        let inputs = Inputs {
+            hm: h_missing,
+            ho: h_overlap,
+            eo: e_overlap,
+            weighting,
+        };
+        self.run_streamed(inputs, sink)
+    }
+}
 
 /// The inputs of one run.
 #[derive(Clone, Copy)]
@@ -62,7 +87,7 @@ impl<'e> Flow<'e> {
         Flow {
             engine,
             enc: engine.encoder("clp"),
-            arena: ParamArena::new(&engine.gpu, ARENA_SLOTS),
+            arena: ParamArena::new(&engine.gpu.device, ARENA_SLOTS),
             in_flight: None,
             staging: Staging::default(),
             stats: Stats::default(),
@@ -72,7 +97,8 @@ impl<'e> Flow<'e> {
     /// Where the next kernel records.
     pub fn rec(&mut self) -> Recorder<'_> {
         Recorder {
-            gpu: &self.engine.gpu,
+            device: &self.engine.gpu.device,
+            queue: &self.engine.gpu.queue,
             encoder: &mut self.enc,
             arena: &mut self.arena,
         }
@@ -252,9 +278,9 @@ impl Engine {
         if p.missing == 0 {
             return Ok(Stats::default());
         }
-        let tp = self.plan(&p)?;
+        let tp = self.tile_plan(&p)?;
         let rule = FinishRule::for_run(inputs.weighting, inputs.eo)?;
-        let buffers = BufferPlan::new(&p, tp.m_rows, tp.o_rows);
+        let buffers = BufferTable::new(&p, tp.m_rows, tp.o_rows);
         let (b, mut flow) = self.gpu.checked("allocating the tile buffers", || {
             (Buffers::new(&self.gpu, &buffers), Flow::new(self))
         })?;
