@@ -60,7 +60,12 @@ fn model_and_corpus(dir: &Path, dtype: DType) -> (Model, PathBuf) {
     (model, corpus)
 }
 
-fn extend_args<'a>(model: &'a Model, corpus: &'a Path, out: &'a Path, add: &'a str) -> Vec<&'a str> {
+fn extend_args<'a>(
+    model: &'a Model,
+    corpus: &'a Path,
+    out: &'a Path,
+    add: &'a str,
+) -> Vec<&'a str> {
     vec![
         "--model",
         s(&model.dir),
@@ -101,14 +106,22 @@ fn check_kept(model: &Model, out: &Path) -> (tokenizers::Tokenizer, Vec<(u32, St
         let (_, shape, bytes) = &ws[name];
         let orig = &model.tensor(name).bytes;
         assert!(shape[0] > model.tokens, "{name} grew: {shape:?}");
-        assert_eq!(&bytes[..orig.len()], &orig[..], "{name}: existing rows bit-exact");
+        assert_eq!(
+            &bytes[..orig.len()],
+            &orig[..],
+            "{name}: existing rows bit-exact"
+        );
     }
     let mut new = Vec::new();
     for id in v0..after.get_vocab_size(true) as u32 {
         // The model alone (no pre-tokenizer: the tokenizer adds a prefix space to whole texts).
         let token = after.id_to_token(id).unwrap();
         let split = model_split(&after, &token);
-        assert_eq!(split, vec![id], "new token {token:?} is reachable: it splits to itself");
+        assert_eq!(
+            split,
+            vec![id],
+            "new token {token:?} is reachable: it splits to itself"
+        );
         new.push((id, token));
     }
     assert!(!new.is_empty());
@@ -132,8 +145,8 @@ fn fvt_rows_are_the_mean_of_the_original_pieces_and_existing_rows_stay() {
             let pieces = model_split(&before, token);
             assert!(pieces.len() > 1, "{token:?} was already one token");
             for c in 0..model.dim {
-                let mean = pieces.iter().map(|&p| orig[p as usize][c]).sum::<f64>()
-                    / pieces.len() as f64;
+                let mean =
+                    pieces.iter().map(|&p| orig[p as usize][c]).sum::<f64>() / pieces.len() as f64;
                 let g = got[*id as usize][c];
                 assert!(
                     (g - mean).abs() <= 1e-2 * mean.abs().max(1e-3),
@@ -184,7 +197,11 @@ fn helper_rows_are_clp_over_the_nearest_tokens_in_the_helper_space() {
     ok_json(run("extend", &extend_args(&model, &corpus, &first, "20")));
     let helper_dir = dir.join("helper");
     std::fs::create_dir_all(&helper_dir).unwrap();
-    for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
+    for f in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ] {
         std::fs::copy(first.join(f), helper_dir.join(f)).unwrap();
     }
     let v = tokenizer(&first).get_vocab_size(true);

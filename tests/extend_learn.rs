@@ -27,7 +27,8 @@ fn german_like(n: usize, seed: u64) -> Vec<String> {
         "", "en", "er", "chen", "lich", "ung", "ße", "es", "ig", "ern",
     ];
     let mut rng = fixtures::Rng::new(seed);
-    let mut pick = |m: usize| ((fixtures::signed_unit(&mut rng) + 1.0) * 0.5 * m as f32) as usize % m;
+    let mut pick =
+        |m: usize| ((fixtures::signed_unit(&mut rng) + 1.0) * 0.5 * m as f32) as usize % m;
     (0..n)
         .map(|_| {
             let len = 5 + pick(8);

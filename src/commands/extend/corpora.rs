@@ -76,7 +76,10 @@ mod tests {
         let none = &super::read(std::slice::from_ref(&p), 0.0).unwrap()[0];
         assert_eq!((none.train.len(), none.heldout.len()), (100, 0));
         std::fs::write(&p, "\n\n").unwrap();
-        let e = super::read(std::slice::from_ref(&p), 0.1).err().unwrap().to_string();
+        let e = super::read(std::slice::from_ref(&p), 0.1)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("c.txt") && e.contains("no line"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

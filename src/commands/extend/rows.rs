@@ -15,7 +15,7 @@
 //! top, the intermediate directories are removed.
 
 use super::learn::Extension;
-use super::ExtendOptions;
+use super::options::ExtendOptions;
 use crate::commands::apply::{apply, ApplyOptions, ApplySummary, Method};
 use crate::error::{Error, Result};
 use crate::model::hub;
@@ -74,7 +74,10 @@ pub fn build(
     };
     let summary = apply(&run)?;
     move_up(&model_out, staging)?;
-    for dir in [Some(&tokenizer_dir), carried_helper.as_ref()].into_iter().flatten() {
+    for dir in [Some(&tokenizer_dir), carried_helper.as_ref()]
+        .into_iter()
+        .flatten()
+    {
         std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     Ok(Built {

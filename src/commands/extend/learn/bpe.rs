@@ -13,8 +13,8 @@
 //! character the vocabulary lacks (SentencePiece: byte fallback) becomes a token first.
 
 use super::original::{Family, Original};
+use super::types::LearnOptions;
 use super::words::WordCounts;
-use super::LearnOptions;
 use crate::error::{Error, Result};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};

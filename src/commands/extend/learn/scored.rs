@@ -5,8 +5,8 @@
 
 use super::bpe::merge_pairs;
 use super::original::Original;
+use super::types::LearnOptions;
 use super::words::WordCounts;
-use super::LearnOptions;
 use crate::error::{Error, Result};
 use serde_json::Value;
 use std::collections::{BTreeSet, HashSet};

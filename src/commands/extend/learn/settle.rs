@@ -14,9 +14,9 @@
 use super::bpe::{Table, Trained};
 use super::original::{load_for_counting, Family, Original};
 use super::scored::Listed;
+use super::types::{Extension, Fertility, LearnOptions, NewToken};
 use super::words::WordCounts;
 use super::write::{extended_root, to_bytes, Entry};
-use super::{Extension, Fertility, LearnOptions, NewToken};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
