@@ -3,7 +3,8 @@ reaches (Vulkan, Metal, DX12) or on the CPU.
 
 The functions are the CLI's subcommands: ``apply`` (build the target model), ``evaluate``
 (score weightings on a held-out share of the overlap), ``inspect`` (how two tokenizers
-overlap), ``trim``, ``shrink``, ``perplexity`` and ``devices``; ``distill`` and
+overlap), ``extend`` (grow a model's own tokenizer and initialise the new rows), ``trim``,
+``shrink``, ``perplexity`` and ``devices``; ``distill`` and
 ``distill_task`` (BiStil's distillation, on PyTorch) come with the ``[distill]`` extra. Each keyword argument is the
 flag of the same name (``top_k=10`` is ``--top-k 10``), with the CLI's default and checks;
 each returns the report as Python data. Paths may be ``str`` or ``os.PathLike``; model ids

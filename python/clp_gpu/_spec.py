@@ -55,6 +55,12 @@ RESULTS: Dict[str, Tuple[str, str, Callable[[Any], Any]]] = {
         "canonical-only, special-by-role and missing target tokens.",
         lambda r: r,
     ),
+    "extend": (
+        "dict[str, Any]",
+        "The report that OUT/extend_report.json holds: the tokens added with their pieces, "
+        "tokens per byte before and after per corpus, how the rows were built, timings.",
+        lambda r: r,
+    ),
     "trim": ("dict[str, Any]", "The report that OUT/trim_report.json holds.", lambda r: r),
     "shrink": ("dict[str, Any]", "The report that OUT/shrink_report.json holds.", lambda r: r),
     "perplexity": (

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 const COMMANDS: &[&str] = &[
     "apply",
     "evaluate",
+    "extend",
     "inspect",
     "trim",
     "shrink",

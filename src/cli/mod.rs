@@ -11,6 +11,7 @@ pub mod bench;
 pub mod devices;
 pub mod distill;
 pub mod evaluate;
+pub mod extend;
 pub mod inspect;
 #[cfg(feature = "perplexity")]
 pub mod perplexity;
@@ -50,6 +51,8 @@ enum Command {
     /// Score weightings (clp, softmax, sparsemax, omp; k and T) on a held-out share of the
     /// overlap: cosine between predicted and true source rows, next to two baselines.
     Evaluate(evaluate::EvaluateArgs),
+    /// Grow a model's own tokenizer with tokens learnt from your text, and give them rows.
+    Extend(extend::ExtendArgs),
     // trim and shrink carry their help (short and long) on their argument structs.
     Trim(trim::TrimArgs),
     Shrink(shrink::ShrinkArgs),
@@ -170,6 +173,7 @@ where
         Command::Apply(a) => to_value(apply::summary(a, words(&args), progress)?),
         Command::Inspect(a) => to_value(inspect::report(a)?),
         Command::Evaluate(a) => to_value(evaluate::report(a)?.0),
+        Command::Extend(a) => to_value(extend::summary(a, words(&args), progress)?),
         Command::Trim(a) => to_value(trim::report(a, progress)?),
         Command::Shrink(a) => to_value(shrink::report(a)?),
         #[cfg(feature = "perplexity")]
@@ -204,6 +208,7 @@ fn dispatch(cli: Cli, words: Vec<String>) -> anyhow::Result<()> {
         Command::Apply(args) => apply::run(args, words),
         Command::Inspect(args) => inspect::run(args),
         Command::Evaluate(args) => evaluate::run(args),
+        Command::Extend(args) => extend::run(args, words),
         Command::Trim(args) => trim::run(args),
         Command::Shrink(args) => shrink::run(args),
         #[cfg(feature = "perplexity")]

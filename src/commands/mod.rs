@@ -6,6 +6,7 @@ pub mod apply;
 pub mod bench;
 pub mod column_stats;
 pub mod evaluate;
+pub mod extend;
 pub mod inspect;
 #[cfg(feature = "perplexity")]
 pub mod perplexity;
