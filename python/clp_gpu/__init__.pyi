@@ -256,6 +256,100 @@ def evaluate(
         output: nothing is left at the output path).
     """
 
+def extend(
+    model: StrPath,
+    corpus: StrPath | Sequence[StrPath],
+    add: int,
+    out: StrPath,
+    *,
+    min_freq: int = 2,
+    holdout: float = 0.1,
+    helper: StrPath | None = None,
+    weighting: Literal["clp", "softmax", "sparsemax", "omp", "fvt"] | None = None,
+    top_k: int | Literal["all"] = 10,
+    temperature: float = 0.1,
+    match: Literal["exact", "canonical"] = "canonical",
+    fallback: Literal["fvt", "mean"] = "fvt",
+    backend: Literal["auto", "gpu", "cpu", "cpu-reference"] = "auto",
+    gpu_memory: int | str = "1GiB",
+    pad_to_multiple: int | None = None,
+    provenance: StrPath | None = None,
+    force: bool = False,
+    progress: ProgressArg = True,
+) -> dict[str, Any]:
+    """Grow a model's own tokenizer with tokens learnt from your text, and give them rows.
+
+    The same as ``clp-gpu extend``: each keyword argument is the flag of the same name
+    (``top_k`` is ``--top-k``), with the same default and checks.
+
+    Parameters
+    ----------
+    model : str or os.PathLike
+        The model to extend: a Hugging Face model directory, or an `org/name` id in the
+        local HF cache.
+    corpus : str or os.PathLike, or a list of them
+        Text in the language to add, one document per line (repeat for several files).
+    add : int
+        How many tokens to add at most (in order of usefulness: merge rank or score; the
+        intermediate tokens a merge chain needs count).
+    out : str or os.PathLike
+        Output model directory (must not exist unless --force).
+    min_freq : int, default 2
+        Leave out tokens the trainer saw fewer than this many times.
+    holdout : float, default 0.1
+        Share of each corpus's lines held out from learning; the report gives tokens per
+        byte on them too.
+    helper : str or os.PathLike
+        A model that already knows the language (any tokenizer): the new rows combine the
+        model's rows of the tokens nearest in the helper's embedding space (--weighting).
+    weighting : {'clp', 'softmax', 'sparsemax', 'omp', 'fvt'}
+        How the new rows are built: fvt (default without --helper: the mean of the model's
+        rows of the token's pieces) or, with --helper, clp, softmax (default with --helper),
+        sparsemax or omp, as in `apply`.
+    top_k : int or 'all', default 10
+        Neighbours per new token (with --helper): a number, or `all` (clp only).
+    temperature : float, default 0.1
+        Softmax temperature (with --helper).
+    match : {'exact', 'canonical'}, default 'canonical'
+        How target tokens find source tokens: `canonical` (the same bytes and word start
+        whatever the spelling: GPT-2 `Ġhello` = Llama `▁hello` = BERT `hello`, `Ċ` =
+        `<0x0A>` = "\\n") or `exact` (the same string, as the original CLP-Transfer). Preview
+        with `clp-gpu inspect`.
+    fallback : {'fvt', 'mean'}, default 'fvt'
+        What rows the weighting cannot build get: fvt (the token's FVT row) or mean.
+    backend : {'auto', 'gpu', 'cpu', 'cpu-reference'}, default 'auto'
+        Which implementation computes weighted rows (with --helper).
+    gpu_memory : int or str (bytes, e.g. '512MiB'), default '1GiB'
+        Memory budget of the tile buffers, e.g. 512MiB or 2GiB.
+    pad_to_multiple : int
+        Round the number of embedding rows up to a multiple of N (extra rows are zeros).
+    provenance : str or os.PathLike
+        Write per-token provenance (JSON Lines) to this file.
+    force : bool
+        Replace OUT if it exists.
+    progress : bool, callable or tqdm-compatible class, default True
+        True (the default): tqdm bars when tqdm is installed (notebook widgets in Jupyter),
+        else progress lines on sys.stderr; notices are printed on sys.stderr too. False:
+        nothing. A callable: called with a clp_gpu.Progress on every update (on the worker
+        thread; an exception it raises stops the run and is raised by the call). A
+        tqdm-compatible class: one bar of it per task.
+
+    Returns
+    -------
+    dict[str, Any]
+        The report that OUT/extend_report.json holds: the tokens added with their pieces,
+        tokens per byte before and after per corpus, how the rows were built, timings.
+
+    Raises
+    ------
+    ClpError
+        The command failed; the message is the CLI's one-line error. A failed run leaves
+        nothing at its output path.
+    KeyboardInterrupt
+        Ctrl-C stopped the run (the engine stops between tiles and removes its temporary
+        output: nothing is left at the output path).
+    """
+
 def trim(
     model: StrPath,
     corpus: StrPath | Sequence[StrPath],

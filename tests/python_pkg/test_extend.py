@@ -51,7 +51,11 @@ def sentencepiece_tokenizer():
     trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>", *bytes_],
                                   show_progress=False)
     tok.train_from_iterator(sentences(ENGLISH, 200, 2), trainer)
-    return tok, {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+    # The trainer reserves the byte tokens' ids as special tokens; in a Llama-2 tokenizer they
+    # are ordinary vocabulary entries (decoded, never skipped as special).
+    data = json.loads(tok.to_str())
+    data["added_tokens"] = [t for t in data["added_tokens"] if not t["content"].startswith("<0x")]
+    return Tokenizer.from_str(json.dumps(data)), {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 
 
 def build(directory, kind):
