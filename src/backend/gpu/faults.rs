@@ -7,7 +7,7 @@
 //! the kernels at all (no compute shaders, too few storage bindings) is refused before the
 //! device is requested ([`check_adapter`]).
 
-use crate::error::{Error, Result};
+use crate::error::{one_line, Error, Result};
 use std::sync::{Arc, Mutex};
 
 /// Storage buffers the widest kernel binds per shader stage (`finish.wgsl`: five).
@@ -63,11 +63,6 @@ fn fix_for(kind: &str) -> &'static str {
         LOST => "the driver reset or lost the device: retry with a lower --gpu-memory, or use --backend cpu",
         _ => "this is a bug in clp-gpu (please report this line); --backend cpu avoids the GPU",
     }
-}
-
-/// A driver message on one line (wgpu's descriptions span several).
-fn one_line(msg: &str) -> String {
-    msg.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 impl Faults {
