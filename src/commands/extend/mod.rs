@@ -78,6 +78,14 @@ pub fn extend(opts: &ExtendOptions) -> Result<ExtendSummary> {
 
     let tokens = added_tokens(&original, &extension);
     let mut notices = built.notices.clone();
+    if extension.tokens.len() < opts.add {
+        notices.push(format!(
+            "added {} of the {} tokens asked for: the corpora hold no more that the model lacks and that are used at least {} times (--min-freq); more text gives more",
+            extension.tokens.len(),
+            opts.add,
+            opts.min_freq
+        ));
+    }
     notices.extend(extension.notes.iter().cloned());
     let summary = ExtendSummary {
         out: opts.out.clone(),

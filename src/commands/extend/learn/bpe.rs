@@ -31,8 +31,10 @@ pub struct Trained {
 }
 
 impl Trained {
-    /// Trains a BPE on `counts` with about three times `opts.add` merges (many of the tokens
-    /// it learns are already in the vocabulary).
+    /// Trains a BPE on `counts` with room for `3·add + 256` merges beyond every token the model
+    /// already has: the more of the language the vocabulary covers, the more of the trained
+    /// merges it already holds, so the budget grows with it. The trainer stops anyway where no
+    /// pair is seen `min_freq` times, so a large budget costs nothing on a small corpus.
     pub fn train(orig: &Original, counts: &WordCounts, opts: &LearnOptions) -> Result<Trained> {
         let mut alphabet: HashSet<char> = counts.keys().flat_map(|w| w.chars()).collect();
         let initial: HashSet<char> = if orig.family == Family::ByteLevelBpe {
@@ -41,7 +43,8 @@ impl Trained {
             HashSet::new()
         };
         alphabet.extend(initial.iter().copied());
-        let merges = opts.add.saturating_mul(3).saturating_add(256);
+        let merges =
+            (opts.add.saturating_mul(3).saturating_add(256)).saturating_add(orig.vocab.len());
         let mut trainer = BpeTrainerBuilder::new()
             .show_progress(false)
             .vocab_size(alphabet.len().saturating_add(merges))
