@@ -146,7 +146,8 @@ impl TokenizerJson {
     }
 }
 
-fn has_byte_level(pre: &Value) -> bool {
+/// Whether a pre-tokenizer is or contains ByteLevel.
+pub fn has_byte_level(pre: &Value) -> bool {
     match pre.get("type").and_then(Value::as_str) {
         Some("ByteLevel") => true,
         Some("Sequence") => pre

@@ -2,6 +2,7 @@
 //! and truncation off), its family, the tokens it already has and the first free id.
 
 use crate::error::{Error, Result};
+use crate::tokenizer::keep::has_byte_level;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -217,18 +218,6 @@ fn family(
         None => Err(bad(
             "no `model.type`; restore the original file (extend grows BPE, Unigram and WordPiece tokenizers)".into(),
         )),
-    }
-}
-
-/// Whether a pre-tokenizer is or contains ByteLevel.
-fn has_byte_level(pre: &Value) -> bool {
-    match pre.get("type").and_then(Value::as_str) {
-        Some("ByteLevel") => true,
-        Some("Sequence") => pre
-            .get("pretokenizers")
-            .and_then(Value::as_array)
-            .is_some_and(|l| l.iter().any(has_byte_level)),
-        _ => false,
     }
 }
 
