@@ -356,3 +356,70 @@ fn pad_needing_families_are_refused_without_pad_token() {
         &["--pad-token"],
     );
 }
+
+#[test]
+fn whisper_generation_ids_name_the_same_tokens_and_what_cannot_be_produced_drops_quietly() {
+    // Whisper's generation_config.json names tokens outside `*_token_id`: ids to suppress, a
+    // forced prefix of [position, id] pairs and name → id tables. `ĠĠ` is a source token the
+    // target lacks; `</s>` (id 2) is the source's EOS, the target's is id 0.
+    let tmp = tempfile::tempdir().unwrap();
+    let (hlp, _) = helper(tmp.path());
+    let src = copy_dir(&fixture("whisper"), &tmp.path().join("whisper"));
+    let (stok, ttok) = (tokenizer(&src), tokenizer(&hlp));
+    let sid = |t: &str| {
+        json!(stok
+            .token_to_id(t)
+            .unwrap_or_else(|| panic!("source lacks {t}")))
+    };
+    let tid = |t: &str| {
+        json!(ttok
+            .token_to_id(t)
+            .unwrap_or_else(|| panic!("target lacks {t}")))
+    };
+    assert!(ttok.token_to_id("ĠĠ").is_none());
+    let gen_path = src.join("generation_config.json");
+    let mut gen = read_json(&gen_path);
+    gen["suppress_tokens"] = json!([sid("#"), sid("ĠĠ"), sid("ab")]);
+    gen["begin_suppress_tokens"] = json!([sid("ĠĠ"), 2]);
+    gen["bad_words_ids"] = json!([[sid("#"), sid("ab")], [sid("ĠĠ")]]);
+    gen["forced_decoder_ids"] = json!([[1, null], [2, sid("ab")], [3, sid("ĠĠ")]]);
+    gen["lang_to_id"] = json!({"<|ab|>": sid("ab"), "<|xx|>": sid("ĠĠ")});
+    gen["task_to_id"] = json!({"transcribe": sid("#")});
+    write_json(&gen_path, &gen);
+    let out = tmp.path().join("out");
+    let report = ok_json(apply(&src, &hlp, &out, &["--pad-token", PAD]));
+    let got = read_json(&out.join("generation_config.json"));
+    let keys = [
+        "suppress_tokens",
+        "begin_suppress_tokens",
+        "bad_words_ids",
+        "forced_decoder_ids",
+        "lang_to_id",
+        "task_to_id",
+    ];
+    let want = json!({
+        "suppress_tokens": [tid("#"), tid("ab")],
+        "begin_suppress_tokens": [0],
+        "bad_words_ids": [[tid("#"), tid("ab")]],
+        "forced_decoder_ids": [[1, null], [2, tid("ab")]],
+        "lang_to_id": {"<|ab|>": tid("ab")},
+        "task_to_id": {"transcribe": tid("#")},
+    });
+    for k in keys {
+        assert_eq!(got[k], want[k], "{k}");
+    }
+    // The forced pair and the table entry that lost their token are said; the suppressed ids
+    // are not (a token the target lacks cannot be produced).
+    let notices: Vec<&str> = report["notices"]
+        .as_array()
+        .expect("notices")
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|n| n.starts_with("generation_config.json") && n.contains("`ĠĠ`"))
+        .collect();
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert!(
+        notices[0].contains("forced_decoder_ids contains") && notices[0].contains("pair removed")
+    );
+    assert!(notices[1].contains("lang_to_id[\"<|xx|>\"]") && notices[1].contains("entry removed"));
+}

@@ -151,99 +151,266 @@ pub fn copy_files(src_dir: &Path, out_dir: &Path, names: &[&str]) -> Result<Vec<
     Ok(copied)
 }
 
-/// Rewrites every `*_token_id` key of a config object (a number or a list of numbers) through
-/// `map`; an id `map` returns `None` for becomes `null` (dropped from a list) and is listed in
-/// the result. Nested objects (`text_config`, ...) are rewritten too; see [`remap_token_ids_at`].
+/// An id of a config that [`remap_token_ids_at`] could not carry over and says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DroppedId {
+    /// The dotted key (`text_config.pad_token_id`, `forced_decoder_ids`, `lang_to_id`).
+    pub path: String,
+    /// The table entry's name, for `lang_to_id` / `task_to_id`.
+    pub name: Option<String>,
+    /// The id.
+    pub id: u64,
+    /// What became of it: "set to null", "removed from the list", ...
+    pub action: &'static str,
+}
+
+impl std::fmt::Display for DroppedId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.name, self.action) {
+            (Some(name), _) => write!(f, "{}[{name:?}] = {}", self.path, self.id),
+            (None, SET_TO_NULL) => write!(f, "{} = {}", self.path, self.id),
+            (None, _) => write!(f, "{} contains {}", self.path, self.id),
+        }
+    }
+}
+
+const SET_TO_NULL: &str = "set to null";
+const REMOVED: &str = "removed from the list";
+const PAIR_REMOVED: &str = "its [position, id] pair removed";
+const SEQUENCE_REMOVED: &str = "its sequence removed";
+const ENTRY_REMOVED: &str = "its entry removed";
+
+/// How a config key holds token ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdKey {
+    /// `*_token_id`: an id or a list of ids, each naming a token the model needs.
+    Named,
+    /// `suppress_tokens`, `begin_suppress_tokens` (Whisper): ids generation must not produce.
+    Suppressed,
+    /// `bad_words_ids`: id sequences generation must not produce.
+    BadSequences,
+    /// `force_words_ids`: id sequences (or lists of alternatives) generation must produce.
+    ForcedSequences,
+    /// `forced_decoder_ids` (Whisper): `[position, id]` pairs.
+    ForcedPairs,
+    /// `lang_to_id`, `task_to_id` (Whisper): name → id.
+    Table,
+}
+
+impl IdKey {
+    fn of(key: &str) -> Option<IdKey> {
+        Some(match key {
+            "suppress_tokens" | "begin_suppress_tokens" => IdKey::Suppressed,
+            "bad_words_ids" => IdKey::BadSequences,
+            "force_words_ids" => IdKey::ForcedSequences,
+            "forced_decoder_ids" => IdKey::ForcedPairs,
+            "lang_to_id" | "task_to_id" => IdKey::Table,
+            _ if key.ends_with("_token_id") => IdKey::Named,
+            _ => return None,
+        })
+    }
+
+    /// Whether an id without a counterpart is reported. A token the vocabulary lacks can never
+    /// be produced, so dropping it from what generation must avoid changes nothing.
+    fn reported(self) -> bool {
+        !matches!(self, IdKey::Suppressed | IdKey::BadSequences)
+    }
+}
+
+/// Rewrites every token id of a config object (see [`remap_token_ids_at`]) through `map`.
 pub fn remap_token_ids(
     config: &mut Map<String, Value>,
     map: &dyn Fn(u64) -> Option<u64>,
-) -> Vec<String> {
+) -> Vec<DroppedId> {
     remap_token_ids_at(config, &mut |_, id| map(id))
 }
 
-/// Rewrites every `*_token_id` key of a config object and of the objects nested in it
-/// (`text_config`, `decoder`, `task_specific_params`, ...) through `map(path, id)`, `path` being
-/// the dotted key (`text_config.bos_token_id`). A scalar `map` returns `None` for becomes
-/// `null` (kept as null so that the config class's default id does not come back); a list
-/// loses it, repeated results are kept once and a list left empty becomes `null`. Returns
-/// `"path = id"` / `"path contains id"` for every id that was dropped.
+/// Rewrites every token id of a config object and of the objects nested in it (`text_config`,
+/// `decoder`, `task_specific_params`, ...) through `map(path, id)`, `path` being the dotted key
+/// (`text_config.bos_token_id`). The ids are those of `*_token_id` keys (a number or a list)
+/// and of generation's and Whisper's id keys: `suppress_tokens`, `begin_suppress_tokens`,
+/// `bad_words_ids`, `force_words_ids`, `forced_decoder_ids` (`[position, id]` pairs) and
+/// `lang_to_id` / `task_to_id` (name → id). An id `map` returns `None` for is dropped: a
+/// `*_token_id` scalar becomes `null` (kept as null so that the config class's default id does
+/// not come back); a list loses it (repeated results are kept once, and a `*_token_id` list
+/// left empty becomes `null`); a pair, sequence or table entry that holds it goes. Returns the
+/// dropped ids, except those of `suppress_tokens`, `begin_suppress_tokens` and `bad_words_ids`:
+/// a token the vocabulary lacks cannot be produced, so there is nothing left to suppress.
 pub fn remap_token_ids_at(
     config: &mut Map<String, Value>,
     map: &mut dyn FnMut(&str, u64) -> Option<u64>,
-) -> Vec<String> {
-    let mut unmapped = Vec::new();
-    remap_in(config, "", map, &mut unmapped);
-    unmapped
+) -> Vec<DroppedId> {
+    let mut dropped = Vec::new();
+    remap_in(config, "", map, &mut dropped);
+    dropped
 }
 
 fn remap_in(
     obj: &mut Map<String, Value>,
     prefix: &str,
     map: &mut dyn FnMut(&str, u64) -> Option<u64>,
-    unmapped: &mut Vec<String>,
+    dropped: &mut Vec<DroppedId>,
 ) {
     for (key, v) in obj.iter_mut() {
         let path = format!("{prefix}{key}");
-        if let Value::Object(inner) = v {
-            remap_in(inner, &format!("{path}."), map, unmapped);
+        let kind = IdKey::of(key);
+        if let (Value::Object(inner), None | Some(IdKey::Named)) = (&mut *v, kind) {
+            remap_in(inner, &format!("{path}."), map, dropped);
             continue;
         }
-        if !key.ends_with("_token_id") {
+        let Some(kind) = kind else {
             continue;
-        }
-        match v {
-            Value::Number(n) => {
-                if let Some(id) = n.as_u64() {
-                    match map(&path, id) {
-                        Some(new) => *v = Value::from(new),
-                        None => {
-                            unmapped.push(format!("{path} = {id}"));
-                            *v = Value::Null;
-                        }
-                    }
-                }
+        };
+        let mut lost = Vec::new();
+        let mut m = |id: u64| {
+            let new = map(&path, id);
+            if new.is_none() {
+                lost.push(id);
             }
-            Value::Array(items) => {
-                let mut out: Vec<Value> = Vec::new();
-                for item in items.iter() {
-                    let new = match item.as_u64() {
-                        Some(id) => match map(&path, id) {
-                            Some(new) => Value::from(new),
-                            None => {
-                                unmapped.push(format!("{path} contains {id}"));
-                                continue;
-                            }
-                        },
-                        None => item.clone(),
-                    };
-                    if !out.contains(&new) {
-                        out.push(new);
-                    }
-                }
-                *v = if out.is_empty() && !items.is_empty() {
-                    Value::Null
-                } else {
-                    Value::Array(out)
-                };
-            }
-            _ => {}
+            new
+        };
+        let action = remap_value(v, kind, &mut m);
+        if kind.reported() {
+            dropped.extend(
+                lost.into_iter()
+                    .zip(action)
+                    .map(|(id, (action, name))| DroppedId {
+                        path: path.clone(),
+                        name,
+                        id,
+                        action,
+                    }),
+            );
         }
     }
 }
 
-/// Every id named by a `*_token_id` key of a config object or of an object nested in it.
+/// Rewrites the ids of one value of kind `kind`; returns, for each id `map` dropped (in order),
+/// what became of it and the table entry's name.
+fn remap_value(
+    v: &mut Value,
+    kind: IdKey,
+    map: &mut dyn FnMut(u64) -> Option<u64>,
+) -> Vec<(&'static str, Option<String>)> {
+    let mut what = Vec::new();
+    match (kind, v) {
+        (IdKey::Named | IdKey::Suppressed, v @ Value::Number(_)) => {
+            if let Some(id) = v.as_u64() {
+                *v = map(id).map_or(Value::Null, Value::from);
+                if v.is_null() {
+                    what.push((SET_TO_NULL, None));
+                }
+            }
+        }
+        (IdKey::Named | IdKey::Suppressed, v @ Value::Array(_)) => {
+            let Value::Array(items) = &*v else {
+                unreachable!()
+            };
+            let mut out: Vec<Value> = Vec::new();
+            for item in items {
+                let new = match item.as_u64() {
+                    Some(id) => match map(id) {
+                        Some(new) => Value::from(new),
+                        None => {
+                            what.push((REMOVED, None));
+                            continue;
+                        }
+                    },
+                    None => item.clone(),
+                };
+                if !out.contains(&new) {
+                    out.push(new);
+                }
+            }
+            let emptied = out.is_empty() && !items.is_empty();
+            *v = if emptied && kind == IdKey::Named {
+                Value::Null
+            } else {
+                Value::Array(out)
+            };
+        }
+        (
+            IdKey::BadSequences | IdKey::ForcedSequences | IdKey::ForcedPairs,
+            Value::Array(items),
+        ) => {
+            let action = match kind {
+                IdKey::ForcedPairs => PAIR_REMOVED,
+                _ => SEQUENCE_REMOVED,
+            };
+            items.retain_mut(|item| {
+                let kept = match (kind, item) {
+                    (IdKey::ForcedPairs, Value::Array(pair)) => match pair.get_mut(1) {
+                        Some(id @ Value::Number(_)) => all_ids(id, map),
+                        _ => true,
+                    },
+                    (_, item) => all_ids(item, map),
+                };
+                if !kept {
+                    what.push((action, None));
+                }
+                kept
+            });
+        }
+        (IdKey::Table, Value::Object(entries)) => {
+            entries.retain(|name, id| {
+                let kept = all_ids(id, map);
+                if !kept {
+                    what.push((ENTRY_REMOVED, Some(name.clone())));
+                }
+                kept
+            });
+        }
+        _ => {}
+    }
+    what
+}
+
+/// Rewrites every id in `v` (a number, or arrays of them at any depth) in place; false, and
+/// nothing more mapped, at the first id `map` drops.
+fn all_ids(v: &mut Value, map: &mut dyn FnMut(u64) -> Option<u64>) -> bool {
+    match v {
+        Value::Number(n) => match n.as_u64().map(&mut *map) {
+            Some(Some(new)) => {
+                *v = Value::from(new);
+                true
+            }
+            Some(None) => false,
+            None => true,
+        },
+        Value::Array(items) => items.iter_mut().all(|item| all_ids(item, map)),
+        _ => true,
+    }
+}
+
+/// Every id a config object or an object nested in it names a token by: the ids
+/// [`remap_token_ids_at`] rewrites, except those of what generation must avoid
+/// (`suppress_tokens`, `begin_suppress_tokens`, `bad_words_ids`).
 pub fn config_token_ids(config: &Map<String, Value>) -> Vec<u64> {
     let mut ids = Vec::new();
     for (key, v) in config {
-        match v {
-            Value::Object(inner) => ids.extend(config_token_ids(inner)),
-            _ if !key.ends_with("_token_id") => {}
-            Value::Number(n) => ids.extend(n.as_u64()),
-            Value::Array(items) => ids.extend(items.iter().filter_map(Value::as_u64)),
+        match (IdKey::of(key), v) {
+            (None | Some(IdKey::Named), Value::Object(inner)) => {
+                ids.extend(config_token_ids(inner))
+            }
+            (Some(kind), v) if kind.reported() => collect_ids(v, kind, &mut ids),
             _ => {}
         }
     }
     ids
+}
+
+fn collect_ids(v: &Value, kind: IdKey, ids: &mut Vec<u64>) {
+    match (kind, v) {
+        (IdKey::ForcedPairs, Value::Array(pairs)) => {
+            ids.extend(pairs.iter().filter_map(|p| p.get(1)?.as_u64()));
+        }
+        (_, Value::Number(n)) => ids.extend(n.as_u64()),
+        (_, Value::Array(items)) => items.iter().for_each(|i| collect_ids(i, kind, ids)),
+        (IdKey::Table, Value::Object(entries)) => {
+            entries.values().for_each(|i| collect_ids(i, kind, ids))
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -272,6 +439,7 @@ mod tests {
                    "text_config": {"pad_token_id": null, "hidden_size": 4},
                    "decoder": {"decoder_start_token_id": null}})
         );
+        let dropped: Vec<String> = dropped.iter().map(ToString::to_string).collect();
         assert_eq!(
             dropped,
             vec![
@@ -281,5 +449,47 @@ mod tests {
             ]
         );
         assert!(seen.contains(&"text_config.pad_token_id".to_string()));
+    }
+
+    #[test]
+    fn whisper_and_generation_id_keys_are_remapped() {
+        // Whisper's generation_config.json layout, ids shifted by 1000 where they map; 7 and 9
+        // have no counterpart.
+        let Value::Object(mut g) = json!({
+            "suppress_tokens": [1, 7, 3], "begin_suppress_tokens": [7],
+            "bad_words_ids": [[1, 2], [7, 3], [3]], "force_words_ids": [[[1], [9, 2]], [[3]]],
+            "forced_decoder_ids": [[1, null], [2, 5], [3, 9]],
+            "lang_to_id": {"<|en|>": 4, "<|xx|>": 9}, "task_to_id": {"transcribe": 5},
+            "no_timestamps_token_id": 6, "max_initial_timestamp_index": 50,
+            "alignment_heads": [[1, 2]],
+        }) else {
+            unreachable!()
+        };
+        assert_eq!(config_token_ids(&g), vec![1, 9, 2, 3, 5, 9, 4, 9, 6, 5]);
+        let dropped = remap_token_ids(&mut g, &|id| (id != 7 && id != 9).then_some(id + 1000));
+        assert_eq!(
+            Value::Object(g),
+            json!({
+                "suppress_tokens": [1001, 1003], "begin_suppress_tokens": [],
+                "bad_words_ids": [[1001, 1002], [1003]], "force_words_ids": [[[1003]]],
+                "forced_decoder_ids": [[1, null], [2, 1005]],
+                "lang_to_id": {"<|en|>": 1004}, "task_to_id": {"transcribe": 1005},
+                "no_timestamps_token_id": 1006, "max_initial_timestamp_index": 50,
+                "alignment_heads": [[1, 2]],
+            })
+        );
+        // What generation must avoid drops unreported; what names a needed token is reported.
+        let said: Vec<String> = dropped
+            .iter()
+            .map(|d| format!("{d}: {}", d.action))
+            .collect();
+        assert_eq!(
+            said,
+            vec![
+                "force_words_ids contains 9: its sequence removed",
+                "forced_decoder_ids contains 9: its [position, id] pair removed",
+                "lang_to_id[\"<|xx|>\"] = 9: its entry removed",
+            ]
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! Token ids named in model configs (`*_token_id` in config.json, a nested `text_config`,
-//! generation_config.json), carried from the source tokenizer to the target one *by role*.
+//! generation_config.json, and the id keys [`crate::model::rewrite::remap_token_ids_at`] lists),
+//! carried from the source tokenizer to the target one *by role*.
 //!
 //! The role of an id is what it is in the source: a key that names a role (`bos_token_id`,
 //! `pad_token_id`, ...) has that role first; then come the roles the source tokenizer gives the

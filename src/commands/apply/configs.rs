@@ -1,9 +1,10 @@
 //! The output's config.json and generation_config.json, built before any work so that their
 //! notices are known up front: `vocab_size` set to the target's rows wherever the config keeps
 //! the language model's size (the top level, `text_config`, any nested config whose
-//! `vocab_size` is the source embedding's rows), and every `*_token_id` (top level and nested,
-//! numbers or lists) carried over to the target token of the same role
-//! ([`crate::vocab::ids`]), or set to null with a notice when the target has none. A
+//! `vocab_size` is the source embedding's rows), and every token id (`*_token_id` at the top
+//! level and nested, numbers or lists; Whisper's and generation's id lists and tables, see
+//! [`crate::model::rewrite::remap_token_ids_at`]) carried over to the target token of the same
+//! role ([`crate::vocab::ids`]), or dropped with a notice when the target has none. A
 //! generation_config.json without a pad id gets the config's (transformers warns on every
 //! `generate` otherwise).
 
@@ -209,16 +210,15 @@ fn remap_ids(
         match target_id_by_role(tok.source, tok.target, key, id) {
             Ok(t) => Some(u64::from(t)),
             Err(miss) => {
-                misses.push(miss);
+                misses.push((path.to_string(), id, miss));
                 None
             }
         }
     });
-    for (what, miss) in dropped.iter().zip(misses) {
-        let action = if what.contains(" = ") {
-            "set to null"
-        } else {
-            "removed from the list"
+    for d in &dropped {
+        let Some((_, _, miss)) = misses.iter().find(|(p, id, _)| *p == d.path && *id == d.id)
+        else {
+            continue;
         };
         let fix = if miss.pad {
             "; pass --pad-token TOKEN to give the target a pad token"
@@ -226,8 +226,8 @@ fn remap_ids(
             ""
         };
         notices.push(format!(
-            "{file}: {what} has no counterpart in the target tokenizer ({}); {action}{fix}",
-            miss.why
+            "{file}: {d} has no counterpart in the target tokenizer ({}); {}{fix}",
+            miss.why, d.action
         ));
     }
 }
