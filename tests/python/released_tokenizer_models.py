@@ -7,8 +7,10 @@ on the real vocabulary sizes and layouts (README, "extend").
     python tests/python/released_tokenizer_models.py gemma3/package/models qwen3/package/models OUT
 
 writes OUT/gemma3_text and OUT/qwen3: the tiny checkpoints of tests/fixtures/tiny-archs with
-the released tokenizer files copied in, `vocab_size` set to the tokenizer's (largest id + 1,
-added tokens included) and every tensor whose first dimension was the fixture's vocabulary
+the released tokenizer files in place of the fixture's, `vocab_size` set to the tokenizer's
+(largest id + 1, added tokens included), the `*_token_id` of config.json and
+generation_config.json set to the released tokenizer_config.json's bos/eos/pad/unk tokens
+(absent where it names none), and every tensor whose first dimension was the fixture's vocabulary
 replaced by seeded N(0, 0.02) rows of the new size, in the fixture's dtype. Nothing here is
 trained: the models serve timing, memory and loading checks, not quality figures.
 """
@@ -36,13 +38,31 @@ def token_count(tokenizer_json: Path) -> int:
 def build(arch: str, tokenizer_dir: Path, out: Path, seed: int) -> None:
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(FIXTURES / arch, out)
+    # The fixture's own tokenizer files go (its special_tokens_map.json would name `<s>` the
+    # BOS of a tokenizer where `<s>` is ordinary text); the released ones come in.
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (out / name).unlink(missing_ok=True)
     for f in tokenizer_dir.iterdir():
         if f.is_file():
             shutil.copy(f, out / f.name)
+    tokenizer = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
+    ids = dict(tokenizer["model"]["vocab"]) if isinstance(tokenizer["model"]["vocab"], dict) else {}
+    ids.update({a["content"]: a["id"] for a in tokenizer.get("added_tokens", [])})
+    tokenizer_config = json.loads((out / "tokenizer_config.json").read_text(encoding="utf-8"))
     config = json.loads((out / "config.json").read_text())
     old, new = config["vocab_size"], token_count(out / "tokenizer.json")
     config["vocab_size"] = new
+    # The config's token ids name the released tokenizer's special tokens (or are absent).
+    generation = json.loads((out / "generation_config.json").read_text())
+    for role in ("bos", "eos", "pad", "unk"):
+        token = tokenizer_config.get(f"{role}_token")
+        token = token.get("content") if isinstance(token, dict) else token
+        for c in (config, generation):
+            c.pop(f"{role}_token_id", None)
+            if token in ids:
+                c[f"{role}_token_id"] = ids[token]
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (out / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
     weights = load_file(out / "model.safetensors")
     rng = np.random.default_rng(seed)
     for name, t in weights.items():
