@@ -229,3 +229,79 @@ fn preset_original_is_the_papers_method_and_excludes_the_method_flags() {
         assert!(!out3.exists());
     }
 }
+
+#[test]
+fn method_flags_the_chosen_method_never_reads_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, hlp) = gpt2_pair(tmp.path(), (3, 4));
+    let out = tmp.path().join("out");
+    // (flags, the flag refused): k and T mean nothing to FVT, T nothing but to softmax.
+    let refused: [(&[&str], &str); 4] = [
+        (
+            &["--weighting", "fvt", "--top-k", "5"],
+            "--top-k is not read by --weighting fvt",
+        ),
+        (
+            &["--weighting", "fvt", "--temperature", "0.2"],
+            "--temperature is not read by --weighting fvt",
+        ),
+        (
+            &["--weighting", "clp", "--temperature", "0.2"],
+            "--temperature is not read by --weighting clp",
+        ),
+        (
+            &["--weighting", "omp", "--temperature", "0.5"],
+            "--temperature is not read by --weighting omp",
+        ),
+    ];
+    for (flags, why) in refused {
+        let o = apply_cpu(&src, &hlp, &out, flags);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(err.contains(why), "{flags:?}: {err}");
+        assert!(!out.exists());
+    }
+    // The same flags where the method reads them, and defaults never given, run.
+    for flags in [
+        &[
+            "--weighting",
+            "softmax",
+            "--temperature",
+            "0.2",
+            "--top-k",
+            "5",
+        ][..],
+        &["--weighting", "omp", "--top-k", "4"],
+        &["--weighting", "fvt"],
+    ] {
+        let o = apply_cpu(&src, &hlp, &out, &[flags, &["--force", "--quiet"]].concat());
+        assert!(
+            o.status.success(),
+            "{flags:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // extend reads them only with --helper.
+    let (corpus, ext) = (src.dir.join("config.json"), tmp.path().join("ext"));
+    let o = run(
+        "extend",
+        &[
+            "--model",
+            s(&src.dir),
+            "--corpus",
+            s(&corpus),
+            "--add",
+            "3",
+            "--out",
+            s(&ext),
+            "--top-k",
+            "5",
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--top-k is not read by extend without --helper"),
+        "{err}"
+    );
+}

@@ -20,14 +20,15 @@ pub mod trim;
 
 use crate::error::Error;
 use crate::progress::Progress;
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Subcommand};
 use serde_json::{to_value, Value};
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(
     name = "clp-gpu",
     version,
@@ -92,7 +93,7 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let cli = match Cli::try_parse_from(&args) {
+    let cli = match parse(&args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -168,7 +169,7 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let cli = Cli::try_parse_from(&args).map_err(usage_error)?;
+    let cli = parse(&args).map_err(usage_error)?;
     let value = match cli.command {
         Command::Apply(a) => to_value(apply::summary(a, words(&args), progress)?),
         Command::Inspect(a) => to_value(inspect::report(a)?),
@@ -192,6 +193,50 @@ where
 }
 
 /// clap's message without its usage lines, on one line.
+/// Parses `args` (program name first), refusing method flags the chosen method never reads:
+/// clap's conflict rules see whether a flag is given, not another flag's value.
+fn parse(args: &[OsString]) -> Result<Cli, clap::Error> {
+    let mut cmd = Cli::command();
+    let matches = cmd.try_get_matches_from_mut(args)?;
+    if let Some((name, sub)) = matches.subcommand() {
+        if let (Some(why), Some(sub_cmd)) = (unread_flag(name, sub), cmd.find_subcommand_mut(name))
+        {
+            return Err(sub_cmd.error(clap::error::ErrorKind::ArgumentConflict, why));
+        }
+    }
+    Cli::from_arg_matches(&matches)
+}
+
+/// A method flag given on the command line that the chosen method would ignore: `--top-k`
+/// with `--weighting fvt`, `--temperature` with any weighting but softmax (`apply`), and both
+/// without `--helper` in `extend` (its rows are then FVT's).
+fn unread_flag(name: &str, sub: &ArgMatches) -> Option<String> {
+    if name != "apply" && name != "extend" {
+        return None;
+    }
+    let given = |id: &str| sub.value_source(id) == Some(ValueSource::CommandLine);
+    let weighting = sub.get_raw("weighting").and_then(|mut v| v.next());
+    let weighting = weighting.map(|w| w.to_string_lossy().into_owned());
+    let without_helper = name == "extend" && sub.get_raw("helper").is_none();
+    let method = match weighting.as_deref() {
+        _ if without_helper => "extend without --helper (its new rows are FVT's)".to_string(),
+        Some(w) => format!("--weighting {w}"),
+        None => "--weighting softmax".to_string(),
+    };
+    let reads_k = !without_helper && weighting.as_deref() != Some("fvt");
+    let reads_t = !without_helper && weighting.as_deref().is_none_or(|w| w == "softmax");
+    let unread = [
+        ("top_k", "--top-k", reads_k),
+        ("temperature", "--temperature", reads_t),
+    ];
+    let (_, flag, _) = unread
+        .into_iter()
+        .find(|&(id, _, read)| !read && given(id))?;
+    Some(format!(
+        "{flag} is not read by {method}; leave it out (--top-k serves clp, softmax, sparsemax and omp with a helper; --temperature serves softmax)"
+    ))
+}
+
 fn usage_error(e: clap::Error) -> Error {
     let text = e.render().to_string();
     let lines: Vec<&str> = text
