@@ -83,7 +83,7 @@ def apply(
         atoms, tokensurgeon). All but clp need --top-k K. `clp-gpu evaluate` compares them
         on your pair. fvt (FVT) needs no helper weights: each missing token's row is the
         mean of the source rows of its text as the source tokenizer spells it (--top-k and
-        --temperature unused).
+        --temperature refused).
     fallback : {'fvt', 'mean'}, default 'fvt'
         What rows the weighting cannot build get (a zero or non-finite helper row,
         cancelling weights, a non-finite result; target tokens without a helper row): fvt,
@@ -91,7 +91,7 @@ def apply(
         the mean of the overlapping source rows. The report and --provenance say which row
         got which.
     temperature : float, default 0.1
-        Softmax temperature.
+        Softmax temperature (softmax only: refused with another weighting).
     preset : {'original'}
         A named method instead of --match/--weighting/--top-k/--temperature: `original` is
         the paper's CLP-Transfer exactly (exact match, clp over every overlapping token).

@@ -28,7 +28,7 @@ pub struct ApplyArgs {
     /// (exp(cos/T), WECHSEL), sparsemax (FOCUS), omp (orthogonal matching pursuit with K atoms,
     /// tokensurgeon). All but clp need --top-k K. `clp-gpu evaluate` compares them on your pair.
     /// fvt (FVT) needs no helper weights: each missing token's row is the mean of the source
-    /// rows of its text as the source tokenizer spells it (--top-k and --temperature unused).
+    /// rows of its text as the source tokenizer spells it (--top-k and --temperature refused).
     #[arg(long, value_enum, default_value_t = WeightingArg::of(&defaults::WEIGHTING))]
     pub weighting: WeightingArg,
     /// What rows the weighting cannot build get (a zero or non-finite helper row, cancelling
@@ -37,7 +37,7 @@ pub struct ApplyArgs {
     /// overlapping source rows. The report and --provenance say which row got which.
     #[arg(long, value_enum, value_name = "fvt|mean", default_value = "fvt")]
     pub fallback: FallbackArg,
-    /// Softmax temperature.
+    /// Softmax temperature (softmax only: refused with another weighting).
     #[arg(long, default_value_t = defaults::TEMPERATURE)]
     pub temperature: f32,
     /// A named method instead of --match/--weighting/--top-k/--temperature: `original` is the
