@@ -66,6 +66,7 @@ def build(directory, kind):
     fast = transformers.PreTrainedTokenizerFast(tokenizer_file=str(directory / "tokenizer.json"), **specials)
     fast.save_pretrained(directory)
     vocab = tok.get_vocab_size()
+    torch.manual_seed(0)  # the random weights, so every run builds the same model
     ids = {"bos_token_id": tok.token_to_id(specials["bos_token"]),
            "eos_token_id": tok.token_to_id(specials["eos_token"])}
     if kind == "gpt2":
@@ -76,7 +77,6 @@ def build(directory, kind):
                                           num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
                                           max_position_embeddings=64, tie_word_embeddings=False, **ids)
         model = transformers.LlamaForCausalLM(config)
-    torch.manual_seed(0)
     model.save_pretrained(directory, safe_serialization=True)
     return directory
 
@@ -121,7 +121,8 @@ def test_extended_model_loads_and_generates(tmp_path, kind):
     with torch.no_grad():
         logits = model(ids).logits
         assert torch.isfinite(logits).all()
-        generated = model.generate(ids, max_new_tokens=5, do_sample=False,
+        # min_new_tokens: a random model may pick EOS at once, which would end generation.
+        generated = model.generate(ids, max_new_tokens=5, min_new_tokens=5, do_sample=False,
                                    pad_token_id=tokenizer.eos_token_id)
     assert generated.shape[1] == ids.shape[1] + 5
     decoded = tokenizer.decode(tokenizer(text)["input_ids"], skip_special_tokens=True)
