@@ -192,7 +192,6 @@ where
     Ok(value?)
 }
 
-/// clap's message without its usage lines, on one line.
 /// Parses `args` (program name first), refusing method flags the chosen method never reads:
 /// clap's conflict rules see whether a flag is given, not another flag's value.
 fn parse(args: &[OsString]) -> Result<Cli, clap::Error> {
@@ -237,6 +236,7 @@ fn unread_flag(name: &str, sub: &ArgMatches) -> Option<String> {
     ))
 }
 
+/// clap's message without its usage lines, on one line.
 fn usage_error(e: clap::Error) -> Error {
     let text = e.render().to_string();
     let lines: Vec<&str> = text

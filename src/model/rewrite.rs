@@ -293,21 +293,22 @@ fn remap_value(
     map: &mut dyn FnMut(u64) -> Option<u64>,
 ) -> Vec<(&'static str, Option<String>)> {
     let mut what = Vec::new();
-    match (kind, v) {
-        (IdKey::Named | IdKey::Suppressed, v @ Value::Number(_)) => {
-            if let Some(id) = v.as_u64() {
-                *v = map(id).map_or(Value::Null, Value::from);
-                if v.is_null() {
-                    what.push((SET_TO_NULL, None));
+    let mut emptied = false;
+    match (kind, &mut *v) {
+        (IdKey::Named | IdKey::Suppressed, Value::Number(n)) => {
+            if let Some(id) = n.as_u64() {
+                match map(id) {
+                    Some(new) => *n = new.into(),
+                    None => {
+                        what.push((SET_TO_NULL, None));
+                        emptied = true;
+                    }
                 }
             }
         }
-        (IdKey::Named | IdKey::Suppressed, v @ Value::Array(_)) => {
-            let Value::Array(items) = &*v else {
-                unreachable!()
-            };
+        (IdKey::Named | IdKey::Suppressed, Value::Array(items)) => {
             let mut out: Vec<Value> = Vec::new();
-            for item in items {
+            for item in items.iter() {
                 let new = match item.as_u64() {
                     Some(id) => match map(id) {
                         Some(new) => Value::from(new),
@@ -322,12 +323,9 @@ fn remap_value(
                     out.push(new);
                 }
             }
-            let emptied = out.is_empty() && !items.is_empty();
-            *v = if emptied && kind == IdKey::Named {
-                Value::Null
-            } else {
-                Value::Array(out)
-            };
+            // A `*_token_id` list left empty becomes null, as a scalar does.
+            emptied = out.is_empty() && !items.is_empty() && kind == IdKey::Named;
+            *items = out;
         }
         (
             IdKey::BadSequences | IdKey::ForcedSequences | IdKey::ForcedPairs,
@@ -361,6 +359,9 @@ fn remap_value(
             });
         }
         _ => {}
+    }
+    if emptied {
+        *v = Value::Null;
     }
     what
 }
