@@ -261,37 +261,25 @@ fn remap_in(
         let Some(kind) = kind else {
             continue;
         };
-        let mut lost = Vec::new();
-        let mut m = |id: u64| {
-            let new = map(&path, id);
-            if new.is_none() {
-                lost.push(id);
-            }
-            new
-        };
-        let action = remap_value(v, kind, &mut m);
+        let lost = remap_value(v, kind, &mut |id| map(&path, id));
         if kind.reported() {
-            dropped.extend(
-                lost.into_iter()
-                    .zip(action)
-                    .map(|(id, (action, name))| DroppedId {
-                        path: path.clone(),
-                        name,
-                        id,
-                        action,
-                    }),
-            );
+            dropped.extend(lost.into_iter().map(|(id, action, name)| DroppedId {
+                path: path.clone(),
+                name,
+                id,
+                action,
+            }));
         }
     }
 }
 
-/// Rewrites the ids of one value of kind `kind`; returns, for each id `map` dropped (in order),
-/// what became of it and the table entry's name.
+/// Rewrites the ids of one value of kind `kind`; returns each id `map` dropped (in order), what
+/// became of it and the table entry's name.
 fn remap_value(
     v: &mut Value,
     kind: IdKey,
     map: &mut dyn FnMut(u64) -> Option<u64>,
-) -> Vec<(&'static str, Option<String>)> {
+) -> Vec<(u64, &'static str, Option<String>)> {
     let mut what = Vec::new();
     let mut emptied = false;
     match (kind, &mut *v) {
@@ -300,7 +288,7 @@ fn remap_value(
                 match map(id) {
                     Some(new) => *n = new.into(),
                     None => {
-                        what.push((SET_TO_NULL, None));
+                        what.push((id, SET_TO_NULL, None));
                         emptied = true;
                     }
                 }
@@ -313,7 +301,7 @@ fn remap_value(
                     Some(id) => match map(id) {
                         Some(new) => Value::from(new),
                         None => {
-                            what.push((REMOVED, None));
+                            what.push((id, REMOVED, None));
                             continue;
                         }
                     },
@@ -336,26 +324,23 @@ fn remap_value(
                 _ => SEQUENCE_REMOVED,
             };
             items.retain_mut(|item| {
-                let kept = match (kind, item) {
-                    (IdKey::ForcedPairs, Value::Array(pair)) => match pair.get_mut(1) {
-                        Some(id @ Value::Number(_)) => all_ids(id, map),
-                        _ => true,
-                    },
+                let mapped = match (kind, item) {
+                    // `[position, id]`: only the id (null in Whisper's "any token") maps.
+                    (IdKey::ForcedPairs, Value::Array(pair)) => {
+                        pair.get_mut(1).map_or(Ok(()), |id| all_ids(id, map))
+                    }
                     (_, item) => all_ids(item, map),
                 };
-                if !kept {
-                    what.push((action, None));
-                }
-                kept
+                mapped.map_err(|id| what.push((id, action, None))).is_ok()
             });
         }
         (IdKey::Table, Value::Object(entries)) => {
             entries.retain(|name, id| {
-                let kept = all_ids(id, map);
-                if !kept {
-                    what.push((ENTRY_REMOVED, Some(name.clone())));
-                }
-                kept
+                let mapped = all_ids(id, map);
+                let name = Some(name.clone());
+                mapped
+                    .map_err(|id| what.push((id, ENTRY_REMOVED, name)))
+                    .is_ok()
             });
         }
         _ => {}
@@ -366,20 +351,19 @@ fn remap_value(
     what
 }
 
-/// Rewrites every id in `v` (a number, or arrays of them at any depth) in place; false, and
-/// nothing more mapped, at the first id `map` drops.
-fn all_ids(v: &mut Value, map: &mut dyn FnMut(u64) -> Option<u64>) -> bool {
+/// Rewrites every id in `v` (a number, or arrays of them at any depth) in place; stops at the
+/// first id `map` drops and returns it.
+fn all_ids(v: &mut Value, map: &mut dyn FnMut(u64) -> Option<u64>) -> Result<(), u64> {
     match v {
-        Value::Number(n) => match n.as_u64().map(&mut *map) {
-            Some(Some(new)) => {
-                *v = Value::from(new);
-                true
+        Value::Number(n) => match n.as_u64() {
+            Some(id) => {
+                *n = map(id).ok_or(id)?.into();
+                Ok(())
             }
-            Some(None) => false,
-            None => true,
+            None => Ok(()),
         },
-        Value::Array(items) => items.iter_mut().all(|item| all_ids(item, map)),
-        _ => true,
+        Value::Array(items) => items.iter_mut().try_for_each(|item| all_ids(item, map)),
+        _ => Ok(()),
     }
 }
 
